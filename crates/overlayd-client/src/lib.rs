@@ -1,0 +1,1 @@
+//! overlayd-client: see Cargo.toml description.

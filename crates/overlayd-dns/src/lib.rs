@@ -1,0 +1,1 @@
+//! overlayd-dns: see Cargo.toml description.

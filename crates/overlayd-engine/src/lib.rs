@@ -1,0 +1,1 @@
+//! overlayd-engine: see Cargo.toml description.

@@ -1,0 +1,1 @@
+//! overlayd-host: see Cargo.toml description.

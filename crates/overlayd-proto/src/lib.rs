@@ -1,0 +1,1 @@
+//! overlayd-proto: see Cargo.toml description.

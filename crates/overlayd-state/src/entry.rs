@@ -1,0 +1,70 @@
+//! One marker entry: a host-level network overlayd created (SPEC §2, v1 shape).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::owner::Owner;
+
+/// Marker `kind` of a Linux bridge made by overlayd.
+pub const KIND_LINUX_BRIDGE: &str = "linux-bridge";
+/// Marker `kind` of a Linux WireGuard device (kernel or userspace) made by overlayd.
+pub const KIND_LINUX_WIREGUARD: &str = "linux-wireguard";
+/// Marker `kind` of a Windows HCN internal network (written on Windows; kept here).
+pub const KIND_HCN_INTERNAL: &str = "hcn-internal";
+
+/// Kinds the Linux host backend can create, adopt and delete.
+pub const LINUX_KINDS: &[&str] = &[KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD];
+
+/// A marker entry. Field names and optionality are the v1 on-disk contract;
+/// fields this build does not know are kept in `extra` and written back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkEntry {
+    /// Who the network belongs to; unique within a marker.
+    pub owner: Owner,
+    /// Backend-specific kind: which API deletes it (`linux-bridge`, `hcn-internal`, …).
+    pub kind: String,
+    /// Host object name (the interface name on Linux).
+    pub name: String,
+    /// Host-addressable identity (on Linux a UUID also written into `ifalias`).
+    pub id: String,
+    /// The network's subnet (CIDR string).
+    pub subnet: String,
+    /// WireGuard UDP listen port, for overlay devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_port: Option<u16>,
+    /// WireGuard private key (base64). Secret: never log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_private_key: Option<String>,
+    /// WireGuard public key (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_public_key: Option<String>,
+    /// Secondary interface (e.g. the WireGuard device beside a service bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Unknown fields, preserved across rewrites.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl NetworkEntry {
+    /// A new entry with only the always-present fields set.
+    pub fn new(owner: Owner, kind: &str, name: &str, id: &str, subnet: &str) -> Self {
+        NetworkEntry {
+            owner,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            id: id.to_string(),
+            subnet: subnet.to_string(),
+            wg_port: None,
+            wg_private_key: None,
+            wg_public_key: None,
+            interface: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Whether the Linux backend can manage this entry's kind.
+    pub fn is_linux_managed(&self) -> bool {
+        LINUX_KINDS.contains(&self.kind.as_str())
+    }
+}

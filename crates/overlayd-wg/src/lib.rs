@@ -1,0 +1,1 @@
+//! overlayd-wg: see Cargo.toml description.

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: set up, build, and run the self-contained demo in network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked -p overlayd
+exec target/release/overlayd demo "$@"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what overlayd's build, demo and tests need on a fresh Debian machine.
+# Idempotent: skips apt when every tool is already present.
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v wg >/dev/null || need+=(wireguard-tools)
+command -v dig >/dev/null || need+=(dnsutils)
+command -v ping >/dev/null || need+=(iputils-ping)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages ${need[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
