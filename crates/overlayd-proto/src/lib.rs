@@ -1,1 +1,30 @@
-//! overlayd-proto: see Cargo.toml description.
+//! overlayd IPC wire protocol (version 1, ZLayer-compatible): frame types,
+//! requests, responses, events, and the length-prefixed JSON codec.
+//!
+//! Every shape here is the contract in `PROTOCOL.md`; extensions add new ops
+//! and results, never change existing ones.
+
+pub mod codec;
+pub mod frame;
+pub mod request;
+pub mod response;
+
+pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
+pub use request::{Handle, Request, Scope, ServiceMode};
+pub use response::{
+    DedicatedServiceStatus, GuestPeer, NetworkView, PeerStatus, Response, StatusInfo,
+};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Extension ops this build serves beyond the v1 set (reported by `hello`).
+pub const EXTENSIONS: &[&str] = &[
+    "hello",
+    "setup_isolation_network",
+    "teardown_isolation_network",
+    "list_networks",
+    "subscribe_events",
+    "netns_path_handle",
+];

@@ -1,0 +1,216 @@
+//! Responses (daemon → client), tagged by `result`, and the records they carry.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A WireGuard peer as carried in a `guest_config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestPeer {
+    /// Base64 public key.
+    pub public_key: String,
+    /// `host:port`.
+    pub endpoint: String,
+    /// Comma-separated CIDRs.
+    pub allowed_ips: String,
+    /// Keepalive seconds.
+    pub persistent_keepalive_secs: u64,
+}
+
+/// A peer in a `status` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Base64 public key.
+    pub public_key: String,
+    /// `host:port`.
+    pub endpoint: String,
+    /// Comma-separated CIDRs.
+    pub allowed_ips: String,
+    /// Last handshake, Unix seconds (0 = never).
+    pub last_handshake_unix_secs: i64,
+}
+
+/// A dedicated service in a `status` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedicatedServiceStatus {
+    /// Service name.
+    pub service: String,
+    /// WireGuard interface.
+    pub interface: String,
+    /// Base64 public key.
+    pub public_key: String,
+    /// UDP listen port.
+    pub listen_port: u16,
+    /// The service overlay address of this node.
+    pub overlay_ip: String,
+    /// The service subnet.
+    pub subnet: String,
+    /// Number of peers.
+    pub peer_count: u32,
+}
+
+/// The `status` result body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatusInfo {
+    /// Base overlay interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Node overlay address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<String>,
+    /// Node public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Cluster CIDR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_cidr: Option<String>,
+    /// This node's slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_cidr: Option<String>,
+    /// Global peers.
+    pub peer_count: u32,
+    /// Services known.
+    pub service_count: u32,
+    /// Global peers in detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerStatus>>,
+    /// Dedicated services in detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_services: Option<Vec<DedicatedServiceStatus>>,
+}
+
+/// One marker entry plus live state, as listed by `list_networks`. Private
+/// keys are never carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// Owner key.
+    pub owner: String,
+    /// Backend kind.
+    pub kind: String,
+    /// Host object name.
+    pub name: String,
+    /// Host-addressable identity.
+    pub id: String,
+    /// Subnet.
+    pub subnet: String,
+    /// WireGuard port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_port: Option<u16>,
+    /// WireGuard public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_public_key: Option<String>,
+    /// Secondary interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Whether the host object exists right now.
+    pub present: bool,
+    /// Whether this platform can manage the kind.
+    pub managed: bool,
+    /// Further live details (ifindex, members, drift notes).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A response, tagged by `result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// An address.
+    Ip {
+        /// The address.
+        ip: String,
+    },
+    /// A container was attached.
+    Attached {
+        /// Its address.
+        ip: String,
+        /// Windows namespace id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace_guid: Option<String>,
+    },
+    /// WireGuard configuration for a guest that runs its own tunnel.
+    GuestConfig {
+        /// Guest overlay address.
+        overlay_ip: String,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Guest private key (secret).
+        private_key: String,
+        /// Guest public key.
+        public_key: String,
+        /// Guest listen port.
+        listen_port: u16,
+        /// Peers to configure.
+        peers: Vec<GuestPeer>,
+        /// DNS server.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dns_server: Option<String>,
+        /// DNS domain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dns_domain: Option<String>,
+    },
+    /// The name of a bridge / overlay device.
+    BridgeName {
+        /// Interface name.
+        name: String,
+    },
+    /// Status.
+    Status(StatusInfo),
+    /// A service's network.
+    ServiceOverlay {
+        /// Service name.
+        name: String,
+        /// Resolved mode.
+        mode: String,
+        /// Dedicated overlay public key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wg_public_key: Option<String>,
+        /// Dedicated overlay port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wg_port: Option<u16>,
+        /// This node's address on the service network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overlay_ip: Option<String>,
+        /// The service subnet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+    },
+    /// Failure.
+    Err {
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// **ext**: version negotiation answer.
+    Hello {
+        /// Protocol version spoken.
+        protocol_version: u32,
+        /// Daemon version.
+        server_version: String,
+        /// Extension ops served.
+        extensions: Vec<String>,
+    },
+    /// **ext**: every marker entry with live state.
+    Networks {
+        /// Entries.
+        networks: Vec<NetworkView>,
+    },
+    /// **ext**: an isolation network.
+    IsolationNetwork {
+        /// Network name.
+        network: String,
+        /// Subnet.
+        subnet: String,
+        /// Bridge name.
+        bridge: String,
+    },
+}
+
+impl Response {
+    /// An `err` response.
+    pub fn err(message: impl Into<String>) -> Self {
+        Response::Err {
+            message: message.into(),
+        }
+    }
+}
