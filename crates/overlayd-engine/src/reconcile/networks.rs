@@ -1,0 +1,446 @@
+//! The network part of the start-up plan: for every recorded network decide
+//! adopt / recreate / drop / keep, create networks that are desired but not
+//! recorded, and find tagged links nothing records (orphans).
+//!
+//! Safety rules encoded here:
+//! - a link is adopted only when the live link with the recorded name carries
+//!   our v1 tag with the recorded owner **and** id, and a matching kind;
+//! - a link that is not ours (untagged, foreign alias, unreadable overlayd
+//!   tag, wrong kind) is never adopted and never deleted: it is a conflict;
+//! - entries of kinds this platform cannot manage, and owners this build does
+//!   not know, are kept untouched and reported.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use overlayd_state::{NetworkEntry, Owner};
+
+use super::RecordedEntry;
+use crate::live::{entry_kind_for, kind_matches, LinkRef, LiveLink};
+use crate::naming::{owner_roles, IfName, LinkRole, Namer};
+use crate::tag::{Tag, TagSubject};
+
+/// Which owners should exist after start-up.
+#[derive(Debug, Clone, Copy)]
+pub enum Desired<'a> {
+    /// The desired set is known (from the store): recorded owners outside it
+    /// are dropped, desired owners without a record are created.
+    Known(&'a BTreeSet<Owner>),
+    /// The desired set is unknown (e.g. the store was lost): keep every
+    /// record, create nothing.
+    Unknown,
+}
+
+/// Everything the network plan is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkInput<'a> {
+    /// Entries of the marker (or rebuilt from live links).
+    pub recorded: &'a [NetworkEntry],
+    /// Links live in the daemon's network namespace.
+    pub live: &'a [LiveLink],
+    /// Which owners should exist.
+    pub desired: Desired<'a>,
+    /// Derives names for networks that must be created.
+    pub namer: &'a Namer,
+    /// Delete orphans (`true`) or only report them (`--no-gc`).
+    pub gc: bool,
+}
+
+/// One step of a start-up plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Delete a link tagged as ours that nothing records.
+    DeleteOrphan {
+        /// The link.
+        link: LinkRef,
+        /// Its parsed tag.
+        tag: Tag,
+    },
+    /// Report, but keep, a link that looks like ours and nothing records
+    /// (gc disabled, or a tag this build cannot read).
+    ReportOrphan {
+        /// The link.
+        link: LinkRef,
+        /// Its alias as found.
+        alias: String,
+    },
+    /// Remove a record that is no longer desired, deleting the listed links
+    /// (verified ours by tag) first.
+    DropRecord {
+        /// The owner whose record goes.
+        owner: Owner,
+        /// Links to delete, each verified to carry the record's tag.
+        delete: Vec<LinkRef>,
+    },
+    /// The network exists with the recorded identity: keep it as is
+    /// (same ifindex, key, port; members stay attached).
+    Adopt {
+        /// The owner.
+        owner: Owner,
+        /// The primary link's name (the entry's `name`).
+        name: String,
+        /// The primary link's index.
+        index: u32,
+        /// The secondary link (the entry's `interface`), if recorded.
+        interface: Option<LinkRef>,
+    },
+    /// Some or all of the network's links are missing: recreate them with
+    /// the recorded names, key, port and id; keep the ones that are present.
+    Recreate {
+        /// The owner.
+        owner: Owner,
+        /// The recorded entry (names, key, port, subnet, id).
+        entry: Box<RecordedEntry>,
+        /// Recorded link names that are missing and must be created.
+        missing: Vec<String>,
+        /// Recorded links that are present and ours: adopt, do not recreate.
+        keep: Vec<LinkRef>,
+    },
+    /// A desired network has no record: create it with these names.
+    Create {
+        /// The owner.
+        owner: Owner,
+        /// Names for its links, primary first.
+        names: Vec<(LinkRole, IfName)>,
+    },
+    /// A recorded or needed name is held by a link that is not ours (or
+    /// cannot be proven ours): never adopt it, never delete it.
+    Conflict {
+        /// The owner that needs the name.
+        owner: Owner,
+        /// The contested name.
+        name: String,
+        /// Why the link cannot be used.
+        why: String,
+    },
+    /// An entry of a kind this platform cannot manage: kept and reported.
+    KeepForeignKind {
+        /// The owner.
+        owner: Owner,
+        /// The entry's kind.
+        kind: String,
+    },
+    /// An entry whose owner this build does not understand: kept, its links
+    /// protected from orphan collection, and reported.
+    KeepUnknownOwner {
+        /// The owner.
+        owner: Owner,
+    },
+}
+
+impl Action {
+    /// Execution order: deletions before creations, so a freed name can be
+    /// reused; reports last.
+    fn phase(&self) -> u8 {
+        match self {
+            Action::DeleteOrphan { .. } => 0,
+            Action::DropRecord { .. } => 1,
+            Action::Adopt { .. } => 2,
+            Action::Recreate { .. } => 3,
+            Action::Create { .. } => 4,
+            Action::Conflict { .. } => 5,
+            Action::KeepForeignKind { .. } | Action::KeepUnknownOwner { .. } => 6,
+            Action::ReportOrphan { .. } => 7,
+        }
+    }
+}
+
+/// A start-up plan, in execution order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// The actions; execute in order.
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    /// Whether any action is a conflict the operator must resolve.
+    pub fn has_conflicts(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Conflict { .. }))
+    }
+
+    /// Whether the plan changes nothing on the host or in the records.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(|a| {
+            matches!(
+                a,
+                Action::Adopt { .. }
+                    | Action::KeepForeignKind { .. }
+                    | Action::KeepUnknownOwner { .. }
+                    | Action::ReportOrphan { .. }
+                    | Action::Conflict { .. }
+            )
+        })
+    }
+}
+
+/// How a recorded name relates to the live link holding it.
+enum Slot<'a> {
+    /// No live link has the name.
+    Missing,
+    /// The link is ours with the recorded identity.
+    Ours(&'a LiveLink),
+    /// The link carries our tag for a different owner or id: a stale object
+    /// of ours (deleted as an orphan when gc is on).
+    Stale(&'a LiveLink),
+    /// The link is not provably ours.
+    Foreign(String),
+}
+
+fn classify<'a>(
+    entry: &NetworkEntry,
+    name: &str,
+    primary: bool,
+    live: &HashMap<&str, &'a LiveLink>,
+) -> Slot<'a> {
+    let Some(link) = live.get(name).copied() else {
+        return Slot::Missing;
+    };
+    match link.tag() {
+        Some(tag) if tag.is_network(&entry.owner, &entry.id) => {
+            let kind_ok = if primary {
+                kind_matches(&entry.kind, &link.kind)
+            } else {
+                entry_kind_for(&link.kind).is_some()
+            };
+            if kind_ok {
+                Slot::Ours(link)
+            } else {
+                Slot::Foreign(format!(
+                    "link kind {:?} does not match recorded kind {:?}",
+                    link.kind, entry.kind
+                ))
+            }
+        }
+        Some(tag) => match tag.subject() {
+            TagSubject::Network(_) => Slot::Stale(link),
+            TagSubject::Attachment(_) => {
+                Slot::Foreign("name is held by an attachment veth".to_string())
+            }
+        },
+        None if link.has_overlayd_alias() => {
+            Slot::Foreign("link carries an overlayd tag this build cannot read".to_string())
+        }
+        None => Slot::Foreign("link is not tagged by overlayd".to_string()),
+    }
+}
+
+/// Recorded link names of an entry, primary first.
+fn entry_names(entry: &NetworkEntry) -> Vec<&str> {
+    std::iter::once(entry.name.as_str())
+        .chain(entry.interface.as_deref())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Compute the network start-up plan.
+pub fn plan_networks(input: &NetworkInput<'_>) -> Plan {
+    let live: HashMap<&str, &LiveLink> = input.live.iter().map(|l| (l.name.as_str(), l)).collect();
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut actions = Vec::new();
+
+    let mut recorded: Vec<&NetworkEntry> = input.recorded.iter().collect();
+    recorded.sort_by_key(|e| e.owner.to_string());
+    let recorded_owners: HashSet<&Owner> = recorded.iter().map(|e| &e.owner).collect();
+
+    for entry in &recorded {
+        plan_entry(input, entry, &live, &mut claimed, &mut actions);
+    }
+
+    // Orphans: tagged network links nothing claimed.
+    let mut orphan_names: HashSet<&str> = HashSet::new();
+    for link in input.live {
+        if claimed.contains(link.name.as_str()) {
+            continue;
+        }
+        match link.tag() {
+            Some(tag) if matches!(tag.subject(), TagSubject::Network(_)) => {
+                if input.gc {
+                    orphan_names.insert(link.name.as_str());
+                    actions.push(Action::DeleteOrphan {
+                        link: link.link_ref(),
+                        tag,
+                    });
+                } else {
+                    actions.push(report(link));
+                }
+            }
+            Some(_) => {} // attachment veths: see `attachments`.
+            None if link.has_overlayd_alias() => actions.push(report(link)),
+            None => {}
+        }
+    }
+
+    if let Desired::Known(desired) = input.desired {
+        let recorded_names: HashSet<&str> = recorded.iter().flat_map(|e| entry_names(e)).collect();
+        let mut chosen: HashSet<IfName> = HashSet::new();
+        for owner in desired.iter().filter(|o| !recorded_owners.contains(o)) {
+            let roles = owner_roles(owner);
+            if roles.is_empty() {
+                actions.push(Action::Conflict {
+                    owner: owner.clone(),
+                    name: String::new(),
+                    why: "owner kind is unknown to this build; cannot create it".to_string(),
+                });
+                continue;
+            }
+            let mut names = Vec::new();
+            for &role in roles {
+                let taken = |n: &IfName| {
+                    let s = n.as_str();
+                    recorded_names.contains(s)
+                        || chosen.contains(n)
+                        || (live.contains_key(s) && !orphan_names.contains(s))
+                };
+                match input.namer.first_free(owner, role, taken) {
+                    Ok(n) => {
+                        chosen.insert(n.clone());
+                        names.push((role, n));
+                    }
+                    Err(e) => {
+                        actions.push(Action::Conflict {
+                            owner: owner.clone(),
+                            name: input.namer.network_link(owner, role).to_string(),
+                            why: e.to_string(),
+                        });
+                        names.clear();
+                        break;
+                    }
+                }
+            }
+            if !names.is_empty() {
+                actions.push(Action::Create {
+                    owner: owner.clone(),
+                    names,
+                });
+            }
+        }
+    }
+
+    actions.sort_by_key(Action::phase);
+    Plan { actions }
+}
+
+fn report(link: &LiveLink) -> Action {
+    Action::ReportOrphan {
+        link: link.link_ref(),
+        alias: link.alias.clone().unwrap_or_default(),
+    }
+}
+
+fn plan_entry<'a>(
+    input: &NetworkInput<'a>,
+    entry: &'a NetworkEntry,
+    live: &HashMap<&str, &'a LiveLink>,
+    claimed: &mut HashSet<&'a str>,
+    actions: &mut Vec<Action>,
+) {
+    let owner = entry.owner.clone();
+    if !entry.is_linux_managed() {
+        actions.push(Action::KeepForeignKind {
+            owner,
+            kind: entry.kind.clone(),
+        });
+        return;
+    }
+    let names = entry_names(entry);
+    if !owner.is_known() {
+        claimed.extend(names.iter().copied());
+        actions.push(Action::KeepUnknownOwner { owner });
+        return;
+    }
+    if let Desired::Known(desired) = input.desired {
+        if !desired.contains(&owner) {
+            let delete = names
+                .iter()
+                .filter_map(|&n| match classify(entry, n, n == entry.name, live) {
+                    Slot::Ours(l) => {
+                        claimed.insert(n);
+                        Some(l.link_ref())
+                    }
+                    _ => None,
+                })
+                .collect();
+            actions.push(Action::DropRecord { owner, delete });
+            return;
+        }
+    }
+    if entry.name.is_empty() {
+        actions.push(Action::Conflict {
+            owner,
+            name: entry.name.clone(),
+            why: "recorded entry has an empty name".to_string(),
+        });
+        return;
+    }
+
+    let mut keep = Vec::new();
+    let mut missing = Vec::new();
+    let mut blocked = false;
+    for (i, &name) in names.iter().enumerate() {
+        if let Err(e) = name.parse::<IfName>() {
+            claimed.insert(name);
+            actions.push(Action::Conflict {
+                owner: owner.clone(),
+                name: name.to_string(),
+                why: format!("recorded name is not a valid interface name: {e}"),
+            });
+            blocked = true;
+            continue;
+        }
+        match classify(entry, name, i == 0, live) {
+            Slot::Missing => missing.push(name.to_string()),
+            Slot::Ours(l) => {
+                claimed.insert(name);
+                keep.push(l.link_ref());
+            }
+            Slot::Stale(l) => {
+                if input.gc {
+                    // Left unclaimed: deleted as an orphan, then recreated.
+                    missing.push(name.to_string());
+                } else {
+                    claimed.insert(name);
+                    actions.push(Action::Conflict {
+                        owner: owner.clone(),
+                        name: name.to_string(),
+                        why: format!(
+                            "held by a stale overlayd link ({}); garbage collection is disabled",
+                            l.alias.as_deref().unwrap_or_default()
+                        ),
+                    });
+                    blocked = true;
+                }
+            }
+            Slot::Foreign(why) => {
+                claimed.insert(name);
+                actions.push(Action::Conflict {
+                    owner: owner.clone(),
+                    name: name.to_string(),
+                    why,
+                });
+                blocked = true;
+            }
+        }
+    }
+    if blocked {
+        return;
+    }
+    if missing.is_empty() {
+        let mut links = keep.into_iter();
+        if let Some(primary) = links.next() {
+            actions.push(Action::Adopt {
+                owner,
+                name: primary.name,
+                index: primary.index,
+                interface: links.next(),
+            });
+        }
+    } else {
+        actions.push(Action::Recreate {
+            owner,
+            entry: Box::new(RecordedEntry(entry.clone())),
+            missing,
+            keep,
+        });
+    }
+}

@@ -1,0 +1,127 @@
+//! Running `nft` and writing sysctls inside the daemon's network namespace.
+//!
+//! `nft` is spawned once per firewall change (never per attach) from a thread
+//! that entered the host namespace, so the child process inherits it.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nftables::helper::{apply_ruleset_raw, get_current_ruleset_raw, NftablesError};
+
+use crate::error::{HostError, Result};
+use crate::firewall::compare::live_table_matches;
+use crate::firewall::ruleset::{apply_batch, remove_batch};
+use crate::firewall::FirewallSpec;
+use crate::linux::netns::run_in_ns;
+
+/// Where and how to run `nft`.
+#[derive(Debug, Clone)]
+pub(crate) struct NftRunner {
+    /// The daemon's namespace.
+    pub ns: Arc<OwnedFd>,
+    /// Program to run.
+    pub program: PathBuf,
+    /// Our table's name (family inet).
+    pub table: String,
+}
+
+fn nft_error(op: &'static str, e: NftablesError) -> HostError {
+    let message = match e {
+        NftablesError::NftFailed { stderr, .. } => stderr.trim().to_string(),
+        other => other.to_string(),
+    };
+    HostError::Nft { op, message }
+}
+
+fn is_missing(e: &NftablesError) -> bool {
+    matches!(e, NftablesError::NftFailed { stderr, .. } if stderr.contains("No such file or directory"))
+}
+
+impl NftRunner {
+    /// Replaces our table with the spec's rules in one transaction.
+    pub async fn apply(&self, spec: &FirewallSpec) -> Result<()> {
+        spec.validate()?;
+        let payload =
+            serde_json::to_string(&apply_batch(&self.table, spec)).map_err(|e| HostError::Nft {
+                op: "apply",
+                message: format!("cannot serialise ruleset: {e}"),
+            })?;
+        let program = self.program.clone();
+        run_in_ns(Some(self.ns.clone()), "nft-apply", move || {
+            apply_ruleset_raw(&payload, Some(&program), std::iter::empty::<&str>())
+                .map(|_| ())
+                .map_err(|e| nft_error("apply", e))
+        })
+        .await
+    }
+
+    /// The live table as nft prints it, `None` if it does not exist.
+    pub async fn list(&self) -> Result<Option<String>> {
+        let program = self.program.clone();
+        let table = self.table.clone();
+        run_in_ns(
+            Some(self.ns.clone()),
+            "nft-list",
+            move || match get_current_ruleset_raw(
+                Some(&program),
+                ["list", "table", "inet", table.as_str()],
+            ) {
+                Ok(out) => Ok(Some(out)),
+                Err(e) if is_missing(&e) => Ok(None),
+                Err(e) => Err(nft_error("list", e)),
+            },
+        )
+        .await
+    }
+
+    /// Whether the live table is exactly the spec's.
+    pub async fn matches(&self, spec: &FirewallSpec) -> Result<bool> {
+        Ok(match self.list().await? {
+            Some(live) => live_table_matches(&self.table, spec, &live),
+            None => false,
+        })
+    }
+
+    /// Deletes our table; `false` if it did not exist.
+    pub async fn remove(&self) -> Result<bool> {
+        let existed = self.list().await?.is_some();
+        if !existed {
+            return Ok(false);
+        }
+        let payload =
+            serde_json::to_string(&remove_batch(&self.table)).map_err(|e| HostError::Nft {
+                op: "remove",
+                message: format!("cannot serialise batch: {e}"),
+            })?;
+        let program = self.program.clone();
+        run_in_ns(Some(self.ns.clone()), "nft-remove", move || {
+            apply_ruleset_raw(&payload, Some(&program), std::iter::empty::<&str>())
+                .map(|_| ())
+                .map_err(|e| nft_error("remove", e))
+        })
+        .await?;
+        Ok(true)
+    }
+}
+
+/// Writes `value` to each `/proc/sys` key from inside `ns`. Keys whose file does
+/// not exist (e.g. IPv6 disabled) are skipped when `optional`.
+pub(crate) async fn write_sysctls(
+    ns: Arc<OwnedFd>,
+    entries: Vec<(&'static str, bool)>,
+    value: &'static str,
+) -> Result<()> {
+    run_in_ns(Some(ns), "sysctl", move || {
+        for (key, optional) in entries {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            match std::fs::write(&path, value) {
+                Ok(()) => {}
+                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(HostError::io(format!("write {value} to {path}"), e)),
+            }
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,285 @@
+//! Plain values exchanged with a [`Host`](crate::Host): links, namespace targets,
+//! veth specifications and the uplink description, plus name validation.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HostError, Result};
+
+/// Longest interface name Linux accepts (`IFNAMSIZ - 1`).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Longest `ifalias` Linux stores (`IFALIASZ - 1`).
+pub const MAX_ALIAS_LEN: usize = 255;
+
+/// What kind of device a link is, from its `IFLA_INFO_KIND`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// A Linux bridge.
+    Bridge,
+    /// One end of a veth pair.
+    Veth,
+    /// A kernel WireGuard device.
+    Wireguard,
+    /// A TUN/TAP device (for example a userspace WireGuard device).
+    Tun,
+    /// Any other kind the kernel reported, by its kind string.
+    Other(String),
+    /// No kind reported (physical NICs, loopback).
+    Unknown,
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkKind::Bridge => f.write_str("bridge"),
+            LinkKind::Veth => f.write_str("veth"),
+            LinkKind::Wireguard => f.write_str("wireguard"),
+            LinkKind::Tun => f.write_str("tun"),
+            LinkKind::Other(s) => f.write_str(s),
+            LinkKind::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A network interface as seen in the daemon's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Device kind.
+    pub kind: LinkKind,
+    /// The `ifalias` string (overlayd writes its ownership tag here).
+    pub alias: Option<String>,
+    /// Index of the bridge (or other controller) this link is enslaved to.
+    pub master: Option<u32>,
+    /// Whether the administrative `UP` flag is set.
+    pub up: bool,
+    /// Current MTU.
+    pub mtu: u32,
+    /// Hardware address, when the device has one of Ethernet size.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A container network namespace, named by a process or by an nsfs path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetnsTarget {
+    /// The network namespace of this process (`/proc/PID/ns/net`).
+    Pid(u32),
+    /// An nsfs handle such as `/run/netns/NAME`.
+    Path(PathBuf),
+}
+
+impl fmt::Display for NetnsTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetnsTarget::Pid(pid) => write!(f, "pid {pid}"),
+            NetnsTarget::Path(p) => write!(f, "netns {}", p.display()),
+        }
+    }
+}
+
+impl NetnsTarget {
+    /// The file to open to get a handle on the namespace.
+    pub fn ns_path(&self) -> PathBuf {
+        match self {
+            NetnsTarget::Pid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            NetnsTarget::Path(p) => p.clone(),
+        }
+    }
+}
+
+/// Everything needed to attach one container to a bridge with a veth pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VethSpec {
+    /// Name of the host end (≤ 15 bytes).
+    pub host_ifname: String,
+    /// Ownership tag written into the host end's `ifalias`.
+    pub alias: String,
+    /// Bridge the host end is enslaved to; must exist.
+    pub bridge: String,
+    /// The container's network namespace.
+    pub target: NetnsTarget,
+    /// Name of the container end inside the namespace, usually `eth0`.
+    pub container_ifname: String,
+    /// Container address with the subnet's prefix length, e.g. `10.200.1.5/24`.
+    pub address: IpNet,
+    /// Default gateway for the container; `None` installs no default route.
+    pub gateway: Option<IpAddr>,
+    /// MTU for both ends; `None` uses the bridge's MTU.
+    pub mtu: Option<u32>,
+}
+
+impl VethSpec {
+    /// Checks every field that can be checked without the kernel.
+    pub fn validate(&self) -> Result<()> {
+        validate_ifname(&self.host_ifname)?;
+        validate_ifname(&self.container_ifname)?;
+        validate_ifname(&self.bridge)?;
+        validate_alias(&self.alias)?;
+        if let Some(gw) = self.gateway {
+            if gw.is_ipv4() != self.address.addr().is_ipv4() {
+                return Err(HostError::InvalidArgument(format!(
+                    "gateway {gw} and address {} are of different IP families",
+                    self.address
+                )));
+            }
+        }
+        if let Some(mtu) = self.mtu {
+            validate_mtu(mtu)?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of a successful attach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VethAttachment {
+    /// Index of the host end in the daemon's namespace.
+    pub host_index: u32,
+    /// Name of the host end.
+    pub host_ifname: String,
+    /// Name of the container end inside its namespace.
+    pub container_ifname: String,
+    /// Index of the container end inside its namespace.
+    pub container_index: u32,
+    /// Hardware address of the container end.
+    pub container_mac: Option<[u8; 6]>,
+}
+
+/// The link that carries the default route: where overlay and NAT traffic leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uplink {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub index: u32,
+    /// Interface MTU.
+    pub mtu: u32,
+    /// First IPv4 address on the link, if any.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Next hop of the default route, if it has one.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Checks that `name` is a valid Linux interface name.
+pub fn validate_ifname(name: &str) -> Result<()> {
+    let reject = |reason| {
+        Err(HostError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return reject("empty");
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return reject("longer than 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return reject("reserved name");
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return reject("contains '/', ':', whitespace or a control character");
+    }
+    Ok(())
+}
+
+/// Checks that `alias` fits into `ifalias`.
+pub fn validate_alias(alias: &str) -> Result<()> {
+    if alias.len() > MAX_ALIAS_LEN {
+        return Err(HostError::InvalidArgument(format!(
+            "ifalias tag is {} bytes, the kernel keeps at most {MAX_ALIAS_LEN}",
+            alias.len()
+        )));
+    }
+    if alias.bytes().any(|b| b == 0) {
+        return Err(HostError::InvalidArgument(
+            "ifalias tag contains a NUL byte".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that an MTU is within what Ethernet-like devices accept.
+pub fn validate_mtu(mtu: u32) -> Result<()> {
+    if !(68..=65535).contains(&mtu) {
+        return Err(HostError::InvalidArgument(format!(
+            "MTU {mtu} is outside 68..=65535"
+        )));
+    }
+    Ok(())
+}
+
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules() {
+        assert!(validate_ifname("eth0").is_ok());
+        assert!(validate_ifname("ovl-br-0123456").is_ok());
+        assert!(validate_ifname("123456789012345").is_ok());
+        assert!(validate_ifname("1234567890123456").is_err());
+        assert!(validate_ifname("").is_err());
+        assert!(validate_ifname("a/b").is_err());
+        assert!(validate_ifname("a b").is_err());
+        assert!(validate_ifname("a:b").is_err());
+        assert!(validate_ifname("..").is_err());
+    }
+
+    #[test]
+    fn spec_validation_rejects_family_mismatch() {
+        let spec = VethSpec {
+            host_ifname: "veth1".into(),
+            alias: "overlayd:x".into(),
+            bridge: "br0".into(),
+            target: NetnsTarget::Pid(1),
+            container_ifname: "eth0".into(),
+            address: "10.0.0.2/24".parse().unwrap(),
+            gateway: Some("fd00::1".parse().unwrap()),
+            mtu: None,
+        };
+        assert!(matches!(
+            spec.validate(),
+            Err(HostError::InvalidArgument(_))
+        ));
+        let ok = VethSpec {
+            gateway: Some("10.0.0.1".parse().unwrap()),
+            ..spec
+        };
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn mac_format() {
+        assert_eq!(format_mac(&[0, 0x1a, 2, 3, 4, 0xff]), "00:1a:02:03:04:ff");
+    }
+
+    #[test]
+    fn alias_and_mtu_limits() {
+        assert!(validate_alias(&"a".repeat(255)).is_ok());
+        assert!(validate_alias(&"a".repeat(256)).is_err());
+        assert!(validate_mtu(1500).is_ok());
+        assert!(validate_mtu(10).is_err());
+    }
+}

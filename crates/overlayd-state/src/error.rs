@@ -1,0 +1,213 @@
+//! The crate's single error type. Messages reach operators verbatim, so each
+//! one names the file or range involved and, where it helps, what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::store::Table;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading or writing overlayd state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "rename", "fsync directory", …).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The marker's content is not a valid v1 marker (the file is quarantined
+    /// by [`crate::MarkerFile::load`], never silently replaced).
+    #[error("network-state marker is corrupt: {reason}")]
+    CorruptMarker {
+        /// Why the content was rejected.
+        reason: String,
+    },
+
+    /// Two marker entries share an owner (owners are unique).
+    #[error("network-state marker is corrupt: owner {owner:?} appears more than once")]
+    DuplicateOwner {
+        /// The repeated owner string.
+        owner: String,
+    },
+
+    /// The marker was written by a newer overlayd; it is left untouched.
+    #[error(
+        "network-state marker {} has version {found}, but this overlayd understands only up to \
+         version {supported}; it was left untouched — run the overlayd release that wrote it \
+         (or a newer one)",
+        path.display()
+    )]
+    NewerVersion {
+        /// The marker file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u64,
+        /// Newest version this build understands.
+        supported: u32,
+    },
+
+    /// Another overlayd instance holds the data-dir lock.
+    #[error(
+        "another overlayd instance{} holds the lock {}; stop it first \
+         (or point this instance at a different data dir)",
+        match pid { Some(p) => format!(" (pid {p})"), None => String::new() },
+        path.display()
+    )]
+    Locked {
+        /// The holder's pid, when it could be read from the lock file.
+        pid: Option<u32>,
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// Every port of the dedicated WireGuard port band is in use.
+    #[error(
+        "dedicated WireGuard port band {first}-{last} is exhausted ({in_use} ports in use); \
+         tear down an unused dedicated service"
+    )]
+    PortBandExhausted {
+        /// First port of the band.
+        first: u16,
+        /// Last port of the band.
+        last: u16,
+        /// How many band ports are held.
+        in_use: usize,
+    },
+
+    /// The global port leaves no room for a dedicated band above it.
+    #[error(
+        "global WireGuard port {global} leaves no room for the dedicated port band above it; \
+         choose a global port of at most 65279"
+    )]
+    PortBandEmpty {
+        /// The configured global WireGuard port.
+        global: u16,
+    },
+
+    /// The transactional store could not be opened.
+    #[error(
+        "cannot open the state store {}: {source}; if it is damaged, move it aside and restart \
+         (desired state is then rebuilt from the marker and the orchestrator)",
+        path.display()
+    )]
+    StoreOpen {
+        /// The store file.
+        path: PathBuf,
+        /// What redb reported.
+        #[source]
+        source: Box<redb::Error>,
+    },
+
+    /// A store transaction failed.
+    #[error("state store {} failed: {source}", path.display())]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// What redb reported.
+        #[source]
+        source: Box<redb::Error>,
+    },
+
+    /// A stored record could not be decoded as the requested type.
+    #[error("state store record {table}/{key} is unreadable: {source}")]
+    CorruptRecord {
+        /// The table holding it.
+        table: Table,
+        /// Its key.
+        key: String,
+        /// The decode error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A value could not be encoded to JSON.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encode error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A WireGuard key string is not 32 bytes of standard base64.
+    #[error("invalid WireGuard key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it (never the key itself).
+        reason: String,
+    },
+
+    /// The node key file exists but does not hold a usable key.
+    #[error(
+        "node key file {} is unreadable: {reason}; restore it from a backup, or run the key \
+         rotate command to replace it (peers must then learn the new public key)",
+        path.display()
+    )]
+    CorruptKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl StateError {
+    /// Build an [`StateError::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StateError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error means the marker's content is bad (and should be
+    /// quarantined), as opposed to an I/O failure or a newer version.
+    pub fn is_corrupt_marker(&self) -> bool {
+        matches!(
+            self,
+            StateError::CorruptMarker { .. } | StateError::DuplicateOwner { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_send_sync() {
+        assert_send_sync::<StateError>();
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = StateError::PortBandExhausted {
+            first: 51821,
+            last: 52076,
+            in_use: 256,
+        };
+        assert_eq!(
+            e.to_string(),
+            "dedicated WireGuard port band 51821-52076 is exhausted (256 ports in use); \
+             tear down an unused dedicated service"
+        );
+        let e = StateError::Locked {
+            pid: Some(42),
+            path: "/d/lock".into(),
+        };
+        assert!(e.to_string().contains("(pid 42)"));
+        assert!(e.to_string().contains("/d/lock"));
+    }
+}

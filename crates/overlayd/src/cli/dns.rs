@@ -1,0 +1,38 @@
+//! `overlayd dns add NAME IP | rm NAME`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use overlayd_proto::Request;
+
+use super::{call, Cli};
+
+/// `dns` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DnsCmd {
+    /// Register a name.
+    Add {
+        /// Name (relative to the zone).
+        name: String,
+        /// Address.
+        ip: String,
+    },
+    /// Remove a name.
+    Rm {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Run a `dns` subcommand.
+pub async fn run(cli: &Cli, cmd: &DnsCmd) -> Result<ExitCode> {
+    let req = match cmd {
+        DnsCmd::Add { name, ip } => Request::RegisterDns {
+            name: name.clone(),
+            ip: ip.clone(),
+        },
+        DnsCmd::Rm { name } => Request::UnregisterDns { name: name.clone() },
+    };
+    call::call_and_print(cli, req).await
+}

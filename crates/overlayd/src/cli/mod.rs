@@ -1,0 +1,130 @@
+//! Command-line interface: the typed clap arguments and one module per verb.
+//! Every verb but `run`, `uninstall` and `demo` is a client of the socket.
+
+mod attach;
+mod call;
+mod dns;
+mod doctor;
+mod global;
+mod iso;
+mod network;
+mod output;
+mod peer;
+mod run;
+mod service;
+mod status;
+mod uninstall;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+pub use attach::{AttachArgs, DetachArgs};
+pub use dns::DnsCmd;
+pub use global::GlobalCmd;
+pub use iso::IsoCmd;
+pub use network::NetworkCmd;
+pub use peer::PeerCmd;
+pub use service::ServiceCmd;
+
+/// overlayd: host network daemon for container hosts.
+#[derive(Debug, Parser)]
+#[command(name = "overlayd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Daemon socket path.
+    #[arg(long, global = true, env = "OVERLAYD_SOCKET", default_value = overlayd_client::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Data directory (marker, store, node key).
+    #[arg(long, global = true, env = "OVERLAYD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the protocol payload as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run(RunArgs),
+    /// Show the daemon's status.
+    Status,
+    /// Networks recorded in the marker.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// The node's base overlay.
+    #[command(subcommand)]
+    Global(GlobalCmd),
+    /// Service networks.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Isolation networks.
+    #[command(subcommand)]
+    Iso(IsoCmd),
+    /// Attach a container.
+    Attach(AttachArgs),
+    /// Detach a container.
+    Detach(DetachArgs),
+    /// WireGuard peers.
+    #[command(subcommand)]
+    Peer(PeerCmd),
+    /// DNS records.
+    #[command(subcommand)]
+    Dns(DnsCmd),
+    /// Compare recorded and live host state and suggest fixes.
+    Doctor,
+    /// Stop the daemon; with --purge also remove every host object and file of overlayd.
+    Uninstall(UninstallArgs),
+}
+
+/// `overlayd run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Only report tagged host objects nothing records; do not delete them.
+    #[arg(long)]
+    pub no_gc: bool,
+}
+
+/// `overlayd uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Also delete every host network, the nftables tables, the marker, the store and the keys.
+    #[arg(long)]
+    pub purge: bool,
+    /// TOML configuration file (for the interface prefix and directories).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Run the parsed command.
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run(ref a) => rt.block_on(run::run(&cli, a)),
+        Command::Uninstall(ref a) => rt.block_on(uninstall::uninstall(&cli, a)),
+        Command::Status => rt.block_on(status::run(&cli)),
+        Command::Network(ref c) => rt.block_on(network::run(&cli, c)),
+        Command::Global(ref c) => rt.block_on(global::run(&cli, c)),
+        Command::Service(ref c) => rt.block_on(service::run(&cli, c)),
+        Command::Iso(ref c) => rt.block_on(iso::run(&cli, c)),
+        Command::Attach(ref a) => rt.block_on(attach::attach(&cli, a)),
+        Command::Detach(ref a) => rt.block_on(attach::detach(&cli, a)),
+        Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
+        Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
+        Command::Doctor => rt.block_on(doctor::run(&cli)),
+    }
+}

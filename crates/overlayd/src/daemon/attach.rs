@@ -1,0 +1,297 @@
+//! Containers: attach (lease, record, veth — rolled back on any failure),
+//! detach (idempotent, also after a restart), and the plain address ops
+//! `allocate_ip` / `release_ip`.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use overlayd_host::{NetnsTarget, VethSpec};
+use overlayd_proto::{Handle, Response, ServiceMode};
+use overlayd_state::{Owner, Table};
+use tracing::{info, warn};
+
+use super::error::{OpError, OpResult};
+use super::node::Node;
+use super::plan;
+use super::records::{lease_key, Attachment, Lease, ServiceRecord, ALLOC_HOLDER};
+
+/// Interface name of the container end.
+pub const CONTAINER_IFNAME: &str = "eth0";
+
+/// The namespace a handle points at, or why it cannot be entered.
+pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
+    match handle {
+        Handle::LinuxPid { pid } => {
+            if *pid == 0 {
+                return Err(OpError::Invalid("pid 0 is not a process".into()));
+            }
+            Ok(NetnsTarget::Pid(*pid))
+        }
+        Handle::NetnsPath { path } => {
+            if path.is_empty() {
+                return Err(OpError::Invalid("netns path is empty".into()));
+            }
+            Ok(NetnsTarget::Path(PathBuf::from(path)))
+        }
+        Handle::WindowsContainer { .. } => Err(OpError::Unsupported(
+            "windows_container handles are served by the Windows HCN backend, not on Linux".into(),
+        )),
+        Handle::GuestManaged { .. } => Err(OpError::Unsupported(
+            "guest_managed handles need the WireGuard overlay backend, which this build does not include yet".into(),
+        )),
+    }
+}
+
+impl Node {
+    /// The network a request targets: an isolation network, or the
+    /// service's network. Unknown names are errors.
+    fn target_network(&self, service: &str, isolation: Option<&str>) -> OpResult<Owner> {
+        overlayd_state::owner::validate_name(service)?;
+        if let Some(net) = isolation {
+            let owner = Owner::isolation(net)?;
+            if self.marker.get(&owner).is_none() {
+                return Err(OpError::NotFound(format!(
+                    "isolation network {net:?} does not exist; create it with setup_isolation_network (`overlayd iso up {net}`)"
+                )));
+            }
+            return Ok(owner);
+        }
+        let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
+        let Some(rec) = rec else {
+            return Err(OpError::NotFound(format!(
+                "unknown service {service:?}; set it up first with setup_service_overlay (`overlayd service up {service}`)"
+            )));
+        };
+        let owner = self.service_network(service, rec.mode)?;
+        if self.marker.get(&owner).is_none() {
+            return Err(OpError::NotFound(format!(
+                "network {owner} of service {service} is not recorded; run setup_service_overlay again"
+            )));
+        }
+        Ok(owner)
+    }
+
+    /// Lease the lowest free address of `network` for `holder`, in one
+    /// store transaction (no address is ever handed to two holders).
+    fn lease(
+        &self,
+        network: &Owner,
+        holder: &str,
+        extra: Option<Attachment>,
+    ) -> OpResult<(IpAddr, u8)> {
+        let entry = self
+            .marker
+            .get(network)
+            .ok_or_else(|| OpError::NotFound(format!("network {network} is not recorded")))?;
+        let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
+        let net_s = network.to_string();
+        let ip = self.store.write(|tx| {
+            let prefix = format!("{net_s}|");
+            let leased: BTreeSet<IpAddr> = tx
+                .list_prefix::<Lease>(Table::Leases, &prefix)?
+                .into_iter()
+                .filter_map(|(_, l)| l.ip.parse().ok())
+                .collect();
+            let ip = match plan::pick_address(subnet, &leased) {
+                Ok(ip) => ip,
+                Err(e) => return Ok(Err(e)),
+            };
+            let ip_s = ip.to_string();
+            tx.put(
+                Table::Leases,
+                &lease_key(&net_s, &ip_s),
+                &Lease {
+                    network: net_s.clone(),
+                    ip: ip_s.clone(),
+                    holder: holder.to_string(),
+                },
+            )?;
+            if let Some(mut a) = extra.clone() {
+                a.ip = ip_s;
+                tx.put(Table::Attachments, holder, &a)?;
+            }
+            Ok(Ok(ip))
+        })??;
+        Ok((ip, subnet.prefix_len()))
+    }
+
+    /// `allocate_ip`.
+    pub async fn allocate_ip(&mut self, service: &str, join_global: bool) -> OpResult<Response> {
+        if join_global {
+            return Err(OpError::Unsupported(
+                "allocate_ip with join_global needs the WireGuard overlay backend, which this build does not include yet".into(),
+            ));
+        }
+        let network = self.target_network(service, None)?;
+        let (ip, _) = self.lease(&network, ALLOC_HOLDER, None)?;
+        Ok(Response::Ip { ip: ip.to_string() })
+    }
+
+    /// `release_ip`: releasing an address that is not leased changes nothing.
+    pub fn release_ip(&mut self, ip: &str) -> OpResult<Response> {
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| OpError::Invalid(format!("{ip:?} is not an IP address")))?;
+        let ip_s = addr.to_string();
+        self.store.write(|tx| {
+            for (k, l) in tx.list::<Lease>(Table::Leases)? {
+                if l.ip == ip_s {
+                    if l.holder != ALLOC_HOLDER {
+                        return Ok(Err(OpError::Conflict(format!(
+                            "{ip_s} belongs to attached container {}; detach it instead",
+                            l.holder
+                        ))));
+                    }
+                    tx.remove(Table::Leases, &k)?;
+                }
+            }
+            Ok(Ok(()))
+        })??;
+        Ok(Response::Ok)
+    }
+
+    /// `attach_container`.
+    pub async fn attach(
+        &mut self,
+        handle: Handle,
+        service: &str,
+        join_global: bool,
+        isolation: Option<&str>,
+        name: Option<String>,
+    ) -> OpResult<Response> {
+        if join_global {
+            return Err(OpError::Unsupported(
+                "join_global needs the WireGuard overlay backend, which this build does not include yet".into(),
+            ));
+        }
+        if name.is_some() {
+            return Err(OpError::Unsupported(
+                "attach with a DNS name needs the DNS server, which this build does not include yet".into(),
+            ));
+        }
+        let target = netns_target(&handle)?;
+        let key = handle.key();
+        if let Some(existing) = self
+            .store
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
+        {
+            if self.host.link(&existing.host_ifname).await?.is_some() {
+                return Ok(Response::Attached {
+                    ip: existing.ip,
+                    namespace_guid: None,
+                });
+            }
+            // Record without its veth (a crash mid-attach): start over.
+            self.drop_attachment(&existing)?;
+        }
+        let network = self.target_network(service, isolation)?;
+        if !self.host.netns_alive(&target).await? {
+            return Err(OpError::NotFound(match &target {
+                NetnsTarget::Pid(p) => {
+                    format!("process {p} does not exist or its network namespace cannot be entered")
+                }
+                NetnsTarget::Path(p) => format!("{} is not a network namespace", p.display()),
+            }));
+        }
+        let entry = self
+            .marker
+            .get(&network)
+            .cloned()
+            .ok_or_else(|| OpError::NotFound(format!("network {network} is not recorded")))?;
+        let host_ifname = self.namer().veth(&key);
+        let id = uuid::Uuid::new_v4().to_string();
+        let record = Attachment {
+            handle: handle.clone(),
+            network: network.to_string(),
+            service: service.to_string(),
+            ip: String::new(),
+            prefix_len: 0,
+            host_ifname: host_ifname.clone(),
+            id: id.clone(),
+            dns_name: None,
+        };
+        // The record and lease are committed first; a crash before the veth
+        // exists leaves a record without a veth, which start-up reclaims.
+        let (ip, prefix_len) = self.lease(&network, &key, Some(record.clone()))?;
+        let mut record = record;
+        record.ip = ip.to_string();
+        record.prefix_len = prefix_len;
+        self.store
+            .write(|tx| tx.put(Table::Attachments, &key, &record))?;
+        let subnet = plan::parse_cidr(&entry.subnet)?;
+        let spec = VethSpec {
+            host_ifname: host_ifname.clone(),
+            alias: plan::attach_tag(&key, &id),
+            bridge: entry.name.clone(),
+            target,
+            container_ifname: CONTAINER_IFNAME.to_string(),
+            address: IpNet::new(ip, prefix_len).map_err(|e| OpError::State(e.to_string()))?,
+            gateway: Some(plan::gateway_cidr(subnet)?.addr()),
+            mtu: self.cfg.mtu,
+        };
+        if let Err(e) = self.host.attach_veth(&spec).await {
+            if let Err(re) = self.drop_attachment(&record) {
+                warn!(error = %re, "rolling back the attachment record failed");
+            }
+            return Err(e.into());
+        }
+        info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
+        Ok(Response::Attached {
+            ip: ip.to_string(),
+            namespace_guid: None,
+        })
+    }
+
+    /// Remove an attachment record and its lease in one transaction.
+    pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
+        let key = a.handle.key();
+        self.store.write(|tx| {
+            tx.remove(Table::Attachments, &key)?;
+            if !a.ip.is_empty() {
+                let lk = lease_key(&a.network, &a.ip);
+                if let Some(l) = tx.get::<Lease>(Table::Leases, &lk)? {
+                    if l.holder == key {
+                        tx.remove(Table::Leases, &lk)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// `detach_container`: idempotent. The veth goes first, then the record,
+    /// so a crash in between leaves a record without a veth (reclaimed at start).
+    pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
+        let key = handle.key();
+        let Some(a) = self
+            .store
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
+        else {
+            return Ok(Response::Ok);
+        };
+        self.delete_attachment_veth(&a).await?;
+        self.drop_attachment(&a)?;
+        info!(handle = %key, ip = %a.ip, "container detached");
+        Ok(Response::Ok)
+    }
+
+    /// Delete an attachment's veth if it is there and carries its tag.
+    pub async fn delete_attachment_veth(&self, a: &Attachment) -> OpResult<()> {
+        if let Some(link) = self.host.link(&a.host_ifname).await? {
+            if plan::attach_tag_matches(link.alias.as_deref(), &a.handle.key(), &a.id) {
+                self.host.detach_veth(&a.host_ifname).await?;
+            } else {
+                warn!(veth = %a.host_ifname, "link with the attachment's name is not tagged as ours; left alone");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a mode is dedicated (used by status views).
+pub fn is_dedicated(mode: ServiceMode) -> bool {
+    mode.resolve() == ServiceMode::Dedicated
+}

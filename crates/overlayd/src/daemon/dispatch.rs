@@ -1,0 +1,66 @@
+//! Requests in, responses out: each op is routed to the node, and every
+//! error becomes an `err` response here, in one place.
+
+use std::sync::Arc;
+
+use overlayd_proto::{Request, Response, EXTENSIONS, PROTOCOL_VERSION};
+use tokio::sync::{watch, Mutex};
+use tracing::{debug, warn};
+
+use super::error::{OpError, OpResult};
+use super::node::Node;
+
+/// Routes requests to the node. Mutations are serialised by the node lock;
+/// connections only hold it while their request runs.
+pub struct Dispatcher {
+    node: Arc<Mutex<Node>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over a node; `stop` is set by the `shutdown` op.
+    pub fn new(node: Arc<Mutex<Node>>, stop: watch::Sender<bool>) -> Self {
+        Dispatcher { node, stop }
+    }
+
+    /// Handle one request.
+    pub async fn handle(&self, request: Request) -> Response {
+        let op = request.op();
+        match self.route(request).await {
+            Ok(r) => {
+                debug!(op, "request done");
+                r
+            }
+            Err(e) => {
+                warn!(op, error = %e, "request failed");
+                Response::err(e.to_string())
+            }
+        }
+    }
+
+    async fn route(&self, request: Request) -> OpResult<Response> {
+        match request {
+            Request::Hello { protocol_version } => {
+                if protocol_version == 0 {
+                    return Err(OpError::Invalid(format!(
+                        "protocol version 0 is not supported; this daemon speaks v{PROTOCOL_VERSION}"
+                    )));
+                }
+                Ok(Response::Hello {
+                    protocol_version: protocol_version.min(PROTOCOL_VERSION),
+                    server_version: env!("CARGO_PKG_VERSION").to_string(),
+                    extensions: EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+                })
+            }
+            Request::Shutdown => {
+                let _ = self.stop.send(true);
+                Ok(Response::Ok)
+            }
+            Request::SubscribeEvents | Request::NatTick => Ok(Response::Ok),
+            other => {
+                let mut node = self.node.lock().await;
+                node.handle(other).await
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Operation errors and the one place they become protocol `err` messages.
+
+/// Why a request failed. Every variant's message reaches the caller verbatim,
+/// so it says what was wrong and, where it helps, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// Bad arguments; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A name or resource is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The capability is not available in this build or platform.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A kernel operation failed (after rollback).
+    #[error("host operation failed: {0}")]
+    Host(String),
+    /// Durable state could not be read or written.
+    #[error("state error: {0}")]
+    State(String),
+}
+
+impl From<overlayd_state::StateError> for OpError {
+    fn from(e: overlayd_state::StateError) -> Self {
+        OpError::State(e.to_string())
+    }
+}
+
+impl From<overlayd_host::HostError> for OpError {
+    fn from(e: overlayd_host::HostError) -> Self {
+        OpError::Host(e.to_string())
+    }
+}
+
+impl From<overlayd_state::owner::OwnerError> for OpError {
+    fn from(e: overlayd_state::owner::OwnerError) -> Self {
+        OpError::Invalid(e.to_string())
+    }
+}
+
+/// Result of an operation.
+pub type OpResult<T> = Result<T, OpError>;

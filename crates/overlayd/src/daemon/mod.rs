@@ -1,0 +1,141 @@
+//! The daemon: start-up (lock, load, reconcile), serving, and a clean stop
+//! that leaves every host network in place.
+
+pub mod attach;
+pub mod dispatch;
+pub mod error;
+pub mod networks;
+pub mod node;
+pub mod plan;
+pub mod purge;
+pub mod reconcile;
+pub mod records;
+pub mod server;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use overlayd_host::Host;
+use overlayd_state::InstanceLock;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, watch, Mutex};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use dispatch::Dispatcher;
+use node::Node;
+
+/// Options of one daemon run besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only report tagged orphans instead of deleting them.
+    pub no_gc: bool,
+}
+
+/// Run the daemon until SIGTERM, SIGINT or a `shutdown` request.
+pub async fn run(cfg: Config, opts: RunOptions, host: Arc<dyn Host>) -> Result<()> {
+    let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (events, _) = broadcast::channel(256);
+    let mut node = Node::open(cfg.clone(), host, events.clone())
+        .await
+        .context("cannot load overlayd state")?;
+    let report = node.reconcile(!opts.no_gc && cfg.gc).await;
+    info!(
+        adopted = report.adopted,
+        recreated = report.recreated,
+        orphans = report.orphans,
+        reclaimed = report.reclaimed,
+        "state reconciled"
+    );
+    let group = resolve_group(cfg.socket_group.as_deref())?;
+    let listener = server::bind(&cfg.socket, group)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let node = Arc::new(Mutex::new(node));
+    let dispatcher = Arc::new(Dispatcher::new(node.clone(), stop_tx.clone()));
+    let policy = server::AccessPolicy {
+        own_uid: nix::unistd::geteuid().as_raw(),
+        group,
+    };
+    server::announce(&cfg.socket);
+    notify_ready();
+
+    let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
+    let signals = spawn_signal_watch(stop_tx.clone())?;
+    server::serve(listener, dispatcher, policy, events, stop_rx).await;
+
+    info!("stopping: flushing state; host networks stay in place");
+    signals.abort();
+    checker.abort();
+    let node = node.lock().await;
+    if let Err(e) = node.flush() {
+        warn!(error = %e, "flushing state at stop failed");
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    drop(lock);
+    Ok(())
+}
+
+fn spawn_signal_watch(stop: watch::Sender<bool>) -> Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        let _ = stop.send(true);
+    }))
+}
+
+fn spawn_periodic_check(
+    node: Arc<Mutex<Node>>,
+    secs: u64,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(secs.max(1)));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => node.lock().await.periodic_check().await,
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Resolve the socket group (a name or a numeric gid).
+fn resolve_group(group: Option<&str>) -> Result<Option<u32>> {
+    let Some(g) = group else { return Ok(None) };
+    if let Ok(gid) = g.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    let grp = nix::unistd::Group::from_name(g)
+        .with_context(|| format!("cannot look up group {g:?}"))?
+        .with_context(|| format!("socket_group {g:?} does not exist"))?;
+    Ok(Some(grp.gid.as_raw()))
+}
+
+/// Tell systemd (Type=notify) that the socket is ready, if it is listening.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(b"READY=1\n", &addr))
+    } else {
+        sock.send_to(b"READY=1\n", &path)
+    };
+    if let Err(e) = res {
+        warn!(error = %e, "sd_notify READY=1 failed");
+    }
+}

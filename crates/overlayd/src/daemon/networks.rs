@@ -1,0 +1,363 @@
+//! Host networks: the shared NAT bridge, isolation bridges and service
+//! bridges — created once, recorded in the marker, confirmed or recreated
+//! on later calls, and the nftables tables kept in step with them.
+
+use ipnet::IpNet;
+use overlayd_proto::{Response, ServiceMode};
+use overlayd_state::entry::KIND_LINUX_BRIDGE;
+use overlayd_state::{NetworkEntry, Owner, Table};
+use tracing::info;
+
+use super::error::{OpError, OpResult};
+use super::node::Node;
+use super::records::{Attachment, IsolationRecord, ServiceRecord};
+use crate::daemon::plan;
+
+impl Node {
+    /// Make sure the bridge network of `owner` exists: confirm (adopt) a
+    /// recorded one, recreate it if it vanished, or create and record it.
+    pub async fn ensure_bridge(
+        &mut self,
+        owner: Owner,
+        requested: Option<IpNet>,
+    ) -> OpResult<NetworkEntry> {
+        if let Some(entry) = self.marker.get(&owner).cloned() {
+            if let Some(req) = requested {
+                if entry.subnet != req.to_string() {
+                    return Err(OpError::Conflict(format!(
+                        "{owner} already exists with subnet {}; tear it down first to change it to {req}",
+                        entry.subnet
+                    )));
+                }
+            }
+            self.realize_bridge(&entry).await?;
+            return Ok(entry);
+        }
+        let subnet = self.plan_subnet(&owner, requested)?;
+        let name = self.namer().bridge(&owner);
+        self.refuse_foreign(&name, &owner).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let entry = NetworkEntry::new(
+            owner.clone(),
+            KIND_LINUX_BRIDGE,
+            &name,
+            &id,
+            &subnet.to_string(),
+        );
+        self.realize_bridge(&entry).await?;
+        if let Err(e) = self.record(entry.clone()) {
+            let _ = self.host.delete_link(&name).await;
+            return Err(e);
+        }
+        info!(%owner, bridge = %name, %subnet, "network created");
+        self.sync_firewall().await?;
+        Ok(entry)
+    }
+
+    /// Bring a recorded bridge to its recorded shape: adopt it when the live
+    /// link carries our tag with this owner and id, create it otherwise.
+    pub async fn realize_bridge(&self, entry: &NetworkEntry) -> OpResult<u32> {
+        let subnet: IpNet = entry.subnet.parse().map_err(|_| {
+            OpError::State(format!(
+                "{}: recorded subnet {:?} is not a CIDR",
+                entry.owner, entry.subnet
+            ))
+        })?;
+        let gateway = plan::gateway_cidr(subnet)?;
+        let tag = plan::network_tag(&entry.owner, &entry.id);
+        let index = match self.host.link(&entry.name).await? {
+            Some(link) => {
+                if !plan::tag_matches(link.alias.as_deref(), &entry.owner, &entry.id) {
+                    return Err(OpError::Conflict(format!(
+                        "interface {} exists but is not overlayd's {} (its tag is {:?}); rename or remove it, or change interface_prefix",
+                        entry.name, entry.owner, link.alias
+                    )));
+                }
+                link.index
+            }
+            None => {
+                self.host
+                    .create_bridge(&entry.name, &tag, self.cfg.mtu)
+                    .await?
+                    .index
+            }
+        };
+        self.host.add_address(&entry.name, gateway).await?;
+        self.host.set_up(&entry.name, true).await?;
+        Ok(index)
+    }
+
+    /// Refuse to use a name held by a link that is not this owner's.
+    async fn refuse_foreign(&self, name: &str, owner: &Owner) -> OpResult<()> {
+        if let Some(link) = self.host.link(name).await? {
+            let ours = plan::tag_names_owner(link.alias.as_deref(), owner);
+            if !ours {
+                return Err(OpError::Conflict(format!(
+                    "interface name {name} for {owner} is already taken by a link overlayd does not own; remove that link or set a different interface_prefix"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pick a subnet for a new network.
+    fn plan_subnet(&self, owner: &Owner, requested: Option<IpNet>) -> OpResult<IpNet> {
+        let pool: IpNet = self.cfg.local_pool.parse().map_err(|_| {
+            OpError::Invalid(format!(
+                "local_pool {:?} is not a CIDR",
+                self.cfg.local_pool
+            ))
+        })?;
+        let used = self.used_subnets();
+        let reserved = self.reserved_subnets();
+        plan::pick_subnet(
+            owner,
+            pool,
+            self.cfg.local_prefix_len,
+            requested,
+            &used,
+            &reserved,
+        )
+    }
+
+    /// Subnets recorded in the marker with their owners.
+    pub fn used_subnets(&self) -> Vec<(String, IpNet)> {
+        self.marker
+            .iter()
+            .filter_map(|e| e.subnet.parse().ok().map(|s| (e.owner.to_string(), s)))
+            .collect()
+    }
+
+    /// CIDRs no local network may overlap: the cluster CIDR and node slice.
+    fn reserved_subnets(&self) -> Vec<IpNet> {
+        let global = self
+            .store
+            .read(|tx| {
+                tx.get::<super::records::GlobalRecord>(Table::Global, super::records::GLOBAL_KEY)
+            })
+            .ok()
+            .flatten();
+        global
+            .map(|g| {
+                [g.cluster_cidr, g.slice_cidr]
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Delete a recorded bridge network (host object, marker entry), after
+    /// checking no container is still attached to it.
+    pub async fn remove_bridge(&mut self, owner: &Owner) -> OpResult<bool> {
+        let Some(entry) = self.marker.get(owner).cloned() else {
+            return Ok(false);
+        };
+        let attached = self.attachments_on(&owner.to_string())?;
+        if !attached.is_empty() {
+            return Err(OpError::Conflict(format!(
+                "{owner} still has {} attached container(s); detach them first",
+                attached.len()
+            )));
+        }
+        if let Some(link) = self.host.link(&entry.name).await? {
+            if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) {
+                self.host.delete_link(&entry.name).await?;
+            }
+        }
+        self.forget(owner)?;
+        if let Some(port) = entry.wg_port {
+            self.ports.release(port);
+        }
+        let owner_s = owner.to_string();
+        self.store.write(|tx| {
+            for (k, l) in tx.list::<super::records::Lease>(Table::Leases)? {
+                if l.network == owner_s {
+                    tx.remove(Table::Leases, &k)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.sync_firewall().await?;
+        info!(%owner, "network removed");
+        Ok(true)
+    }
+
+    /// Attachments on a network.
+    pub fn attachments_on(&self, network: &str) -> OpResult<Vec<Attachment>> {
+        Ok(self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.network == network)
+            .collect())
+    }
+
+    /// Apply the nftables tables for the networks recorded now.
+    pub async fn sync_firewall(&self) -> OpResult<()> {
+        let spec = plan::firewall_spec(&self.marker);
+        if !spec.masquerade.is_empty() {
+            self.host.set_ip_forwarding(true).await?;
+        }
+        self.host.apply_firewall(&spec).await?;
+        Ok(())
+    }
+
+    /// `setup_isolation_network`.
+    pub async fn setup_isolation(
+        &mut self,
+        network: &str,
+        subnet: Option<&str>,
+    ) -> OpResult<Response> {
+        let owner = Owner::isolation(network)?;
+        let requested = subnet.map(plan::parse_cidr).transpose()?;
+        let entry = self.ensure_bridge(owner, requested).await?;
+        self.store.write(|tx| {
+            tx.put(
+                Table::Isolation,
+                network,
+                &IsolationRecord {
+                    subnet: entry.subnet.clone(),
+                },
+            )
+        })?;
+        Ok(Response::IsolationNetwork {
+            network: network.to_string(),
+            subnet: entry.subnet,
+            bridge: entry.name,
+        })
+    }
+
+    /// `teardown_isolation_network`: idempotent.
+    pub async fn teardown_isolation(&mut self, network: &str) -> OpResult<Response> {
+        let owner = Owner::isolation(network)?;
+        self.remove_bridge(&owner).await?;
+        self.store
+            .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()))?;
+        Ok(Response::Ok)
+    }
+
+    /// `setup_service_overlay`.
+    pub async fn setup_service(&mut self, service: &str, mode: ServiceMode) -> OpResult<Response> {
+        overlayd_state::owner::validate_name(service)?;
+        let mode = mode.resolve();
+        let existing: Option<ServiceRecord> =
+            self.store.read(|tx| tx.get(Table::Services, service))?;
+        if let Some(prev) = &existing {
+            if prev.mode != mode {
+                let on = self.service_network(service, prev.mode)?;
+                if !self
+                    .attachments_on(&on.to_string())?
+                    .iter()
+                    .all(|a| a.service != service)
+                {
+                    return Err(OpError::Conflict(format!(
+                        "service {service} is {} with attached containers; detach them before changing its mode to {}",
+                        prev.mode.as_str(),
+                        mode.as_str()
+                    )));
+                }
+            }
+        }
+        let response = match mode {
+            ServiceMode::Dedicated => self.setup_dedicated(service).await?,
+            _ => {
+                let entry = self.ensure_bridge(Owner::SharedNat, None).await?;
+                let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
+                Response::ServiceOverlay {
+                    name: service.to_string(),
+                    mode: ServiceMode::Shared.as_str().to_string(),
+                    wg_public_key: None,
+                    wg_port: None,
+                    overlay_ip: Some(plan::gateway_cidr(subnet)?.addr().to_string()),
+                    subnet: Some(entry.subnet),
+                }
+            }
+        };
+        self.store
+            .write(|tx| tx.put(Table::Services, service, &ServiceRecord { mode }))?;
+        if let Some(prev) = existing {
+            if prev.mode == ServiceMode::Dedicated && mode != ServiceMode::Dedicated {
+                self.remove_bridge(&Owner::service(service)?).await?;
+            }
+        }
+        Ok(response)
+    }
+
+    /// A dedicated service: its own bridge, its own port from the band and
+    /// its own keypair, all recorded so a restart brings the same ones back.
+    async fn setup_dedicated(&mut self, service: &str) -> OpResult<Response> {
+        let owner = Owner::service(service)?;
+        let mut entry = self.ensure_bridge(owner, None).await?;
+        if entry.wg_port.is_none() || entry.wg_private_key.is_none() {
+            let port = match entry.wg_port {
+                Some(p) => p,
+                None => self.ports.allocate()?,
+            };
+            let kp = overlayd_state::KeyPair::generate();
+            entry.wg_port = Some(port);
+            entry.wg_private_key = Some(kp.private_base64());
+            entry.wg_public_key = Some(kp.public_base64());
+            entry.interface = Some(self.namer().wireguard(&entry.owner));
+            if let Err(e) = self.record(entry.clone()) {
+                self.ports.release(port);
+                return Err(e);
+            }
+        }
+        let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
+        Ok(Response::ServiceOverlay {
+            name: service.to_string(),
+            mode: ServiceMode::Dedicated.as_str().to_string(),
+            wg_public_key: entry.wg_public_key.clone(),
+            wg_port: entry.wg_port,
+            overlay_ip: Some(plan::gateway_cidr(subnet)?.addr().to_string()),
+            subnet: Some(entry.subnet),
+        })
+    }
+
+    /// `teardown_service_overlay`: idempotent; refuses while containers are attached.
+    pub async fn teardown_service(&mut self, service: &str) -> OpResult<Response> {
+        overlayd_state::owner::validate_name(service)?;
+        let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
+        let owner = Owner::service(service)?;
+        let mode = rec
+            .map(|r| r.mode)
+            .unwrap_or(if self.marker.get(&owner).is_some() {
+                ServiceMode::Dedicated
+            } else {
+                ServiceMode::Shared
+            });
+        let network = self.service_network(service, mode)?;
+        let attached: Vec<_> = self
+            .attachments_on(&network.to_string())?
+            .into_iter()
+            .filter(|a| a.service == service)
+            .collect();
+        if !attached.is_empty() {
+            return Err(OpError::Conflict(format!(
+                "service {service} still has {} attached container(s); detach them first",
+                attached.len()
+            )));
+        }
+        if mode == ServiceMode::Dedicated {
+            self.remove_bridge(&owner).await?;
+        }
+        self.store
+            .write(|tx| tx.remove(Table::Services, service).map(|_| ()))?;
+        Ok(Response::Ok)
+    }
+
+    /// Which network a service's containers join.
+    pub fn service_network(&self, service: &str, mode: ServiceMode) -> OpResult<Owner> {
+        Ok(match mode.resolve() {
+            ServiceMode::Dedicated => Owner::service(service)?,
+            _ => Owner::SharedNat,
+        })
+    }
+
+    /// The interface namer for this instance.
+    pub fn namer(&self) -> plan::Namer {
+        plan::namer(&self.cfg.interface_prefix)
+    }
+}

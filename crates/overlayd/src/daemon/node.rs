@@ -1,0 +1,199 @@
+//! The node: everything one daemon instance owns — the marker, the store,
+//! the node key, the port band, the host backend — and the routing of
+//! state-changing requests to the module that implements them.
+
+use std::sync::Arc;
+
+use overlayd_host::Host;
+use overlayd_proto::{Event, Request, Response};
+use overlayd_state::{
+    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, NodeKeyFile, Owner, PortBand,
+    Store, Table,
+};
+use tokio::sync::broadcast;
+use tracing::{error, info, warn};
+
+use super::error::{OpError, OpResult};
+use super::records::{META_NODE_ID, META_ORCH_PUBKEY};
+use crate::config::Config;
+
+/// Everything one daemon instance owns.
+pub struct Node {
+    /// Resolved configuration.
+    pub cfg: Config,
+    /// Paths inside the data dir.
+    pub data: DataDir,
+    /// Durable marker I/O.
+    pub marker_file: MarkerFile,
+    /// The marker as last saved.
+    pub marker: Marker,
+    /// Transactional store.
+    pub store: Store,
+    /// The node keypair.
+    pub key: KeyPair,
+    /// Dedicated WireGuard port band.
+    pub ports: PortBand,
+    /// Kernel boundary.
+    pub host: Arc<dyn Host>,
+    /// Event fan-out.
+    pub events: broadcast::Sender<Event>,
+    /// Set when the marker was quarantined or missing while the store
+    /// recorded networks: entries are rebuilt from host tags at reconcile.
+    pub rebuild_marker: bool,
+}
+
+impl Node {
+    /// Load (or create) everything from the data dir. A corrupt marker is
+    /// quarantined and rebuilt from the host at reconcile time; a marker of a
+    /// newer version is refused.
+    pub async fn open(
+        cfg: Config,
+        host: Arc<dyn Host>,
+        events: broadcast::Sender<Event>,
+    ) -> anyhow::Result<Self> {
+        let data = DataDir::new(&cfg.data_dir);
+        let marker_file = MarkerFile::new(&cfg.data_dir);
+        let (marker, rebuild_marker) = match marker_file.load()? {
+            LoadOutcome::Loaded(m) => (m, false),
+            LoadOutcome::Missing => (Marker::default(), true),
+            LoadOutcome::Quarantined { moved_to, reason } => {
+                error!(
+                    moved_to = %moved_to.display(),
+                    %reason,
+                    "network-state marker was corrupt: quarantined it; rebuilding from host objects tagged by overlayd"
+                );
+                (Marker::default(), true)
+            }
+        };
+        for e in marker.iter().filter(|e| !e.is_linux_managed()) {
+            warn!(owner = %e.owner, kind = %e.kind, "marker entry of a kind this platform cannot manage: kept untouched");
+        }
+        let store = Store::open(&cfg.data_dir)?;
+        let key = NodeKeyFile::load_or_create(&cfg.data_dir)?;
+        let ports = PortBand::from_marker(cfg.wg_port, &marker);
+        info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
+        Ok(Node {
+            cfg,
+            data,
+            marker_file,
+            marker,
+            store,
+            key,
+            ports,
+            host,
+            events,
+            rebuild_marker,
+        })
+    }
+
+    /// Save the marker durably.
+    pub fn save_marker(&self) -> OpResult<()> {
+        self.marker_file.save(&self.marker).map_err(OpError::from)
+    }
+
+    /// Record (or replace) an entry and save, rolling the in-memory marker
+    /// back if the save fails.
+    pub fn record(&mut self, entry: NetworkEntry) -> OpResult<()> {
+        let previous = self.marker.upsert(entry.clone());
+        if let Err(e) = self.save_marker() {
+            match previous {
+                Some(p) => {
+                    self.marker.upsert(p);
+                }
+                None => {
+                    self.marker.remove(&entry.owner);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Forget an entry and save, rolling back on failure.
+    pub fn forget(&mut self, owner: &Owner) -> OpResult<Option<NetworkEntry>> {
+        let Some(old) = self.marker.remove(owner) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.save_marker() {
+            self.marker.upsert(old);
+            return Err(e);
+        }
+        Ok(Some(old))
+    }
+
+    /// Flush at stop: the store commits every transaction, so only the
+    /// marker needs a final save.
+    pub fn flush(&self) -> OpResult<()> {
+        self.save_marker()
+    }
+
+    /// Route a state-changing request.
+    pub async fn handle(&mut self, request: Request) -> OpResult<Response> {
+        match request {
+            Request::SetLocalNodeId { node_id } => {
+                self.store
+                    .write(|tx| tx.put(Table::Meta, META_NODE_ID, &node_id))?;
+                Ok(Response::Ok)
+            }
+            Request::SetLocalWgPubkey { pubkey } => {
+                overlayd_state::keys::decode_key(&pubkey)
+                    .map_err(|e| OpError::Invalid(format!("pubkey: {e}")))?;
+                if pubkey != self.key.public_base64() {
+                    warn!("orchestrator's recorded public key differs from this node's key; the node key is authoritative");
+                }
+                self.store
+                    .write(|tx| tx.put(Table::Meta, META_ORCH_PUBKEY, &pubkey))?;
+                Ok(Response::Ok)
+            }
+            Request::Status => self.status().await,
+            Request::ListNetworks => self.list_networks().await,
+            Request::SetupIsolationNetwork { network, subnet } => {
+                self.setup_isolation(&network, subnet.as_deref()).await
+            }
+            Request::TeardownIsolationNetwork { network } => {
+                self.teardown_isolation(&network).await
+            }
+            Request::SetupServiceOverlay { service, mode } => {
+                self.setup_service(&service, mode).await
+            }
+            Request::TeardownServiceOverlay { service } => self.teardown_service(&service).await,
+            Request::AllocateIp {
+                service,
+                join_global,
+            } => self.allocate_ip(&service, join_global).await,
+            Request::ReleaseIp { ip } => self.release_ip(&ip),
+            Request::AttachContainer {
+                handle,
+                service,
+                join_global,
+                dns_server: _,
+                dns_domain: _,
+                isolation,
+                name,
+            } => {
+                self.attach(handle, &service, join_global, isolation.as_deref(), name)
+                    .await
+            }
+            Request::DetachContainer { handle } => self.detach(&handle).await,
+            Request::SetupGlobalOverlay { .. }
+            | Request::TeardownGlobalOverlay
+            | Request::AddPeer { .. }
+            | Request::RemovePeer { .. }
+            | Request::AddAllowedIp { .. }
+            | Request::RemoveAllowedIp { .. } => Err(OpError::Unsupported(format!(
+                "`{}` needs the WireGuard overlay backend, which this build does not include yet",
+                request.op()
+            ))),
+            Request::RegisterDns { .. } | Request::UnregisterDns { .. } => {
+                Err(OpError::Unsupported(format!(
+                    "`{}` needs the DNS server, which this build does not include yet",
+                    request.op()
+                )))
+            }
+            Request::Hello { .. }
+            | Request::Shutdown
+            | Request::SubscribeEvents
+            | Request::NatTick => Ok(Response::Ok),
+        }
+    }
+}

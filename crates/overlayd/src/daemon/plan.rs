@@ -1,0 +1,169 @@
+//! The daemon's thin adapter over `overlayd-engine`: names, tags, subnets,
+//! addresses and the firewall spec, with engine errors turned into
+//! operation errors. Decisions live in the engine; this file only wires them.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use overlayd_engine::ipam::{AddressPicker, Reserved, SubnetPlanner, UsedSubnet};
+use overlayd_engine::naming::{NamePrefix, Namer as EngineNamer};
+use overlayd_engine::tag::Tag;
+use overlayd_host::{FirewallSpec, MasqueradeNet};
+use overlayd_state::{Marker, Owner};
+
+use super::error::{OpError, OpResult};
+
+/// Interface names of this instance (a thin wrapper returning `String`s).
+#[derive(Debug, Clone)]
+pub struct Namer(EngineNamer);
+
+impl Namer {
+    /// The bridge of a network.
+    pub fn bridge(&self, owner: &Owner) -> String {
+        self.0.bridge(owner).as_str().to_string()
+    }
+
+    /// The WireGuard device of a network.
+    pub fn wireguard(&self, owner: &Owner) -> String {
+        self.0.wireguard(owner).as_str().to_string()
+    }
+
+    /// The host end of an attachment's veth.
+    pub fn veth(&self, handle_key: &str) -> String {
+        self.0.veth(handle_key).as_str().to_string()
+    }
+
+    /// The engine namer.
+    pub fn engine(&self) -> &EngineNamer {
+        &self.0
+    }
+}
+
+/// A namer for a validated prefix (the config validates it at start; an
+/// invalid one falls back to the default).
+pub fn namer(prefix: &str) -> Namer {
+    let p = prefix
+        .parse::<NamePrefix>()
+        .unwrap_or_else(|_| NamePrefix::default());
+    Namer(EngineNamer::new(p))
+}
+
+/// Parse a CIDR argument with a clear error.
+pub fn parse_cidr(s: &str) -> OpResult<IpNet> {
+    let net: IpNet = s.trim().parse().map_err(|_| {
+        OpError::Invalid(format!("{s:?} is not a CIDR (expected e.g. 10.201.3.0/24)"))
+    })?;
+    if net.trunc() != net {
+        return Err(OpError::Invalid(format!(
+            "{s} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+/// The gateway of a subnet (its first host address) with the subnet's prefix.
+pub fn gateway_cidr(subnet: IpNet) -> OpResult<IpNet> {
+    let picker = AddressPicker::new(subnet).map_err(|e| OpError::Invalid(e.to_string()))?;
+    IpNet::new(picker.gateway(), subnet.prefix_len()).map_err(|e| OpError::Invalid(e.to_string()))
+}
+
+/// The lowest free address of a subnet given what is leased.
+pub fn pick_address(subnet: IpNet, leased: &BTreeSet<IpAddr>) -> OpResult<IpAddr> {
+    AddressPicker::new(subnet)
+        .and_then(|p| p.pick(leased))
+        .map_err(|e| OpError::Conflict(e.to_string()))
+}
+
+/// Choose a subnet for `owner`: the requested one after overlap checks, or
+/// the lowest free one of the pool.
+pub fn pick_subnet(
+    owner: &Owner,
+    pool: IpNet,
+    prefix_len: u8,
+    requested: Option<IpNet>,
+    used: &[(String, IpNet)],
+    reserved: &[IpNet],
+) -> OpResult<IpNet> {
+    let planner =
+        SubnetPlanner::new(pool, prefix_len).map_err(|e| OpError::Invalid(e.to_string()))?;
+    let used: Vec<UsedSubnet> = used
+        .iter()
+        .map(|(o, s)| UsedSubnet::new(*s, o.clone()))
+        .collect();
+    let reserved: Vec<Reserved> = reserved.iter().map(|r| Reserved::cluster(*r)).collect();
+    match requested {
+        Some(r) => planner
+            .check_requested(r, &owner.to_string(), &used, &reserved)
+            .map_err(|e| OpError::Conflict(e.to_string())),
+        None => planner
+            .allocate(&used, &reserved)
+            .map_err(|e| OpError::Conflict(e.to_string())),
+    }
+}
+
+/// The ifalias tag of a network link.
+pub fn network_tag(owner: &Owner, id: &str) -> String {
+    Tag::network(owner, id)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{} owner={owner}", overlayd_engine::tag::TAG_PREFIX))
+}
+
+/// The ifalias tag of an attachment's veth.
+pub fn attach_tag(key: &str, id: &str) -> String {
+    Tag::attachment(key, id)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| overlayd_engine::tag::TAG_PREFIX.to_string())
+}
+
+/// Parse an ifalias as an overlayd tag.
+pub fn parse_tag(alias: &str) -> Option<Tag> {
+    overlayd_engine::tag::parse_tag(alias)
+}
+
+/// Whether an alias is our tag for exactly this owner and id.
+pub fn tag_matches(alias: Option<&str>, owner: &Owner, id: &str) -> bool {
+    alias
+        .and_then(parse_tag)
+        .is_some_and(|t| t.is_network(owner, id))
+}
+
+/// Whether an alias is our tag for this attachment.
+pub fn attach_tag_matches(alias: Option<&str>, key: &str, id: &str) -> bool {
+    alias
+        .and_then(parse_tag)
+        .is_some_and(|t| t.is_attachment(key, Some(id)))
+}
+
+/// Whether an alias is any overlayd tag naming this owner.
+pub fn tag_names_owner(alias: Option<&str>, owner: &Owner) -> bool {
+    alias
+        .and_then(parse_tag)
+        .is_some_and(|t| t.owner() == Some(owner))
+}
+
+/// The nftables intent for the networks recorded now: every bridge network
+/// is forwarded and masqueraded on its way out; isolation bridges may not
+/// talk to each other.
+pub fn firewall_spec(marker: &Marker) -> FirewallSpec {
+    let mut spec = FirewallSpec::default();
+    for e in marker.iter().filter(|e| e.is_linux_managed()) {
+        if e.kind != overlayd_state::entry::KIND_LINUX_BRIDGE {
+            continue;
+        }
+        let Ok(subnet) = e.subnet.parse::<IpNet>() else {
+            continue;
+        };
+        spec.masquerade.push(MasqueradeNet {
+            subnet: subnet.trunc(),
+            bridge: e.name.clone(),
+            exclude: Vec::new(),
+        });
+        spec.accept_bridges.push(e.name.clone());
+        if matches!(e.owner, Owner::Isolation(_)) {
+            spec.isolation_bridges.push(e.name.clone());
+        }
+    }
+    spec.normalized()
+}

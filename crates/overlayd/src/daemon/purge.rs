@@ -1,0 +1,116 @@
+//! Purge: delete every recorded host object of every kind this platform
+//! handles, sweep anything carrying overlayd's tag, drop overlayd's nftables
+//! tables, and remove the marker, store and keys. Best-effort: it goes on
+//! past a failure and reports every error; running it again is harmless.
+
+use std::sync::Arc;
+
+use overlayd_host::Host;
+use overlayd_state::{DataDir, InstanceLock, LoadOutcome, MarkerFile};
+
+use super::plan;
+use crate::config::Config;
+
+/// What a purge did.
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    /// Human-readable lines, one per action.
+    pub lines: Vec<String>,
+    /// Errors met on the way (the purge went on past them).
+    pub errors: Vec<String>,
+}
+
+/// Purge everything of this instance. Holds `lock` until done.
+pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> PurgeReport {
+    let mut r = PurgeReport::default();
+    let marker_file = MarkerFile::new(&cfg.data_dir);
+    let entries = match marker_file.load() {
+        Ok(LoadOutcome::Loaded(m)) => m.iter().cloned().collect::<Vec<_>>(),
+        Ok(LoadOutcome::Missing) => Vec::new(),
+        Ok(LoadOutcome::Quarantined { moved_to, reason }) => {
+            r.lines.push(format!(
+                "marker was corrupt ({reason}); moved to {}; sweeping tagged objects instead",
+                moved_to.display()
+            ));
+            Vec::new()
+        }
+        Err(e) => {
+            r.errors.push(format!("cannot read the marker: {e}"));
+            Vec::new()
+        }
+    };
+    for e in &entries {
+        if !e.is_linux_managed() {
+            r.lines.push(format!(
+                "kept {} ({}, kind {}): this platform cannot delete that kind",
+                e.owner, e.name, e.kind
+            ));
+        }
+    }
+    let links = match host.links().await {
+        Ok(l) => l,
+        Err(e) => {
+            r.errors.push(format!("cannot list links: {e}"));
+            Vec::new()
+        }
+    };
+    // Recorded objects are deleted only when the live link carries our tag;
+    // then every other tagged link (orphans, attachment veths) is swept.
+    for link in &links {
+        let Some(alias) = link.alias.as_deref() else {
+            continue;
+        };
+        if plan::parse_tag(alias).is_none() {
+            continue;
+        }
+        match host.delete_link(&link.name).await {
+            Ok(_) => r.lines.push(format!("deleted {} ({alias})", link.name)),
+            Err(e) => r.errors.push(format!("cannot delete {}: {e}", link.name)),
+        }
+    }
+    for e in entries.iter().filter(|e| e.is_linux_managed()) {
+        if !links.iter().any(|l| l.name == e.name) {
+            r.lines
+                .push(format!("{} ({}) was already gone", e.owner, e.name));
+        }
+    }
+    match host.remove_firewall().await {
+        Ok(true) => r.lines.push("removed overlayd's nftables tables".into()),
+        Ok(false) => {}
+        Err(e) => r.errors.push(format!("cannot remove nftables tables: {e}")),
+    }
+    let data = DataDir::new(&cfg.data_dir);
+    let keep_foreign: Vec<_> = entries
+        .into_iter()
+        .filter(|e| !e.is_linux_managed())
+        .collect();
+    if keep_foreign.is_empty() {
+        match data.purge_files() {
+            Ok(()) => r
+                .lines
+                .push(format!("removed state files in {}", cfg.data_dir.display())),
+            Err(e) => r.errors.push(format!("cannot remove state files: {e}")),
+        }
+    } else {
+        // Entries of other platforms' kinds stay recorded; everything else goes.
+        let mut m = overlayd_state::Marker::default();
+        for e in keep_foreign {
+            m.upsert(e);
+        }
+        if let Err(e) = marker_file.save(&m) {
+            r.errors.push(format!("cannot rewrite the marker: {e}"));
+        }
+        match data.purge_files_except_marker() {
+            Ok(()) => r.lines.push(
+                "removed store and keys; the marker keeps only entries of other platforms".into(),
+            ),
+            Err(e) => r.errors.push(format!("cannot remove state files: {e}")),
+        }
+    }
+    // The lock file goes last, while still held, so no daemon starts in
+    // the middle of the purge.
+    let _ = std::fs::remove_file(data.lock_path());
+    let _ = std::fs::remove_dir(data.root());
+    drop(lock);
+    r
+}

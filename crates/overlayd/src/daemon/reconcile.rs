@@ -1,0 +1,324 @@
+//! Start-up reconcile (SPEC §4) and the periodic check: adopt recorded
+//! networks that exist and match, recreate missing ones with the same name
+//! and identity, report or delete tagged orphans, rebuild a lost marker from
+//! host tags, reclaim attachments whose container is gone, and restore the
+//! nftables tables when someone flushed or edited them.
+
+use std::collections::BTreeSet;
+
+use overlayd_engine::reconcile::{
+    plan_attachments, plan_networks, rebuild_from_live, Action, AttachAction, AttachmentRecord,
+    Desired, NetworkInput,
+};
+use overlayd_engine::LiveLink;
+use overlayd_host::LinkInfo;
+use overlayd_proto::ServiceMode;
+use overlayd_state::{Owner, PortBand, Table};
+use tracing::{error, info, warn};
+
+use super::attach::netns_target;
+use super::error::OpResult;
+use super::node::Node;
+use super::plan;
+use super::records::{Attachment, IsolationRecord, ServiceRecord};
+
+/// What a reconcile pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Recorded networks found live and adopted as they are.
+    pub adopted: usize,
+    /// Recorded networks recreated with their recorded identity.
+    pub recreated: usize,
+    /// Desired networks created because nothing recorded them.
+    pub created: usize,
+    /// Tagged objects nothing records (deleted unless gc is off).
+    pub orphans: usize,
+    /// Attachments reclaimed (container gone or veth lost).
+    pub reclaimed: usize,
+    /// Names held by links that are not ours.
+    pub conflicts: usize,
+    /// Entries rebuilt from host tags after a lost or corrupt marker.
+    pub rebuilt: usize,
+}
+
+fn live_view(links: &[LinkInfo], addrs: impl Fn(&LinkInfo) -> Vec<ipnet::IpNet>) -> Vec<LiveLink> {
+    links
+        .iter()
+        .map(|l| {
+            let mut v = LiveLink::new(&l.name, l.index, &l.kind.to_string(), l.alias.as_deref());
+            v.addresses = addrs(l);
+            v
+        })
+        .collect()
+}
+
+impl Node {
+    async fn live(&self, with_addresses: bool) -> OpResult<(Vec<LinkInfo>, Vec<LiveLink>)> {
+        let links = self.host.links().await?;
+        let mut addrs = std::collections::HashMap::new();
+        if with_addresses {
+            for l in links.iter().filter(|l| {
+                l.alias
+                    .as_deref()
+                    .is_some_and(overlayd_engine::tag::is_overlayd_alias)
+            }) {
+                addrs.insert(
+                    l.index,
+                    self.host.addresses(&l.name).await.unwrap_or_default(),
+                );
+            }
+        }
+        let live = live_view(&links, |l| addrs.get(&l.index).cloned().unwrap_or_default());
+        Ok((links, live))
+    }
+
+    /// Owners the store says should exist.
+    fn desired_owners(&self) -> OpResult<BTreeSet<Owner>> {
+        let mut set: BTreeSet<Owner> = self.marker.iter().map(|e| e.owner.clone()).collect();
+        let (services, isos) = self.store.read(|tx| {
+            Ok((
+                tx.list::<ServiceRecord>(Table::Services)?,
+                tx.list::<IsolationRecord>(Table::Isolation)?,
+            ))
+        })?;
+        for (name, s) in services {
+            if let Ok(o) = self.service_network(&name, s.mode) {
+                set.insert(o);
+            }
+            if s.mode != ServiceMode::Dedicated {
+                set.insert(Owner::SharedNat);
+            }
+        }
+        for (net, _) in isos {
+            if let Ok(o) = Owner::isolation(&net) {
+                set.insert(o);
+            }
+        }
+        Ok(set)
+    }
+
+    /// The full start-up reconcile. Problems are logged and counted; the
+    /// daemon still serves so an operator can inspect and fix them.
+    pub async fn reconcile(&mut self, gc: bool) -> ReconcileReport {
+        let mut rep = ReconcileReport::default();
+        if let Err(e) = self.reconcile_inner(gc, &mut rep).await {
+            error!(error = %e, "reconcile did not complete");
+        }
+        rep
+    }
+
+    async fn reconcile_inner(&mut self, gc: bool, rep: &mut ReconcileReport) -> OpResult<()> {
+        let (_, live) = self.live(self.rebuild_marker).await?;
+        if self.rebuild_marker {
+            self.rebuild_from_host(&live, rep)?;
+        }
+        let desired = self.desired_owners()?;
+        let entries: Vec<_> = self.marker.iter().cloned().collect();
+        let namer = self.namer();
+        let plan = plan_networks(&NetworkInput {
+            recorded: &entries,
+            live: &live,
+            desired: Desired::Known(&desired),
+            namer: namer.engine(),
+            gc,
+        });
+        for action in plan.actions {
+            self.execute(action, rep).await;
+        }
+        if let Err(e) = self.sync_firewall().await {
+            error!(error = %e, "cannot apply overlayd's nftables table");
+        }
+        self.reconcile_attachments(gc, rep).await?;
+        Ok(())
+    }
+
+    /// Rebuild marker entries from tagged links (marker lost or quarantined).
+    fn rebuild_from_host(&mut self, live: &[LiveLink], rep: &mut ReconcileReport) -> OpResult<()> {
+        let rebuilt = rebuild_from_live(live);
+        for s in &rebuilt.skipped {
+            warn!(link = %s.link.name, why = %s.why, "tagged link not rebuilt into the marker");
+        }
+        if rebuilt.entries.is_empty() {
+            self.rebuild_marker = false;
+            return Ok(());
+        }
+        for mut e in rebuilt.entries {
+            if e.subnet.is_empty() {
+                if let Owner::Isolation(net) = &e.owner {
+                    if let Some(r) = self
+                        .store
+                        .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
+                    {
+                        e.subnet = r.subnet;
+                    }
+                }
+            }
+            if self.marker.get(&e.owner).is_none() {
+                info!(owner = %e.owner, name = %e.name, "marker entry rebuilt from the host tag");
+                self.marker.upsert(e);
+                rep.rebuilt += 1;
+            }
+        }
+        self.save_marker()?;
+        self.ports = PortBand::from_marker(self.cfg.wg_port, &self.marker);
+        self.rebuild_marker = false;
+        Ok(())
+    }
+
+    async fn execute(&mut self, action: Action, rep: &mut ReconcileReport) {
+        match action {
+            Action::Adopt {
+                owner, name, index, ..
+            } => {
+                rep.adopted += 1;
+                info!(%owner, %name, index, "adopted recorded network");
+                if let Some(entry) = self.marker.get(&owner).cloned() {
+                    if let Err(e) = self.realize_bridge(&entry).await {
+                        warn!(%owner, error = %e, "adopted network could not be brought to its recorded shape");
+                    }
+                }
+            }
+            Action::Recreate { owner, missing, .. } => {
+                if let Some(entry) = self.marker.get(&owner).cloned() {
+                    match self.realize_bridge(&entry).await {
+                        Ok(_) => {
+                            rep.recreated += 1;
+                            info!(%owner, ?missing, "recreated recorded network with its recorded identity");
+                        }
+                        Err(e) => error!(%owner, error = %e, "cannot recreate recorded network"),
+                    }
+                }
+            }
+            Action::Create { owner, .. } => {
+                let requested = match &owner {
+                    Owner::Isolation(net) => self
+                        .store
+                        .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))
+                        .ok()
+                        .flatten()
+                        .and_then(|r| plan::parse_cidr(&r.subnet).ok()),
+                    _ => None,
+                };
+                match self.ensure_bridge(owner.clone(), requested).await {
+                    Ok(_) => rep.created += 1,
+                    Err(e) => error!(%owner, error = %e, "cannot create desired network"),
+                }
+            }
+            Action::DeleteOrphan { link, tag } => {
+                rep.orphans += 1;
+                match self.host.delete_link(&link.name).await {
+                    Ok(_) => {
+                        info!(link = %link.name, tag = %tag, "deleted tagged link that nothing records")
+                    }
+                    Err(e) => warn!(link = %link.name, error = %e, "cannot delete orphan link"),
+                }
+            }
+            Action::ReportOrphan { link, alias } => {
+                rep.orphans += 1;
+                warn!(link = %link.name, %alias, "tagged link that nothing records (kept: gc disabled)");
+            }
+            Action::DropRecord { owner, .. } => {
+                warn!(%owner, "recorded network is no longer desired; kept until torn down or purged");
+            }
+            Action::Conflict { owner, name, why } => {
+                rep.conflicts += 1;
+                error!(%owner, %name, %why, "recorded name is held by a link overlayd does not own; left alone");
+            }
+            Action::KeepForeignKind { owner, kind } => {
+                info!(%owner, %kind, "marker entry of another platform's kind kept untouched");
+            }
+            Action::KeepUnknownOwner { owner } => {
+                info!(%owner, "marker entry with an owner this build does not know kept untouched");
+            }
+        }
+    }
+
+    /// Reclaim attachments whose container is gone or whose veth vanished,
+    /// and orphan veths that carry our tag but no record.
+    pub async fn reconcile_attachments(
+        &mut self,
+        gc: bool,
+        rep: &mut ReconcileReport,
+    ) -> OpResult<()> {
+        let (_, live) = self.live(false).await?;
+        let atts: Vec<(String, Attachment)> = self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?;
+        let mut records = Vec::with_capacity(atts.len());
+        for (key, a) in &atts {
+            let alive = match netns_target(&a.handle) {
+                Ok(t) => self.host.netns_alive(&t).await.unwrap_or(true),
+                Err(_) => true,
+            };
+            records.push(AttachmentRecord {
+                key: key.clone(),
+                host_ifname: a.host_ifname.clone(),
+                id: Some(a.id.clone()),
+                target_alive: alive,
+            });
+        }
+        let plan = plan_attachments(&records, &live, gc);
+        for action in plan.actions {
+            match action {
+                AttachAction::Keep { .. } => {}
+                AttachAction::Reclaim { key, veth } => {
+                    if let Some(v) = veth {
+                        if let Err(e) = self.host.detach_veth(&v.name).await {
+                            warn!(veth = %v.name, error = %e, "cannot delete reclaimed veth");
+                            continue;
+                        }
+                    }
+                    if let Some((_, a)) = atts.iter().find(|(k, _)| *k == key) {
+                        self.drop_attachment(a)?;
+                    }
+                    rep.reclaimed += 1;
+                    info!(handle = %key, "reclaimed attachment: container is gone");
+                }
+                AttachAction::DropLost { key } => {
+                    if let Some((_, a)) = atts.iter().find(|(k, _)| *k == key) {
+                        self.drop_attachment(a)?;
+                    }
+                    rep.reclaimed += 1;
+                    info!(handle = %key, "dropped attachment whose veth is gone");
+                }
+                AttachAction::DeleteOrphanVeth { link, .. } => {
+                    rep.orphans += 1;
+                    match self.host.detach_veth(&link.name).await {
+                        Ok(_) => {
+                            info!(veth = %link.name, "deleted tagged veth that no attachment records")
+                        }
+                        Err(e) => warn!(veth = %link.name, error = %e, "cannot delete orphan veth"),
+                    }
+                }
+                AttachAction::ReportOrphanVeth { link, .. } => {
+                    rep.orphans += 1;
+                    warn!(veth = %link.name, "tagged veth that no attachment records (kept: gc disabled)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The periodic check: restore our nftables table if it drifted and
+    /// reclaim attachments of containers that went away.
+    pub async fn periodic_check(&mut self) {
+        let spec = plan::firewall_spec(&self.marker);
+        match self.host.firewall_matches(&spec).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(
+                    "overlayd's nftables table was flushed or edited by someone else; restoring it"
+                );
+                if let Err(e) = self.host.apply_firewall(&spec).await {
+                    error!(error = %e, "cannot restore overlayd's nftables table");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read overlayd's nftables table"),
+        }
+        let mut rep = ReconcileReport::default();
+        let gc = self.cfg.gc;
+        if let Err(e) = self.reconcile_attachments(gc, &mut rep).await {
+            warn!(error = %e, "attachment check failed");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Records the daemon keeps in the transactional store: desired state
+//! (global overlay, services, isolation networks) and high-churn state
+//! (leases, attachments, DNS records, node metadata).
+
+use overlayd_proto::{Handle, ServiceMode};
+use serde::{Deserialize, Serialize};
+
+/// Desired base overlay (`Table::Global`, key [`GLOBAL_KEY`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalRecord {
+    /// Deployment name.
+    pub deployment: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// Cluster CIDR.
+    pub cluster_cidr: String,
+    /// This node's slice.
+    pub slice_cidr: String,
+    /// WireGuard port.
+    pub wg_port: u16,
+    /// Masquerade outbound traffic.
+    pub nat_enabled: bool,
+}
+
+/// Key of the single global record.
+pub const GLOBAL_KEY: &str = "config";
+
+/// A service the orchestrator set up (`Table::Services`, key = name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Resolved mode (`shared` or `dedicated`).
+    pub mode: ServiceMode,
+}
+
+/// A desired isolation network (`Table::Isolation`, key = network name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationRecord {
+    /// Its subnet.
+    pub subnet: String,
+}
+
+/// An address lease (`Table::Leases`, key = `<owner>|<ip>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Network owner the address belongs to.
+    pub network: String,
+    /// The address.
+    pub ip: String,
+    /// Who holds it: an attachment's handle key, or `alloc` for allocate_ip.
+    pub holder: String,
+}
+
+/// Holder of leases made by `allocate_ip`.
+pub const ALLOC_HOLDER: &str = "alloc";
+
+/// Store key of a lease.
+pub fn lease_key(network: &str, ip: &str) -> String {
+    format!("{network}|{ip}")
+}
+
+/// An attached container (`Table::Attachments`, key = handle key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The container.
+    pub handle: Handle,
+    /// Network owner it is attached to.
+    pub network: String,
+    /// Service it belongs to.
+    pub service: String,
+    /// Its address (no prefix).
+    pub ip: String,
+    /// Prefix length of its network.
+    pub prefix_len: u8,
+    /// Host end of its veth.
+    pub host_ifname: String,
+    /// Identity written into the veth's tag.
+    pub id: String,
+    /// DNS name registered for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+}
+
+/// A DNS record (`Table::Dns`, key = normalised name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// Addresses.
+    pub ips: Vec<String>,
+}
+
+/// Meta key: node id set by the orchestrator.
+pub const META_NODE_ID: &str = "node_id";
+/// Meta key: the orchestrator's view of this node's public key.
+pub const META_ORCH_PUBKEY: &str = "orchestrator_pubkey";

@@ -1,0 +1,529 @@
+//! End to end, as root, inside network namespaces this test creates: the
+//! real daemon binary runs in a "node" namespace linked to an "outside"
+//! namespace; containers are `unshare -n` processes attached by PID.
+
+mod support;
+
+use std::time::Duration;
+
+use overlayd_proto::{Handle, Request, Response, ServiceMode};
+use support::*;
+
+/// A node namespace with an uplink to an outside namespace, and a daemon.
+struct Lab {
+    node: Netns,
+    outside: Netns,
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+const NODE_UPLINK: &str = "198.51.100.1";
+const OUTSIDE: &str = "198.51.100.2";
+
+impl Lab {
+    fn new(extra: &[&str]) -> Self {
+        let node = Netns::new("n");
+        let outside = Netns::new("o");
+        link_pair(
+            &node,
+            "up0",
+            &format!("{NODE_UPLINK}/24"),
+            &outside,
+            "out0",
+            &format!("{OUTSIDE}/24"),
+        );
+        node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(&node, dir.path(), extra);
+        Lab {
+            node,
+            outside,
+            daemon,
+            _dir: dir,
+        }
+    }
+
+    fn attach(&self, c: &Container, service: &str, iso: Option<&str>) -> String {
+        match self.daemon.ok(Request::AttachContainer {
+            handle: Handle::LinuxPid { pid: c.pid() },
+            service: service.into(),
+            join_global: false,
+            dns_server: None,
+            dns_domain: None,
+            isolation: iso.map(str::to_string),
+            name: None,
+        }) {
+            Response::Attached { ip, .. } => ip,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn service(&self, name: &str) {
+        self.daemon.ok(Request::SetupServiceOverlay {
+            service: name.into(),
+            mode: ServiceMode::Shared,
+        });
+    }
+
+    fn iso(&self, net: &str) -> (String, String) {
+        match self.daemon.ok(Request::SetupIsolationNetwork {
+            network: net.into(),
+            subnet: None,
+        }) {
+            Response::IsolationNetwork { subnet, bridge, .. } => (subnet, bridge),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    /// Our links in the node namespace (bridges and veths carrying a tag).
+    fn tagged_links(&self) -> Vec<(String, u32)> {
+        let out = self.node.output(&["ip", "-o", "link", "show"]);
+        let mut v = Vec::new();
+        for l in out.lines() {
+            if l.contains("alias overlayd:") {
+                let name = l
+                    .split(':')
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .split('@')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let idx = l.split(':').next().unwrap().trim().parse().unwrap();
+                v.push((name, idx));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    fn marker(&self) -> Vec<u8> {
+        std::fs::read(self.daemon.data_dir.join("agent_network.json")).unwrap()
+    }
+}
+
+fn ping_until(c: &Container, ip: &str) {
+    wait_for(&format!("ping {ip}"), Duration::from_secs(10), || {
+        c.ping(ip)
+    });
+}
+
+#[test]
+fn shared_nat_containers_talk_and_egress_is_masqueraded() {
+    if !can_run_root_tests("shared_nat") {
+        return;
+    }
+    let lab = Lab::new(&[]);
+    lab.service("web");
+    let (c1, c2) = (Container::new(), Container::new());
+    let ip1 = lab.attach(&c1, "web", None);
+    let ip2 = lab.attach(&c2, "web", None);
+    assert_ne!(ip1, ip2);
+    ping_until(&c1, &ip2);
+    ping_until(&c2, &ip1);
+
+    // The outside counts who it hears from.
+    lab.outside.exec(&["nft", "add", "table", "inet", "probe"]);
+    lab.outside.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "probe",
+        "in",
+        "{ type filter hook input priority 0; }",
+    ]);
+    lab.outside.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "probe",
+        "in",
+        "ip",
+        "saddr",
+        NODE_UPLINK,
+        "icmp",
+        "type",
+        "echo-request",
+        "counter",
+    ]);
+    lab.outside.exec(&[
+        "nft", "add", "rule", "inet", "probe", "in", "ip", "saddr", &ip1, "counter",
+    ]);
+    ping_until(&c1, OUTSIDE);
+    let rules = lab
+        .outside
+        .output(&["nft", "list", "chain", "inet", "probe", "in"]);
+    let counts: Vec<u64> = rules
+        .lines()
+        .filter_map(|l| l.split("packets ").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(counts.len(), 2, "{rules}");
+    assert!(
+        counts[0] > 0,
+        "outside saw the node's uplink address: {rules}"
+    );
+    assert_eq!(
+        counts[1], 0,
+        "outside never saw the container address: {rules}"
+    );
+
+    // Detach is idempotent and leaves no veth.
+    let before = lab.tagged_links().len();
+    for _ in 0..2 {
+        lab.daemon.ok(Request::DetachContainer {
+            handle: Handle::LinuxPid { pid: c2.pid() },
+        });
+    }
+    assert_eq!(lab.tagged_links().len(), before - 1);
+}
+
+#[test]
+fn isolation_networks_are_isolated_from_each_other() {
+    if !can_run_root_tests("isolation") {
+        return;
+    }
+    let lab = Lab::new(&[]);
+    lab.iso("a");
+    lab.iso("b");
+    let (a1, a2, b1) = (Container::new(), Container::new(), Container::new());
+    let ip_a1 = lab.attach(&a1, "svc", Some("a"));
+    let ip_a2 = lab.attach(&a2, "svc", Some("a"));
+    let ip_b1 = lab.attach(&b1, "svc", Some("b"));
+    ping_until(&a1, &ip_a2);
+    ping_until(&a1, OUTSIDE);
+    ping_until(&b1, OUTSIDE);
+    // The node itself is reachable (its gateway on the other bridge would be
+    // routing, which isolation forbids, so check our own gateway).
+    assert!(!a1.ping(&ip_b1), "iso:a reached iso:b");
+    assert!(!b1.ping(&ip_a1), "iso:b reached iso:a");
+}
+
+#[test]
+fn restart_adopts_everything_and_traffic_keeps_flowing() {
+    if !can_run_root_tests("restart") {
+        return;
+    }
+    let mut lab = Lab::new(&[]);
+    lab.service("web");
+    lab.iso("a");
+    let (c1, c2) = (Container::new(), Container::new());
+    let _ip1 = lab.attach(&c1, "web", None);
+    let ip2 = lab.attach(&c2, "web", None);
+    ping_until(&c1, &ip2);
+    let links = lab.tagged_links();
+    let marker = lab.marker();
+
+    // A ping stream across the restart.
+    let pid = c1.pid().to_string();
+    let pinger = std::process::Command::new("nsenter")
+        .args([
+            "-t", &pid, "-n", "ping", "-i", "0.1", "-c", "40", "-W", "1", &ip2,
+        ])
+        .output();
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        lab.daemon.restart();
+        lab
+    });
+    let out = pinger.expect("ping");
+    let lab = restarter.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "ping lost packets across the restart: {text}"
+    );
+    assert_eq!(lab.tagged_links(), links, "same links, same ifindexes");
+    assert_eq!(lab.marker(), marker, "marker byte-identical");
+    assert!(lab.daemon.log().contains("adopted recorded network"));
+}
+
+#[test]
+fn lost_or_corrupt_marker_is_rebuilt_from_tags() {
+    if !can_run_root_tests("rebuild") {
+        return;
+    }
+    let mut lab = Lab::new(&[]);
+    lab.service("web");
+    lab.iso("a");
+    let c1 = Container::new();
+    lab.attach(&c1, "web", None);
+    let links = lab.tagged_links();
+    let path = lab.daemon.data_dir.join("agent_network.json");
+    let original: serde_json::Value = serde_json::from_slice(&lab.marker()).unwrap();
+
+    for damage in ["delete", "corrupt"] {
+        lab.daemon.stop();
+        match damage {
+            "delete" => std::fs::remove_file(&path).unwrap(),
+            _ => std::fs::write(&path, b"{\"version\":1,\"networks\":[{\"owner\"").unwrap(),
+        }
+        lab.daemon.start_again();
+        assert_eq!(lab.tagged_links(), links, "{damage}: nothing recreated");
+        let rebuilt: serde_json::Value = serde_json::from_slice(&lab.marker()).unwrap();
+        let owners = |v: &serde_json::Value| {
+            let mut o: Vec<String> = v["networks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| format!("{} {} {} {}", e["owner"], e["name"], e["id"], e["subnet"]))
+                .collect();
+            o.sort();
+            o
+        };
+        assert_eq!(
+            owners(&rebuilt),
+            owners(&original),
+            "{damage}: entries rebuilt"
+        );
+    }
+    let q = lab.daemon.data_dir.join("quarantine");
+    assert_eq!(
+        std::fs::read_dir(q).unwrap().count(),
+        1,
+        "corrupt marker quarantined"
+    );
+    // Containers still reach each other after the rebuild.
+    let c2 = Container::new();
+    let ip2 = lab.attach(&c2, "web", None);
+    ping_until(&c1, &ip2);
+}
+
+#[test]
+fn kill_during_attaches_leaves_consistent_state() {
+    if !can_run_root_tests("kill9") {
+        return;
+    }
+    let mut lab = Lab::new(&[]);
+    lab.service("web");
+    let containers: Vec<Container> = (0..12).map(|_| Container::new()).collect();
+    let pids: Vec<u32> = containers.iter().map(Container::pid).collect();
+    for round in 0..3 {
+        let sock = lab.daemon.socket.clone();
+        let batch: Vec<u32> = pids.clone();
+        // Fire attaches from another thread and kill the daemon mid-way.
+        let worker = std::thread::spawn(move || {
+            block_on(async move {
+                for pid in batch {
+                    let Ok(mut c) = overlayd_client::Client::connect(&sock).await else {
+                        return;
+                    };
+                    let _ = c
+                        .call(Request::AttachContainer {
+                            handle: Handle::LinuxPid { pid },
+                            service: "web".into(),
+                            join_global: false,
+                            dns_server: None,
+                            dns_domain: None,
+                            isolation: None,
+                            name: None,
+                        })
+                        .await;
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_millis(60 + 90 * round));
+        lab.daemon.kill();
+        let _ = worker.join();
+        lab.daemon.start_again();
+        // Detach a few so the next round re-attaches them.
+        for pid in pids.iter().step_by(3) {
+            lab.daemon.ok(Request::DetachContainer {
+                handle: Handle::LinuxPid { pid: *pid },
+            });
+        }
+    }
+    lab.daemon.stop();
+    let store = overlayd_state::Store::open(&lab.daemon.data_dir).unwrap();
+    let atts: Vec<(String, serde_json::Value)> = store
+        .read(|tx| tx.list(overlayd_state::Table::Attachments))
+        .unwrap();
+    let leases: Vec<(String, serde_json::Value)> = store
+        .read(|tx| tx.list(overlayd_state::Table::Leases))
+        .unwrap();
+    drop(store);
+    let mut ips: Vec<&str> = leases
+        .iter()
+        .map(|(_, l)| l["ip"].as_str().unwrap())
+        .collect();
+    let n = ips.len();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), n, "no address leased twice");
+    let veths: Vec<String> = lab
+        .tagged_links()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| atts.iter().any(|(_, a)| a["host_ifname"] == n.as_str()) || !n.contains("-b"))
+        .collect();
+    for (_, a) in &atts {
+        let name = a["host_ifname"].as_str().unwrap();
+        assert!(
+            veths.iter().any(|v| v == name),
+            "attachment {a} has its veth"
+        );
+    }
+    let tagged_veths: Vec<String> = lab
+        .node
+        .output(&["ip", "-o", "link", "show", "type", "veth"])
+        .lines()
+        .filter(|l| l.contains("alias overlayd:"))
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for v in &tagged_veths {
+        assert!(
+            atts.iter().any(|(_, a)| a["host_ifname"] == v.as_str()),
+            "veth {v} has an attachment record"
+        );
+    }
+    assert_eq!(tagged_veths.len(), atts.len());
+    assert!(leases.len() >= atts.len(), "every attachment holds a lease");
+}
+
+#[test]
+fn bad_input_changes_nothing_and_never_touches_foreign_links() {
+    if !can_run_root_tests("bad_input") {
+        return;
+    }
+    let lab = Lab::new(&[]);
+    lab.service("web");
+    let before = (lab.tagged_links(), lab.marker());
+    let attach = |handle: Handle, service: &str, iso: Option<&str>| {
+        lab.daemon.call(Request::AttachContainer {
+            handle,
+            service: service.into(),
+            join_global: false,
+            dns_server: None,
+            dns_domain: None,
+            isolation: iso.map(str::to_string),
+            name: None,
+        })
+    };
+    let err = |r: Response| match r {
+        Response::Err { message } => message,
+        r => panic!("expected err, got {r:?}"),
+    };
+    let m = err(attach(Handle::LinuxPid { pid: 4_000_000 }, "web", None));
+    assert!(m.contains("4000000"), "{m}");
+    let file = lab._dir.path().join("not-a-netns");
+    std::fs::write(&file, b"x").unwrap();
+    let m = err(attach(
+        Handle::NetnsPath {
+            path: file.display().to_string(),
+        },
+        "web",
+        None,
+    ));
+    assert!(m.contains("not a network namespace"), "{m}");
+    let c = Container::new();
+    let m = err(attach(Handle::LinuxPid { pid: c.pid() }, "nosuch", None));
+    assert!(m.contains("unknown service"), "{m}");
+    let m = err(attach(
+        Handle::LinuxPid { pid: c.pid() },
+        "web",
+        Some("nonet"),
+    ));
+    assert!(m.contains("does not exist"), "{m}");
+    assert_eq!(
+        (lab.tagged_links(), lab.marker()),
+        before,
+        "nothing changed"
+    );
+
+    // A foreign link holding the name overlayd would use is refused, untouched.
+    let namer = overlayd_engine::Namer::new(overlayd_engine::NamePrefix::default());
+    let owner = overlayd_state::Owner::isolation("taken").unwrap();
+    let name = namer.bridge(&owner).as_str().to_string();
+    lab.node
+        .exec(&["ip", "link", "add", &name, "type", "bridge"]);
+    let m = err(lab.daemon.call(Request::SetupIsolationNetwork {
+        network: "taken".into(),
+        subnet: None,
+    }));
+    assert!(m.contains("does not own"), "{m}");
+    assert!(lab.node.links().contains(&name), "foreign link still there");
+    assert_eq!(lab.marker(), before.1);
+
+    // An exhausted subnet: a /30 has one address besides the gateway.
+    lab.daemon.ok(Request::SetupIsolationNetwork {
+        network: "tiny".into(),
+        subnet: Some("10.250.0.0/30".into()),
+    });
+    let (c1, c2) = (Container::new(), Container::new());
+    assert!(matches!(
+        attach(Handle::LinuxPid { pid: c1.pid() }, "web", Some("tiny")),
+        Response::Attached { .. }
+    ));
+    let links = lab.tagged_links();
+    let m = err(attach(
+        Handle::LinuxPid { pid: c2.pid() },
+        "web",
+        Some("tiny"),
+    ));
+    assert!(m.contains("exhausted") || m.contains("no free"), "{m}");
+    assert_eq!(lab.tagged_links(), links, "no veth leaked");
+}
+
+#[test]
+fn uninstall_keeps_networks_and_purge_leaves_nothing() {
+    if !can_run_root_tests("purge") {
+        return;
+    }
+    let mut lab = Lab::new(&[]);
+    lab.service("web");
+    lab.iso("a");
+    let c1 = Container::new();
+    lab.attach(&c1, "web", None);
+    let links = lab.tagged_links();
+
+    let out = lab.daemon.cli(&["uninstall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = lab.daemon.child.take().map(|mut c| c.wait());
+    assert_eq!(lab.tagged_links(), links, "plain uninstall leaves networks");
+    assert!(lab
+        .node
+        .output(&["nft", "list", "tables"])
+        .contains("overlayd"));
+
+    for _ in 0..2 {
+        let out = lab.daemon.cli(&["uninstall", "--purge"]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(lab.tagged_links().is_empty(), "no tagged link left");
+    let mut left = lab.node.links();
+    left.sort();
+    assert_eq!(left, vec!["lo".to_string(), "up0".to_string()]);
+    assert!(!lab
+        .node
+        .output(&["nft", "list", "tables"])
+        .contains("overlayd"));
+    let addrs = lab.node.output(&["ip", "-o", "addr", "show"]);
+    assert!(!addrs.contains("10.201."), "no address of ours: {addrs}");
+    let routes = lab.node.output(&["ip", "route", "show"]);
+    assert!(!routes.contains("10.201."), "no route of ours: {routes}");
+    let files: Vec<_> = std::fs::read_dir(&lab.daemon.data_dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "data dir empty: {files:?}");
+}

@@ -1,0 +1,311 @@
+//! The daemon in process, over its real socket, with a fake host: framing,
+//! bad input, concurrency, the instance lock and a clean shutdown. No root
+//! needed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use overlayd::config::Config;
+use overlayd::daemon::{self, RunOptions};
+use overlayd_client::Client;
+use overlayd_host::FakeHost;
+use overlayd_proto::{read_frame, Request, Response, MAX_FRAME_LEN};
+use tokio::io::AsyncWriteExt;
+
+struct Instance {
+    _dir: tempfile::TempDir,
+    cfg: Config,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            data_dir: dir.path().join("data"),
+            socket: dir.path().join("run/overlayd.sock"),
+            ..Config::default()
+        };
+        let task = tokio::spawn(daemon::run(
+            cfg.clone(),
+            RunOptions::default(),
+            Arc::new(FakeHost::new()),
+        ));
+        let inst = Instance {
+            _dir: dir,
+            cfg,
+            task,
+        };
+        inst.wait_ready().await;
+        inst
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = Client::connect(&self.cfg.socket).await {
+                if c.call(Request::Hello {
+                    protocol_version: 1,
+                })
+                .await
+                .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(!self.task.is_finished(), "daemon exited during start");
+            assert!(tokio::time::Instant::now() < deadline, "daemon not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&self.cfg.socket).await.unwrap()
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.cfg.data_dir.join("agent_network.json")
+    }
+
+    /// Stop via the `shutdown` op; returns the directory so callers can
+    /// inspect what was left on disk.
+    async fn shutdown(self) -> tempfile::TempDir {
+        let mut c = self.client().await;
+        assert_eq!(c.call(Request::Shutdown).await.unwrap(), Response::Ok);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("daemon stops after shutdown")
+            .unwrap()
+            .unwrap();
+        self._dir
+    }
+}
+
+fn err_message(r: Response) -> String {
+    match r {
+        Response::Err { message } => message,
+        other => panic!("expected err, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hello_status_and_list() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    match c
+        .call(Request::Hello {
+            protocol_version: 1,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Hello {
+            protocol_version,
+            extensions,
+            ..
+        } => {
+            assert_eq!(protocol_version, 1);
+            assert!(extensions.iter().any(|e| e == "list_networks"));
+        }
+        r => panic!("{r:?}"),
+    }
+    match c.call(Request::Status).await.unwrap() {
+        Response::Status(s) => assert!(s.public_key.is_some()),
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        c.call(Request::ListNetworks).await.unwrap(),
+        Response::Networks { .. }
+    ));
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_err_and_the_connection_stays_usable() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let r = c
+        .call(Request::SetupIsolationNetwork {
+            network: "a".into(),
+            subnet: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
+    let before = std::fs::read(inst.marker()).unwrap();
+
+    let (id, r) = c.call_raw(b"\x00\x01garbage\xff").await.unwrap();
+    assert_eq!(id, 0);
+    assert!(err_message(r).contains("not valid JSON"));
+
+    let (id, r) = c
+        .call_raw(b"{\"frame\":\"request\",\"id\":5,")
+        .await
+        .unwrap();
+    assert_eq!(id, 0);
+    assert!(err_message(r).contains("not valid JSON"));
+
+    let (id, r) = c
+        .call_raw(br#"{"frame":"request","id":6,"request":{"op":"teleport"}}"#)
+        .await
+        .unwrap();
+    assert_eq!(id, 6);
+    assert!(err_message(r).contains("unknown op"));
+
+    let (id, r) = c
+        .call_raw(br#"{"frame":"request","id":8,"request":{"op":"teardown_isolation_network","network":42}}"#)
+        .await
+        .unwrap();
+    assert_eq!(id, 8);
+    assert!(err_message(r).contains("invalid request"));
+
+    let (id, r) = c
+        .call_raw(br#"{"frame":"request","id":9,"request":{"op":"setup_isolation_network","network":"b","subnet":"10.999.0.0/24"}}"#)
+        .await
+        .unwrap();
+    assert_eq!(id, 9);
+    assert!(err_message(r).contains("10.999.0.0/24"));
+
+    // Still usable, and nothing changed on disk.
+    assert!(matches!(
+        c.call(Request::Status).await.unwrap(),
+        Response::Status(_)
+    ));
+    assert_eq!(std::fs::read(inst.marker()).unwrap(), before);
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn broken_framing_closes_only_that_connection() {
+    let inst = Instance::start().await;
+    let mut other = inst.client().await;
+
+    // Oversized length: rejected before allocation, connection closed.
+    let mut big = inst.client().await;
+    big.stream_mut()
+        .write_all(&(MAX_FRAME_LEN + 1).to_le_bytes())
+        .await
+        .unwrap();
+    let s = big.stream_mut();
+    let body = read_frame(s).await.unwrap().expect("an err frame first");
+    assert!(String::from_utf8_lossy(&body).contains("exceeds"));
+    assert!(read_frame(s).await.unwrap().is_none(), "then closed");
+
+    // Truncated frame: the peer goes away mid-frame.
+    let mut trunc = inst.client().await;
+    trunc
+        .stream_mut()
+        .write_all(&[100, 0, 0, 0, b'{'])
+        .await
+        .unwrap();
+    drop(trunc);
+
+    // A stalled client (half a length prefix) does not block anyone.
+    let mut stalled = inst.client().await;
+    stalled.stream_mut().write_all(&[1, 0]).await.unwrap();
+
+    assert!(matches!(
+        other
+            .call_timeout(Request::Status, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Response::Status(_)
+    ));
+    drop(stalled);
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_clients() {
+    let inst = Instance::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let sock = inst.cfg.socket.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&sock).await.unwrap();
+            for _ in 0..10 {
+                let r = c
+                    .call(Request::SetLocalNodeId { node_id: i })
+                    .await
+                    .unwrap();
+                assert_eq!(r, Response::Ok);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn second_instance_is_refused_and_first_keeps_serving() {
+    let inst = Instance::start().await;
+    let cfg2 = Config {
+        socket: inst.cfg.socket.with_file_name("second.sock"),
+        ..inst.cfg.clone()
+    };
+    let err = daemon::run(
+        cfg2.clone(),
+        RunOptions::default(),
+        Arc::new(FakeHost::new()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&std::process::id().to_string()),
+        "names the holder pid: {err}"
+    );
+    assert!(!cfg2.socket.exists(), "second instance created no socket");
+    let mut c = inst.client().await;
+    assert!(matches!(
+        c.call(Request::Status).await.unwrap(),
+        Response::Status(_)
+    ));
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn ops_without_machinery_answer_err_and_change_nothing() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let before = std::fs::read(inst.marker()).ok();
+    let msg = err_message(
+        c.call(Request::AttachContainer {
+            handle: overlayd_proto::Handle::LinuxPid { pid: 1 },
+            service: "nosuch".into(),
+            join_global: false,
+            dns_server: None,
+            dns_domain: None,
+            isolation: None,
+            name: None,
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(msg.contains("unknown service"), "{msg}");
+    assert_eq!(std::fs::read(inst.marker()).ok(), before);
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_leaves_state_and_removes_the_socket() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let r = c
+        .call(Request::SetupIsolationNetwork {
+            network: "keep".into(),
+            subnet: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
+    let marker = inst.marker();
+    let socket = inst.cfg.socket.clone();
+    let _dir = inst.shutdown().await;
+    assert!(!socket.exists());
+    let text = std::fs::read_to_string(marker).unwrap();
+    assert!(text.contains("iso:keep"));
+}
