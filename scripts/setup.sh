@@ -8,6 +8,7 @@ command -v nft >/dev/null || need+=(nftables)
 command -v wg >/dev/null || need+=(wireguard-tools)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing packages ${need[*]}; run as root (or install them) first" >&2

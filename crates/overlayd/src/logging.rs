@@ -10,7 +10,9 @@ pub fn init(default: &str, json: bool) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!("{default},hickory_server=warn,hickory_proto=warn"))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -11,6 +11,7 @@ use overlayd::daemon::{self, RunOptions};
 use overlayd_client::Client;
 use overlayd_host::FakeHost;
 use overlayd_proto::{read_frame, Request, Response, MAX_FRAME_LEN};
+use overlayd_wg::FakeWg;
 use tokio::io::AsyncWriteExt;
 
 struct Instance {
@@ -31,6 +32,7 @@ impl Instance {
             cfg.clone(),
             RunOptions::default(),
             Arc::new(FakeHost::new()),
+            Arc::new(FakeWg::new()),
         ));
         let inst = Instance {
             _dir: dir,
@@ -250,6 +252,7 @@ async fn second_instance_is_refused_and_first_keeps_serving() {
         cfg2.clone(),
         RunOptions::default(),
         Arc::new(FakeHost::new()),
+        Arc::new(FakeWg::new()),
     )
     .await
     .unwrap_err()

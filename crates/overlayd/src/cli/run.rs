@@ -31,6 +31,19 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let host = overlayd_host::LinuxHost::new()
         .await
         .context("cannot open netlink")?;
-    daemon::run(cfg, RunOptions { no_gc: args.no_gc }, Arc::new(host)).await?;
+    let kind: overlayd_wg::BackendKind = cfg
+        .wg_backend
+        .parse()
+        .map_err(|e| anyhow::anyhow!("wg_backend: {e}"))?;
+    let uapi_dir = cfg.run_dir().join("wireguard");
+    let wg = overlayd_wg::select(kind, &uapi_dir).context("cannot start the WireGuard backend")?;
+    tracing::info!(backend = %wg.kind(), uapi_dir = %uapi_dir.display(), "WireGuard backend selected");
+    daemon::run(
+        cfg,
+        RunOptions { no_gc: args.no_gc },
+        Arc::new(host),
+        Arc::from(wg),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

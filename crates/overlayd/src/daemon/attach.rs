@@ -47,7 +47,12 @@ pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
 impl Node {
     /// The network a request targets: an isolation network, or the
     /// service's network. Unknown names are errors.
-    fn target_network(&self, service: &str, isolation: Option<&str>) -> OpResult<Owner> {
+    fn target_network(
+        &self,
+        service: &str,
+        isolation: Option<&str>,
+        join_global: bool,
+    ) -> OpResult<Owner> {
         overlayd_state::owner::validate_name(service)?;
         if let Some(net) = isolation {
             let owner = Owner::isolation(net)?;
@@ -64,7 +69,15 @@ impl Node {
                 "unknown service {service:?}; set it up first with setup_service_overlay (`overlayd service up {service}`)"
             )));
         };
-        let owner = self.service_network(service, rec.mode)?;
+        let mut owner = self.service_network(service, rec.mode)?;
+        if join_global && owner == Owner::SharedNat {
+            if self.global()?.is_none() {
+                return Err(OpError::NotFound(
+                    "join_global needs the global overlay; call setup_global_overlay (`overlayd global up`) first".into(),
+                ));
+            }
+            owner = Owner::Base;
+        }
         if self.marker.get(&owner).is_none() {
             return Err(OpError::NotFound(format!(
                 "network {owner} of service {service} is not recorded; run setup_service_overlay again"
@@ -119,12 +132,7 @@ impl Node {
 
     /// `allocate_ip`.
     pub async fn allocate_ip(&mut self, service: &str, join_global: bool) -> OpResult<Response> {
-        if join_global {
-            return Err(OpError::Unsupported(
-                "allocate_ip with join_global needs the WireGuard overlay backend, which this build does not include yet".into(),
-            ));
-        }
-        let network = self.target_network(service, None)?;
+        let network = self.target_network(service, None, join_global)?;
         let (ip, _) = self.lease(&network, ALLOC_HOLDER, None)?;
         Ok(Response::Ip { ip: ip.to_string() })
     }
@@ -161,15 +169,10 @@ impl Node {
         isolation: Option<&str>,
         name: Option<String>,
     ) -> OpResult<Response> {
-        if join_global {
-            return Err(OpError::Unsupported(
-                "join_global needs the WireGuard overlay backend, which this build does not include yet".into(),
-            ));
-        }
-        if name.is_some() {
-            return Err(OpError::Unsupported(
-                "attach with a DNS name needs the DNS server, which this build does not include yet".into(),
-            ));
+        if let Some(n) = &name {
+            self.records
+                .normalize(n)
+                .map_err(|e| OpError::Invalid(format!("name: {e}")))?;
         }
         let target = netns_target(&handle)?;
         let key = handle.key();
@@ -186,7 +189,7 @@ impl Node {
             // Record without its veth (a crash mid-attach): start over.
             self.drop_attachment(&existing)?;
         }
-        let network = self.target_network(service, isolation)?;
+        let network = self.target_network(service, isolation, join_global)?;
         if !self.host.netns_alive(&target).await? {
             return Err(OpError::NotFound(match &target {
                 NetnsTarget::Pid(p) => {
@@ -210,7 +213,7 @@ impl Node {
             prefix_len: 0,
             host_ifname: host_ifname.clone(),
             id: id.clone(),
-            dns_name: None,
+            dns_name: name.clone(),
         };
         // The record and lease are committed first; a crash before the veth
         // exists leaves a record without a veth, which start-up reclaims.
@@ -237,6 +240,7 @@ impl Node {
             }
             return Err(e.into());
         }
+        self.register_attachment_names(&record, ip);
         info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
         Ok(Response::Attached {
             ip: ip.to_string(),
@@ -244,8 +248,28 @@ impl Node {
         })
     }
 
-    /// Remove an attachment record and its lease in one transaction.
+    /// Register the container's name and its service's name (when the
+    /// service name is a valid DNS label) for its address.
+    fn register_attachment_names(&self, a: &Attachment, ip: IpAddr) {
+        for n in a.dns_name.iter().chain(std::iter::once(&a.service)) {
+            if self.records.normalize(n).is_ok() {
+                if let Err(e) = self.dns_add(n, ip) {
+                    warn!(name = %n, error = %e, "cannot register DNS name for attachment");
+                }
+            }
+        }
+    }
+
+    /// Remove an attachment record and its lease in one transaction, and
+    /// its DNS names.
     pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
+        if let Ok(ip) = a.ip.parse::<IpAddr>() {
+            for n in a.dns_name.iter().chain(std::iter::once(&a.service)) {
+                if self.records.normalize(n).is_ok() {
+                    self.dns_remove_ip(n, ip)?;
+                }
+            }
+        }
         let key = a.handle.key();
         self.store.write(|tx| {
             tx.remove(Table::Attachments, &key)?;

@@ -3,9 +3,11 @@
 
 pub mod attach;
 pub mod dispatch;
+pub mod dns;
 pub mod error;
 pub mod networks;
 pub mod node;
+pub mod overlay;
 pub mod plan;
 pub mod purge;
 pub mod reconcile;
@@ -35,10 +37,15 @@ pub struct RunOptions {
 }
 
 /// Run the daemon until SIGTERM, SIGINT or a `shutdown` request.
-pub async fn run(cfg: Config, opts: RunOptions, host: Arc<dyn Host>) -> Result<()> {
+pub async fn run(
+    cfg: Config,
+    opts: RunOptions,
+    host: Arc<dyn Host>,
+    wg: Arc<dyn overlayd_wg::WgBackend>,
+) -> Result<()> {
     let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host, events.clone())
+    let mut node = Node::open(cfg.clone(), host, wg, events.clone())
         .await
         .context("cannot load overlayd state")?;
     let report = node.reconcile(!opts.no_gc && cfg.gc).await;

@@ -109,7 +109,12 @@ impl Node {
             ))
         })?;
         let used = self.used_subnets();
-        let reserved = self.reserved_subnets();
+        // The base network *is* the node slice; everything else avoids it.
+        let reserved = if *owner == Owner::Base {
+            Vec::new()
+        } else {
+            self.reserved_subnets()
+        };
         plan::pick_subnet(
             owner,
             pool,
@@ -160,12 +165,18 @@ impl Node {
                 attached.len()
             )));
         }
+        if let Some(dev) = entry.interface.clone() {
+            super::overlay::wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
+        }
         if let Some(link) = self.host.link(&entry.name).await? {
             if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) {
                 self.host.delete_link(&entry.name).await?;
             }
         }
         self.forget(owner)?;
+        let owner_p = format!("{owner}|");
+        self.store
+            .write(|tx| tx.remove_prefix(Table::Peers, &owner_p).map(|_| ()))?;
         if let Some(port) = entry.wg_port {
             self.ports.release(port);
         }
@@ -196,11 +207,12 @@ impl Node {
 
     /// Apply the nftables tables for the networks recorded now.
     pub async fn sync_firewall(&self) -> OpResult<()> {
-        let spec = plan::firewall_spec(&self.marker);
+        let spec = self.firewall_spec();
         if !spec.masquerade.is_empty() {
             self.host.set_ip_forwarding(true).await?;
         }
         self.host.apply_firewall(&spec).await?;
+        self.sync_dns_listeners().await;
         Ok(())
     }
 
@@ -305,6 +317,7 @@ impl Node {
                 return Err(e);
             }
         }
+        self.realize_service_device(&entry).await?;
         let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
         Ok(Response::ServiceOverlay {
             name: service.to_string(),
@@ -354,6 +367,12 @@ impl Node {
             ServiceMode::Dedicated => Owner::service(service)?,
             _ => Owner::SharedNat,
         })
+    }
+
+    /// The nftables intent for what is recorded now.
+    pub fn firewall_spec(&self) -> overlayd_host::FirewallSpec {
+        let global = self.global().ok().flatten();
+        plan::firewall_spec(&self.marker, global.as_ref(), &self.peer_cidrs())
     }
 
     /// The interface namer for this instance.

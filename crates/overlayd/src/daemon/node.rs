@@ -35,8 +35,16 @@ pub struct Node {
     pub ports: PortBand,
     /// Kernel boundary.
     pub host: Arc<dyn Host>,
+    /// WireGuard backend.
+    pub wg: Arc<dyn overlayd_wg::WgBackend>,
+    /// Last known health per peer (`<network>|<pubkey>`), for events.
+    pub peer_health: std::collections::HashMap<String, bool>,
     /// Event fan-out.
     pub events: broadcast::Sender<Event>,
+    /// DNS records being served.
+    pub records: overlayd_dns::Records,
+    /// The DNS server.
+    pub dns: overlayd_dns::DnsServer,
     /// Set when the marker was quarantined or missing while the store
     /// recorded networks: entries are rebuilt from host tags at reconcile.
     pub rebuild_marker: bool,
@@ -49,6 +57,7 @@ impl Node {
     pub async fn open(
         cfg: Config,
         host: Arc<dyn Host>,
+        wg: Arc<dyn overlayd_wg::WgBackend>,
         events: broadcast::Sender<Event>,
     ) -> anyhow::Result<Self> {
         let data = DataDir::new(&cfg.data_dir);
@@ -71,6 +80,7 @@ impl Node {
         let store = Store::open(&cfg.data_dir)?;
         let key = NodeKeyFile::load_or_create(&cfg.data_dir)?;
         let ports = PortBand::from_marker(cfg.wg_port, &marker);
+        let (records, dns) = super::dns::start(&cfg, &store).await?;
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
         Ok(Node {
             cfg,
@@ -81,7 +91,11 @@ impl Node {
             key,
             ports,
             host,
+            wg,
+            peer_health: Default::default(),
             events,
+            records,
+            dns,
             rebuild_marker,
         })
     }
@@ -175,21 +189,59 @@ impl Node {
                     .await
             }
             Request::DetachContainer { handle } => self.detach(&handle).await,
-            Request::SetupGlobalOverlay { .. }
-            | Request::TeardownGlobalOverlay
-            | Request::AddPeer { .. }
-            | Request::RemovePeer { .. }
-            | Request::AddAllowedIp { .. }
-            | Request::RemoveAllowedIp { .. } => Err(OpError::Unsupported(format!(
-                "`{}` needs the WireGuard overlay backend, which this build does not include yet",
-                request.op()
-            ))),
-            Request::RegisterDns { .. } | Request::UnregisterDns { .. } => {
-                Err(OpError::Unsupported(format!(
-                    "`{}` needs the DNS server, which this build does not include yet",
-                    request.op()
-                )))
+            Request::SetupGlobalOverlay {
+                deployment,
+                instance_id,
+                cluster_cidr,
+                slice_cidr,
+                wg_port,
+                nat_enabled,
+            } => {
+                let slice_cidr = slice_cidr.ok_or_else(|| {
+                    OpError::Invalid(
+                        "slice_cidr is required: give this node's slice of the cluster CIDR (e.g. 10.200.1.0/24)".into(),
+                    )
+                })?;
+                self.setup_global(super::records::GlobalRecord {
+                    deployment,
+                    instance_id,
+                    cluster_cidr,
+                    slice_cidr,
+                    wg_port,
+                    nat_enabled,
+                })
+                .await
             }
+            Request::TeardownGlobalOverlay => self.teardown_global().await,
+            Request::AddPeer {
+                public_key,
+                endpoint,
+                allowed_ips,
+                persistent_keepalive_secs,
+                scope,
+            } => {
+                self.add_peer(
+                    &public_key,
+                    &endpoint,
+                    &allowed_ips,
+                    persistent_keepalive_secs,
+                    scope,
+                )
+                .await
+            }
+            Request::RemovePeer { pubkey, scope } => self.remove_peer(&pubkey, scope).await,
+            Request::AddAllowedIp {
+                pubkey,
+                cidr,
+                scope,
+            } => self.change_allowed_ip(&pubkey, &cidr, scope, true).await,
+            Request::RemoveAllowedIp {
+                pubkey,
+                cidr,
+                scope,
+            } => self.change_allowed_ip(&pubkey, &cidr, scope, false).await,
+            Request::RegisterDns { name, ip } => self.register_dns(&name, &ip),
+            Request::UnregisterDns { name } => self.unregister_dns(&name),
             Request::Hello { .. }
             | Request::Shutdown
             | Request::SubscribeEvents

@@ -144,9 +144,14 @@ pub fn tag_names_owner(alias: Option<&str>, owner: &Owner) -> bool {
 }
 
 /// The nftables intent for the networks recorded now: every bridge network
-/// is forwarded and masqueraded on its way out; isolation bridges may not
-/// talk to each other.
-pub fn firewall_spec(marker: &Marker) -> FirewallSpec {
+/// is forwarded and masqueraded on its way out (the base network only with
+/// NAT enabled, never towards the cluster; overlay networks never towards
+/// their peers); isolation bridges may not talk to each other.
+pub fn firewall_spec(
+    marker: &Marker,
+    global: Option<&super::records::GlobalRecord>,
+    peer_cidrs: &[(String, IpNet)],
+) -> FirewallSpec {
     let mut spec = FirewallSpec::default();
     for e in marker.iter().filter(|e| e.is_linux_managed()) {
         if e.kind != overlayd_state::entry::KIND_LINUX_BRIDGE {
@@ -155,12 +160,31 @@ pub fn firewall_spec(marker: &Marker) -> FirewallSpec {
         let Ok(subnet) = e.subnet.parse::<IpNet>() else {
             continue;
         };
-        spec.masquerade.push(MasqueradeNet {
-            subnet: subnet.trunc(),
-            bridge: e.name.clone(),
-            exclude: Vec::new(),
-        });
+        let owner_s = e.owner.to_string();
+        let mut exclude: Vec<IpNet> = peer_cidrs
+            .iter()
+            .filter(|(o, _)| *o == owner_s)
+            .map(|(_, n)| n.trunc())
+            .collect();
+        let masquerade = match (&e.owner, global) {
+            (Owner::Base, Some(g)) => {
+                exclude.extend(g.cluster_cidr.parse::<IpNet>().ok().map(|n| n.trunc()));
+                g.nat_enabled
+            }
+            (Owner::Base, None) => false,
+            _ => true,
+        };
+        if masquerade {
+            spec.masquerade.push(MasqueradeNet {
+                subnet: subnet.trunc(),
+                bridge: e.name.clone(),
+                exclude,
+            });
+        }
         spec.accept_bridges.push(e.name.clone());
+        if let Some(dev) = &e.interface {
+            spec.accept_bridges.push(dev.clone());
+        }
         if matches!(e.owner, Owner::Isolation(_)) {
             spec.isolation_bridges.push(e.name.clone());
         }

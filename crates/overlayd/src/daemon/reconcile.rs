@@ -176,12 +176,19 @@ impl Node {
                     if let Err(e) = self.realize_bridge(&entry).await {
                         warn!(%owner, error = %e, "adopted network could not be brought to its recorded shape");
                     }
+                    if let Err(e) = self.realize_device(&entry).await {
+                        error!(%owner, error = %e, "cannot bring up the network's WireGuard device");
+                    }
                 }
             }
             Action::Recreate { owner, missing, .. } => {
                 if let Some(entry) = self.marker.get(&owner).cloned() {
-                    match self.realize_bridge(&entry).await {
-                        Ok(_) => {
+                    let done = match self.realize_bridge(&entry).await {
+                        Ok(_) => self.realize_device(&entry).await,
+                        Err(e) => Err(e),
+                    };
+                    match done {
+                        Ok(()) => {
                             rep.recreated += 1;
                             info!(%owner, ?missing, "recreated recorded network with its recorded identity");
                         }
@@ -302,7 +309,7 @@ impl Node {
     /// The periodic check: restore our nftables table if it drifted and
     /// reclaim attachments of containers that went away.
     pub async fn periodic_check(&mut self) {
-        let spec = plan::firewall_spec(&self.marker);
+        let spec = self.firewall_spec();
         match self.host.firewall_matches(&spec).await {
             Ok(true) => {}
             Ok(false) => {

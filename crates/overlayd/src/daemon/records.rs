@@ -80,6 +80,26 @@ pub struct Attachment {
     pub dns_name: Option<String>,
 }
 
+/// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Network owner whose device carries the peer (`base` or `service:<name>`).
+    pub network: String,
+    /// Base64 public key.
+    pub public_key: String,
+    /// `ip:port`.
+    pub endpoint: String,
+    /// Allowed CIDRs.
+    pub allowed_ips: Vec<String>,
+    /// Keepalive seconds (0 = off).
+    pub persistent_keepalive_secs: u64,
+}
+
+/// Store key of a peer.
+pub fn peer_key(network: &str, public_key: &str) -> String {
+    format!("{network}|{public_key}")
+}
+
 /// A DNS record (`Table::Dns`, key = normalised name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsRecord {

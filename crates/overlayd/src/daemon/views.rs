@@ -1,27 +1,95 @@
-//! Read-only answers: `status` and `list_networks` (every marker entry with
-//! its live state, including entries of kinds this platform cannot manage).
+//! Read-only answers: `status` (base overlay, peers with their last
+//! handshake, dedicated services) and `list_networks` (every marker entry
+//! with its live state, including entries of kinds this platform cannot
+//! manage).
 
-use overlayd_proto::{NetworkView, Response, StatusInfo};
-use overlayd_state::Table;
+use std::time::UNIX_EPOCH;
+
+use overlayd_proto::{DedicatedServiceStatus, NetworkView, PeerStatus, Response, StatusInfo};
+use overlayd_state::{Owner, Table};
 use serde_json::{json, Map};
 
 use super::error::OpResult;
 use super::node::Node;
+use super::overlay::wg_call;
 use super::plan;
-use super::records::ServiceRecord;
+use super::records::{PeerRecord, ServiceRecord};
 
 impl Node {
+    /// Live peers of a device, as the protocol reports them.
+    async fn device_peers(&self, device: &str) -> Vec<PeerStatus> {
+        let dev = device.to_string();
+        let Ok(st) = wg_call(&self.wg, move |wg| wg.status(&dev)).await else {
+            return Vec::new();
+        };
+        st.peers
+            .iter()
+            .map(|p| PeerStatus {
+                public_key: overlayd_wg::format_key(&p.public_key),
+                endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+                allowed_ips: p
+                    .allowed_ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                last_handshake_unix_secs: p
+                    .last_handshake
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+
     /// `status`.
     pub async fn status(&self) -> OpResult<Response> {
         let services = self
             .store
             .read(|tx| tx.list::<ServiceRecord>(Table::Services))?;
+        let global = self.global()?;
+        let base = self.marker.get(&Owner::Base).cloned();
+        let peers = match base.as_ref().and_then(|b| b.interface.clone()) {
+            Some(dev) => self.device_peers(&dev).await,
+            None => Vec::new(),
+        };
+        let mut dedicated = Vec::new();
+        for e in self
+            .marker
+            .iter()
+            .filter(|e| matches!(e.owner, Owner::Service(_)))
+        {
+            let (Some(dev), Some(port), Owner::Service(name)) = (&e.interface, e.wg_port, &e.owner)
+            else {
+                continue;
+            };
+            let peer_count: Vec<(String, PeerRecord)> = self
+                .store
+                .read(|tx| tx.list_prefix(Table::Peers, &format!("{}|", e.owner)))?;
+            let overlay_ip = plan::parse_cidr(&e.subnet)
+                .and_then(plan::gateway_cidr)
+                .map(|g| g.addr().to_string())
+                .unwrap_or_default();
+            dedicated.push(DedicatedServiceStatus {
+                service: name.clone(),
+                interface: dev.clone(),
+                public_key: e.wg_public_key.clone().unwrap_or_default(),
+                listen_port: port,
+                overlay_ip,
+                subnet: e.subnet.clone(),
+                peer_count: u32::try_from(peer_count.len()).unwrap_or(u32::MAX),
+            });
+        }
         Ok(Response::Status(StatusInfo {
+            interface: base.as_ref().and_then(|b| b.interface.clone()),
+            node_ip: self.node_ip().map(|i| i.to_string()),
             public_key: Some(self.key.public_base64()),
+            overlay_cidr: global.as_ref().map(|g| g.cluster_cidr.clone()),
+            slice_cidr: global.as_ref().map(|g| g.slice_cidr.clone()),
+            peer_count: u32::try_from(peers.len()).unwrap_or(u32::MAX),
             service_count: u32::try_from(services.len()).unwrap_or(u32::MAX),
-            peers: Some(Vec::new()),
-            dedicated_services: Some(Vec::new()),
-            ..StatusInfo::default()
+            peers: Some(peers),
+            dedicated_services: Some(dedicated),
         }))
     }
 
@@ -47,6 +115,18 @@ impl Node {
                     } else {
                         let members = links.iter().filter(|m| m.master == Some(l.index)).count();
                         extra.insert("members".into(), json!(members));
+                    }
+                    if let Some(dev) = &e.interface {
+                        let up = links.iter().any(|d| &d.name == dev);
+                        extra.insert("device_present".into(), json!(up));
+                        if !up {
+                            extra.insert(
+                                "drift".into(),
+                                json!(format!(
+                                    "WireGuard device {dev} is missing; restart overlayd to recreate it with its recorded key and port"
+                                )),
+                            );
+                        }
                     }
                     true
                 }

@@ -381,6 +381,16 @@ impl Container {
     pub fn ping(&self, ip: &str) -> bool {
         self.exec(&["ping", "-c1", "-W1", ip])
     }
+
+    /// Standard output of a command run in its namespace.
+    pub fn output(&self, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-n"])
+            .args(args)
+            .output()
+            .expect("nsenter");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for Container {

@@ -1,0 +1,165 @@
+//! DNS service discovery: records live in the store (served again after a
+//! restart without replay) and in the in-memory set the server answers from;
+//! the server listens on every network's gateway and the node's overlay
+//! address, following networks as they come and go.
+
+use std::net::{IpAddr, SocketAddr};
+
+use overlayd_dns::{DnsConfig, DnsServer, Records};
+use overlayd_proto::Response;
+use overlayd_state::{Store, Table};
+use tracing::{info, warn};
+
+use super::error::{OpError, OpResult};
+use super::node::Node;
+use super::plan;
+use super::records::DnsRecord;
+use crate::config::Config;
+
+/// Load the records from the store and start the server on the configured
+/// extra listen addresses (gateway listeners are added as networks appear).
+pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<(Records, DnsServer)> {
+    let records = Records::new(&cfg.dns_zone)?;
+    let stored: Vec<(String, DnsRecord)> = store.read(|tx| tx.list(Table::Dns))?;
+    let mut entries = Vec::with_capacity(stored.len());
+    for (name, r) in stored {
+        let ips: Vec<IpAddr> = r.ips.iter().filter_map(|i| i.parse().ok()).collect();
+        entries.push((name, ips));
+    }
+    records.replace_all(entries)?;
+    let upstreams: Vec<SocketAddr> = if cfg.dns_upstreams.is_empty() {
+        overlayd_dns::system_upstreams()
+    } else {
+        cfg.dns_upstreams
+            .iter()
+            .map(|u| parse_socket_addr(u, 53))
+            .collect::<Result<_, _>>()?
+    };
+    let listen = cfg
+        .dns_listen
+        .iter()
+        .map(|l| parse_socket_addr(l, cfg.dns_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = DnsConfig {
+        zone: cfg.dns_zone.clone(),
+        upstreams,
+        listen,
+        ..DnsConfig::default()
+    };
+    let server = DnsServer::start(config, records.clone()).await?;
+    info!(zone = %cfg.dns_zone, records = records.len(), "DNS server started");
+    Ok((records, server))
+}
+
+/// Parse `ip:port` or a bare `ip` (with the default port).
+pub fn parse_socket_addr(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?} is neither ip:port nor an IP address"))?;
+    Ok(SocketAddr::new(ip, default_port))
+}
+
+impl Node {
+    /// Addresses the DNS server should answer on: every bridge gateway.
+    fn dns_addresses(&self) -> Vec<SocketAddr> {
+        let mut v = Vec::new();
+        for e in self.marker.iter().filter(|e| e.is_linux_managed()) {
+            if let Ok(gw) = plan::parse_cidr(&e.subnet).and_then(plan::gateway_cidr) {
+                v.push(SocketAddr::new(gw.addr(), self.cfg.dns_port));
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Make the server's gateway listeners match the recorded networks.
+    pub async fn sync_dns_listeners(&self) {
+        let want = self.dns_addresses();
+        let extra: Vec<SocketAddr> = self
+            .cfg
+            .dns_listen
+            .iter()
+            .filter_map(|l| parse_socket_addr(l, self.cfg.dns_port).ok())
+            .collect();
+        let have = self.dns.listeners();
+        for a in &have {
+            if !want.contains(a) && !extra.contains(a) {
+                self.dns.remove_listener(*a).await;
+            }
+        }
+        for a in want {
+            if !have.contains(&a) {
+                if let Err(e) = self.dns.add_listener(a).await {
+                    warn!(addr = %a, error = %e, "cannot listen for DNS on this gateway");
+                }
+            }
+        }
+    }
+
+    /// Add an address to a name, in the store and the served set.
+    pub fn dns_add(&self, name: &str, ip: IpAddr) -> OpResult<String> {
+        let key = self
+            .records
+            .normalize(name)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let ip_s = ip.to_string();
+        self.store.write(|tx| {
+            let mut r: DnsRecord = tx
+                .get(Table::Dns, &key)?
+                .unwrap_or(DnsRecord { ips: Vec::new() });
+            if !r.ips.contains(&ip_s) {
+                r.ips.push(ip_s.clone());
+            }
+            tx.put(Table::Dns, &key, &r)
+        })?;
+        self.records
+            .add(&key, ip)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        Ok(key)
+    }
+
+    /// Remove one address from a name (the name goes when it has none left).
+    pub fn dns_remove_ip(&self, name: &str, ip: IpAddr) -> OpResult<()> {
+        let key = self
+            .records
+            .normalize(name)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let ip_s = ip.to_string();
+        self.store.write(|tx| {
+            if let Some(mut r) = tx.get::<DnsRecord>(Table::Dns, &key)? {
+                r.ips.retain(|i| *i != ip_s);
+                if r.ips.is_empty() {
+                    tx.remove(Table::Dns, &key)?;
+                } else {
+                    tx.put(Table::Dns, &key, &r)?;
+                }
+            }
+            Ok(())
+        })?;
+        let _ = self.records.remove_ip(&key, ip);
+        Ok(())
+    }
+
+    /// `register_dns`.
+    pub fn register_dns(&self, name: &str, ip: &str) -> OpResult<Response> {
+        let addr = overlayd_dns::parse_ip(ip).map_err(|e| OpError::Invalid(e.to_string()))?;
+        self.dns_add(name, addr)?;
+        Ok(Response::Ok)
+    }
+
+    /// `unregister_dns`: removing a name that is not registered changes nothing.
+    pub fn unregister_dns(&self, name: &str) -> OpResult<Response> {
+        let key = self
+            .records
+            .normalize(name)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        self.store
+            .write(|tx| tx.remove(Table::Dns, &key).map(|_| ()))?;
+        let _ = self.records.remove(&key);
+        Ok(Response::Ok)
+    }
+}

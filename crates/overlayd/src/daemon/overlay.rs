@@ -1,0 +1,495 @@
+//! WireGuard overlays: the node's base overlay (`base`: a bridge holding the
+//! node's slice plus the node's WireGuard device) and each dedicated
+//! service's own device beside its bridge; peers and their routes; realising
+//! recorded devices again after a restart with the same name, key and port.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use overlayd_proto::{Response, Scope};
+use overlayd_state::{NetworkEntry, Owner, Table};
+use overlayd_wg::{DeviceConfig, PeerConfig, WgBackend};
+use tracing::{info, warn};
+
+use super::error::{OpError, OpResult};
+use super::node::Node;
+use super::plan;
+use super::records::{peer_key, GlobalRecord, PeerRecord, GLOBAL_KEY};
+
+/// Default MTU of WireGuard devices (1500 minus IPv6 + UDP + WireGuard overhead).
+pub const WG_MTU: u32 = 1420;
+
+/// Run a blocking WireGuard call off the async runtime.
+pub async fn wg_call<T: Send + 'static>(
+    wg: &Arc<dyn WgBackend>,
+    f: impl FnOnce(&dyn WgBackend) -> overlayd_wg::Result<T> + Send + 'static,
+) -> OpResult<T> {
+    let wg = wg.clone();
+    tokio::task::spawn_blocking(move || f(wg.as_ref()))
+        .await
+        .map_err(|e| OpError::Host(format!("WireGuard worker failed: {e}")))?
+        .map_err(|e| OpError::Host(e.to_string()))
+}
+
+/// Parse a public key with a clear error.
+pub fn parse_pubkey(s: &str) -> OpResult<[u8; 32]> {
+    overlayd_wg::parse_public_key(s.trim()).map_err(|_| {
+        OpError::Invalid(format!(
+            "public key {s:?} must be 32 bytes of standard base64"
+        ))
+    })
+}
+
+/// Parse `host:port`.
+pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || {
+        OpError::Invalid(format!(
+            "endpoint {s:?} must be HOST:PORT (e.g. 192.0.2.2:51820)"
+        ))
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let _: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    tokio::net::lookup_host(s)
+        .await
+        .map_err(|e| OpError::Invalid(format!("endpoint {s:?}: cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// Parse a comma-separated CIDR list.
+pub fn parse_cidrs(s: &str) -> OpResult<Vec<IpNet>> {
+    let v: Vec<IpNet> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(plan::parse_cidr)
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err(OpError::Invalid(
+            "allowed_ips is empty; give at least one CIDR".into(),
+        ));
+    }
+    Ok(v)
+}
+
+impl Node {
+    /// The desired base overlay, if set up.
+    pub fn global(&self) -> OpResult<Option<GlobalRecord>> {
+        Ok(self.store.read(|tx| tx.get(Table::Global, GLOBAL_KEY))?)
+    }
+
+    /// `setup_global_overlay`: idempotent; a changed parameter is applied in place.
+    pub async fn setup_global(&mut self, rec: GlobalRecord) -> OpResult<Response> {
+        let cluster = plan::parse_cidr(&rec.cluster_cidr)?;
+        let slice = plan::parse_cidr(&rec.slice_cidr)?;
+        overlayd_engine::ipam::check_slice(cluster, slice)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        if rec.wg_port == 0 {
+            return Err(OpError::Invalid("wg_port must not be 0".into()));
+        }
+        if let Some(owner) = self
+            .marker
+            .iter()
+            .find(|e| e.wg_port == Some(rec.wg_port) && e.owner != Owner::Base)
+            .map(|e| e.owner.clone())
+        {
+            return Err(OpError::Conflict(format!(
+                "port {} is used by the dedicated overlay of {owner}; choose another wg_port",
+                rec.wg_port
+            )));
+        }
+        for (owner, s) in self.used_subnets() {
+            if owner != Owner::Base.to_string() && overlayd_engine::ipam::overlaps(&s, &cluster) {
+                return Err(OpError::Conflict(format!(
+                    "cluster CIDR {cluster} overlaps {owner}'s subnet {s}; choose a cluster CIDR outside local_pool ({})",
+                    self.cfg.local_pool
+                )));
+            }
+        }
+        let previous = self.global()?;
+        if let Some(prev) = &previous {
+            if prev.slice_cidr != rec.slice_cidr
+                && !self.attachments_on(&Owner::Base.to_string())?.is_empty()
+            {
+                return Err(OpError::Conflict(format!(
+                    "the node slice is {} with attached containers; detach them before changing it to {}",
+                    prev.slice_cidr, rec.slice_cidr
+                )));
+            }
+        }
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.slice_cidr != rec.slice_cidr)
+        {
+            self.remove_base_network().await?;
+        }
+        self.store
+            .write(|tx| tx.put(Table::Global, GLOBAL_KEY, &rec))?;
+        self.ports.set_global_port(rec.wg_port);
+        let result = self.realize_base(&rec).await;
+        if let Err(e) = result {
+            // Put the previous desired state back; nothing half-applied stays recorded.
+            let _ = self.store.write(|tx| match &previous {
+                Some(p) => tx.put(Table::Global, GLOBAL_KEY, p),
+                None => tx.remove(Table::Global, GLOBAL_KEY).map(|_| ()),
+            });
+            if previous.is_none() {
+                let _ = self.remove_base_network().await;
+            }
+            return Err(e);
+        }
+        let entry = self
+            .marker
+            .get(&Owner::Base)
+            .cloned()
+            .ok_or_else(|| OpError::State("base entry missing".into()))?;
+        Ok(Response::BridgeName {
+            name: entry.interface.unwrap_or(entry.name),
+        })
+    }
+
+    /// Create or adopt the base bridge and device for `rec`.
+    async fn realize_base(&mut self, rec: &GlobalRecord) -> OpResult<()> {
+        let slice = plan::parse_cidr(&rec.slice_cidr)?;
+        let mut entry = self.ensure_bridge(Owner::Base, Some(slice)).await?;
+        let wg_name = self.namer().wireguard(&Owner::Base);
+        let changed = entry.wg_port != Some(rec.wg_port)
+            || entry.interface.as_deref() != Some(wg_name.as_str())
+            || entry.wg_public_key.as_deref() != Some(self.key.public_base64().as_str());
+        if changed {
+            entry.wg_port = Some(rec.wg_port);
+            entry.interface = Some(wg_name);
+            entry.wg_public_key = Some(self.key.public_base64());
+            self.record(entry.clone())?;
+        }
+        self.realize_device(&entry).await?;
+        self.sync_firewall().await?;
+        info!(slice = %rec.slice_cidr, port = rec.wg_port, "base overlay up");
+        Ok(())
+    }
+
+    /// The private key of a recorded overlay network.
+    fn device_key(&self, entry: &NetworkEntry) -> OpResult<[u8; 32]> {
+        if entry.owner == Owner::Base {
+            return Ok(self.key.private);
+        }
+        let k = entry.wg_private_key.as_deref().ok_or_else(|| {
+            OpError::State(format!("{} has no recorded private key", entry.owner))
+        })?;
+        overlayd_wg::parse_private_key(k)
+            .map_err(|e| OpError::State(format!("{}: {e}", entry.owner)))
+    }
+
+    /// Bring a recorded WireGuard device to its recorded shape (same name,
+    /// key, port): create it if missing, tag it, address it, re-apply peers
+    /// and their routes.
+    pub async fn realize_device(&self, entry: &NetworkEntry) -> OpResult<()> {
+        let (Some(name), Some(port)) = (entry.interface.clone(), entry.wg_port) else {
+            return Ok(());
+        };
+        let cfg = DeviceConfig {
+            name: name.clone(),
+            private_key: self.device_key(entry)?,
+            listen_port: port,
+            mtu: self.cfg.mtu.unwrap_or(WG_MTU),
+            fwmark: None,
+        };
+        let handle = wg_call(&self.wg, move |wg| wg.create_or_adopt(&cfg)).await?;
+        info!(owner = %entry.owner, device = %name, disposition = ?handle.disposition, port, "WireGuard device ready");
+        self.host
+            .set_alias(&name, &plan::network_tag(&entry.owner, &entry.id))
+            .await?;
+        let subnet = plan::parse_cidr(&entry.subnet)?;
+        let gw = plan::gateway_cidr(subnet)?.addr();
+        self.host
+            .add_address(
+                &name,
+                IpNet::new(gw, if gw.is_ipv4() { 32 } else { 128 })
+                    .map_err(|e| OpError::State(e.to_string()))?,
+            )
+            .await?;
+        self.host.set_up(&name, true).await?;
+        if entry.owner == Owner::Base {
+            if let Some(g) = self.global()? {
+                self.host
+                    .add_route(plan::parse_cidr(&g.cluster_cidr)?, &name)
+                    .await?;
+            }
+        }
+        let owner = entry.owner.to_string();
+        for (_, p) in self
+            .store
+            .read(|tx| tx.list_prefix::<PeerRecord>(Table::Peers, &format!("{owner}|")))?
+        {
+            if let Err(e) = self.apply_peer(&name, &p).await {
+                warn!(device = %name, error = %e, "cannot re-apply recorded peer");
+            }
+        }
+        Ok(())
+    }
+
+    /// Program one peer and its routes into a device.
+    async fn apply_peer(&self, device: &str, p: &PeerRecord) -> OpResult<()> {
+        let allowed: Vec<IpNet> = p
+            .allowed_ips
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let cfg = PeerConfig {
+            public_key: parse_pubkey(&p.public_key)?,
+            endpoint: p.endpoint.parse().ok(),
+            allowed_ips: allowed.clone(),
+            persistent_keepalive: u16::try_from(p.persistent_keepalive_secs)
+                .ok()
+                .filter(|k| *k > 0),
+        };
+        let dev = device.to_string();
+        wg_call(&self.wg, move |wg| wg.set_peer(&dev, &cfg)).await?;
+        for net in allowed {
+            self.host.add_route(net, device).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove the base network (device, bridge, record).
+    async fn remove_base_network(&mut self) -> OpResult<()> {
+        if let Some(entry) = self.marker.get(&Owner::Base).cloned() {
+            if let Some(dev) = entry.interface.clone() {
+                wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
+            }
+            self.remove_bridge(&Owner::Base).await?;
+        }
+        Ok(())
+    }
+
+    /// `teardown_global_overlay`: idempotent; refuses while containers are on it.
+    pub async fn teardown_global(&mut self) -> OpResult<Response> {
+        self.remove_base_network().await?;
+        self.store.write(|tx| {
+            tx.remove(Table::Global, GLOBAL_KEY)?;
+            tx.remove_prefix(Table::Peers, &format!("{}|", Owner::Base))?;
+            Ok(())
+        })?;
+        Ok(Response::Ok)
+    }
+
+    /// Create a dedicated service's device beside its bridge.
+    pub async fn realize_service_device(&self, entry: &NetworkEntry) -> OpResult<()> {
+        self.realize_device(entry).await
+    }
+
+    /// The network and device a peer scope refers to.
+    fn scope_device(&self, scope: Option<Scope>) -> OpResult<(Owner, String)> {
+        let owner = match scope.unwrap_or_default() {
+            Scope::Global => {
+                if self.global()?.is_none() {
+                    return Err(OpError::NotFound(
+                        "the global overlay is not set up; call setup_global_overlay (`overlayd global up`) first".into(),
+                    ));
+                }
+                Owner::Base
+            }
+            Scope::Service { service } => {
+                let o = Owner::service(&service)?;
+                if self
+                    .marker
+                    .get(&o)
+                    .and_then(|e| e.interface.as_ref())
+                    .is_none()
+                {
+                    return Err(OpError::NotFound(format!(
+                        "service {service:?} has no dedicated overlay; set it up with mode dedicated first"
+                    )));
+                }
+                o
+            }
+        };
+        let entry = self
+            .marker
+            .get(&owner)
+            .ok_or_else(|| OpError::NotFound(format!("{owner} is not recorded")))?;
+        let dev = entry
+            .interface
+            .clone()
+            .ok_or_else(|| OpError::State(format!("{owner} has no device")))?;
+        Ok((owner, dev))
+    }
+
+    /// Refuse allowed IPs that overlap this node's own networks or another
+    /// peer's allowed IPs on the same device.
+    fn check_allowed(&self, owner: &Owner, pubkey: &str, nets: &[IpNet]) -> OpResult<()> {
+        for (o, s) in self.used_subnets() {
+            for n in nets {
+                if overlayd_engine::ipam::overlaps(n, &s) {
+                    return Err(OpError::Invalid(format!(
+                        "allowed IP {n} overlaps this node's own network {o} ({s})"
+                    )));
+                }
+            }
+        }
+        let others: Vec<(String, PeerRecord)> = self
+            .store
+            .read(|tx| tx.list_prefix(Table::Peers, &format!("{owner}|")))?;
+        for (_, p) in others.iter().filter(|(_, p)| p.public_key != pubkey) {
+            for c in &p.allowed_ips {
+                if let Ok(existing) = c.parse::<IpNet>() {
+                    for n in nets {
+                        if overlayd_engine::ipam::overlaps(n, &existing) {
+                            return Err(OpError::Invalid(format!(
+                                "allowed IP {n} overlaps {existing} of peer {}",
+                                p.public_key
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `add_peer`: add or replace.
+    pub async fn add_peer(
+        &mut self,
+        public_key: &str,
+        endpoint: &str,
+        allowed_ips: &str,
+        keepalive: u64,
+        scope: Option<Scope>,
+    ) -> OpResult<Response> {
+        parse_pubkey(public_key)?;
+        let ep = parse_endpoint(endpoint).await?;
+        let nets = parse_cidrs(allowed_ips)?;
+        if keepalive > u64::from(u16::MAX) {
+            return Err(OpError::Invalid(format!(
+                "persistent_keepalive_secs {keepalive} is over {}",
+                u16::MAX
+            )));
+        }
+        let (owner, dev) = self.scope_device(scope)?;
+        self.check_allowed(&owner, public_key, &nets)?;
+        let rec = PeerRecord {
+            network: owner.to_string(),
+            public_key: public_key.trim().to_string(),
+            endpoint: ep.to_string(),
+            allowed_ips: nets.iter().map(ToString::to_string).collect(),
+            persistent_keepalive_secs: keepalive,
+        };
+        let key = peer_key(&rec.network, &rec.public_key);
+        let old: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
+        self.apply_peer(&dev, &rec).await?;
+        if let Some(o) = &old {
+            self.drop_routes(&dev, o, &nets).await;
+        }
+        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
+        self.sync_firewall().await?;
+        Ok(Response::Ok)
+    }
+
+    async fn drop_routes(&self, dev: &str, p: &PeerRecord, keep: &[IpNet]) {
+        for c in &p.allowed_ips {
+            if let Ok(n) = c.parse::<IpNet>() {
+                if !keep.contains(&n) {
+                    let _ = self.host.delete_route(n, dev).await;
+                }
+            }
+        }
+    }
+
+    /// `remove_peer`: idempotent.
+    pub async fn remove_peer(&mut self, pubkey: &str, scope: Option<Scope>) -> OpResult<Response> {
+        let pk = parse_pubkey(pubkey)?;
+        let (owner, dev) = self.scope_device(scope)?;
+        let key = peer_key(&owner.to_string(), pubkey.trim());
+        let Some(rec) = self
+            .store
+            .read(|tx| tx.get::<PeerRecord>(Table::Peers, &key))?
+        else {
+            return Ok(Response::Ok);
+        };
+        let d = dev.clone();
+        wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
+        self.drop_routes(&dev, &rec, &[]).await;
+        self.store
+            .write(|tx| tx.remove(Table::Peers, &key).map(|_| ()))?;
+        self.sync_firewall().await?;
+        Ok(Response::Ok)
+    }
+
+    /// `add_allowed_ip` / `remove_allowed_ip`.
+    pub async fn change_allowed_ip(
+        &mut self,
+        pubkey: &str,
+        cidr: &str,
+        scope: Option<Scope>,
+        add: bool,
+    ) -> OpResult<Response> {
+        parse_pubkey(pubkey)?;
+        let net = plan::parse_cidr(cidr)?;
+        let (owner, dev) = self.scope_device(scope)?;
+        let key = peer_key(&owner.to_string(), pubkey.trim());
+        let Some(mut rec) = self
+            .store
+            .read(|tx| tx.get::<PeerRecord>(Table::Peers, &key))?
+        else {
+            return Err(OpError::NotFound(format!(
+                "no peer {pubkey} on {owner}; add it with add_peer first"
+            )));
+        };
+        let s = net.to_string();
+        if add {
+            if rec.allowed_ips.contains(&s) {
+                return Ok(Response::Ok);
+            }
+            self.check_allowed(&owner, pubkey.trim(), &[net])?;
+            rec.allowed_ips.push(s);
+            self.apply_peer(&dev, &rec).await?;
+        } else {
+            if !rec.allowed_ips.contains(&s) {
+                return Ok(Response::Ok);
+            }
+            if rec.allowed_ips.len() == 1 {
+                return Err(OpError::Invalid(format!(
+                    "{s} is the peer's last allowed IP; remove the peer instead"
+                )));
+            }
+            rec.allowed_ips.retain(|c| *c != s);
+            self.apply_peer(&dev, &rec).await?;
+            let pk = parse_pubkey(pubkey)?;
+            let d = dev.clone();
+            wg_call(&self.wg, move |wg| wg.remove_allowed_ip(&d, &pk, net)).await?;
+            let _ = self.host.delete_route(net, &dev).await;
+        }
+        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
+        self.sync_firewall().await?;
+        Ok(Response::Ok)
+    }
+
+    /// Peer CIDRs per network owner (traffic to them is not masqueraded).
+    pub fn peer_cidrs(&self) -> Vec<(String, IpNet)> {
+        self.store
+            .read(|tx| tx.list::<PeerRecord>(Table::Peers))
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, p)| {
+                let net = p.network.clone();
+                p.allowed_ips
+                    .into_iter()
+                    .filter_map(move |c| c.parse().ok().map(|n| (net.clone(), n)))
+            })
+            .collect()
+    }
+
+    /// The node's overlay address (the slice gateway), if the base is up.
+    pub fn node_ip(&self) -> Option<IpAddr> {
+        let e = self.marker.get(&Owner::Base)?;
+        let s = plan::parse_cidr(&e.subnet).ok()?;
+        plan::gateway_cidr(s).ok().map(|g| g.addr())
+    }
+}

@@ -1,0 +1,399 @@
+//! WireGuard overlays end to end, as root, inside namespaces this test
+//! creates: two node namespaces joined by a veth underlay (TEST-NET
+//! addresses), one daemon per node (userspace WireGuard here), containers
+//! as `unshare -n` processes.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use overlayd_proto::{Handle, Request, Response, Scope, ServiceMode};
+use support::*;
+
+const CLUSTER: &str = "10.200.0.0/16";
+
+struct Node {
+    ns: Netns,
+    d: Daemon,
+    underlay: String,
+    slice: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start_node(ns: Netns, underlay: &str, n: u8) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("overlayd.toml");
+    std::fs::write(
+        &cfg,
+        format!("local_pool = \"10.21{n}.0.0/16\"\ndns_port = 5353\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, dir.path(), &["--config", cfg.to_str().unwrap()]);
+    Node {
+        ns,
+        d,
+        underlay: underlay.to_string(),
+        slice: format!("10.200.{n}.0/24"),
+        _dir: dir,
+    }
+}
+
+fn pubkey(n: &Node) -> String {
+    match n.d.ok(Request::Status) {
+        Response::Status(s) => s.public_key.unwrap(),
+        r => panic!("{r:?}"),
+    }
+}
+
+fn global_up(n: &Node) -> String {
+    match n.d.ok(Request::SetupGlobalOverlay {
+        deployment: "t".into(),
+        instance_id: "i".into(),
+        cluster_cidr: CLUSTER.into(),
+        slice_cidr: Some(n.slice.clone()),
+        wg_port: 51820,
+        nat_enabled: true,
+    }) {
+        Response::BridgeName { name } => name,
+        r => panic!("{r:?}"),
+    }
+}
+
+fn peer(a: &Node, b: &Node, key: &str, port: u16, allowed: &str, scope: Scope) {
+    a.d.ok(Request::AddPeer {
+        public_key: key.into(),
+        endpoint: format!("{}:{port}", b.underlay),
+        allowed_ips: allowed.into(),
+        persistent_keepalive_secs: 5,
+        scope: Some(scope),
+    });
+}
+
+fn attach(n: &Node, c: &Container, service: &str, join_global: bool) -> String {
+    match n.d.ok(Request::AttachContainer {
+        handle: Handle::LinuxPid { pid: c.pid() },
+        service: service.into(),
+        join_global,
+        dns_server: None,
+        dns_domain: None,
+        isolation: None,
+        name: None,
+    }) {
+        Response::Attached { ip, .. } => ip,
+        r => panic!("{r:?}"),
+    }
+}
+
+struct Dedicated {
+    key: String,
+    port: u16,
+    subnet: String,
+}
+
+fn dedicated(n: &Node, svc: &str) -> Dedicated {
+    match n.d.ok(Request::SetupServiceOverlay {
+        service: svc.into(),
+        mode: ServiceMode::Dedicated,
+    }) {
+        Response::ServiceOverlay {
+            wg_public_key,
+            wg_port,
+            subnet,
+            ..
+        } => Dedicated {
+            key: wg_public_key.unwrap(),
+            port: wg_port.unwrap(),
+            subnet: subnet.unwrap(),
+        },
+        r => panic!("{r:?}"),
+    }
+}
+
+fn wg_show(uapi_dir: &Path, dev: &str) -> String {
+    let mut cmd = overlayd_wg::wgtool::wg_command(uapi_dir).expect("wg command");
+    let out = cmd.args(["show", dev]).output().expect("wg show");
+    assert!(
+        out.status.success(),
+        "wg show {dev}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn underlay_probe(ns: &Netns, dev: &str) {
+    ns.exec(&["nft", "add", "table", "netdev", "probe"]);
+    ns.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "netdev",
+        "probe",
+        "in",
+        &format!("{{ type filter hook ingress device \"{dev}\" priority 0; }}"),
+    ]);
+    ns.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "netdev",
+        "probe",
+        "in",
+        "ip",
+        "saddr",
+        "10.0.0.0/8",
+        "counter",
+    ]);
+    ns.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "netdev",
+        "probe",
+        "in",
+        "udp",
+        "dport",
+        "51820-52076",
+        "counter",
+    ]);
+}
+
+fn probe_counts(ns: &Netns) -> (u64, u64) {
+    let rules = ns.output(&["nft", "list", "chain", "netdev", "probe", "in"]);
+    let c: Vec<u64> = rules
+        .lines()
+        .filter_map(|l| l.split("packets ").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    (c[0], c[1])
+}
+
+#[test]
+fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
+    if !can_run_root_tests("overlay") {
+        return;
+    }
+    let (ns1, ns2) = (Netns::new("w1"), Netns::new("w2"));
+    link_pair(&ns1, "und1", "192.0.2.1/24", &ns2, "und2", "192.0.2.2/24");
+    let mut n1 = start_node(ns1, "192.0.2.1", 1);
+    let n2 = start_node(ns2, "192.0.2.2", 2);
+
+    // Base overlay and peering.
+    let dev1 = global_up(&n1);
+    let dev2 = global_up(&n2);
+    assert_ne!(dev2, "");
+    assert_eq!(global_up(&n1), dev1, "idempotent");
+    let (k1, k2) = (pubkey(&n1), pubkey(&n2));
+    peer(&n1, &n2, &k2, 51820, &n2.slice, Scope::Global);
+    peer(&n2, &n1, &k1, 51820, &n1.slice, Scope::Global);
+    for n in [&n1, &n2] {
+        n.d.ok(Request::SetupServiceOverlay {
+            service: "web".into(),
+            mode: ServiceMode::Shared,
+        });
+    }
+    let (c1, c2) = (Container::new(), Container::new());
+    let ip1 = attach(&n1, &c1, "web", true);
+    let ip2 = attach(&n2, &c2, "web", true);
+    assert!(ip1.starts_with("10.200.1."), "{ip1}");
+    assert!(ip2.starts_with("10.200.2."), "{ip2}");
+    underlay_probe(&n2.ns, "und2");
+    wait_for(
+        "c1 reaches c2 over the base overlay",
+        Duration::from_secs(20),
+        || c1.ping(&ip2),
+    );
+    assert!(c2.ping(&ip1));
+    let (plain, wg) = probe_counts(&n2.ns);
+    assert_eq!(plain, 0, "no plain overlay packet crossed the underlay");
+    assert!(wg > 0, "WireGuard UDP crossed the underlay");
+
+    // Dedicated service `db` with its own port and key on each node.
+    let db1 = dedicated(&n1, "db");
+    let db2 = dedicated(&n2, "db");
+    assert!((51821..=52076).contains(&db1.port), "{}", db1.port);
+    assert_ne!(db1.key, k1);
+    peer(
+        &n1,
+        &n2,
+        &db2.key,
+        db2.port,
+        &db2.subnet,
+        Scope::Service {
+            service: "db".into(),
+        },
+    );
+    peer(
+        &n2,
+        &n1,
+        &db1.key,
+        db1.port,
+        &db1.subnet,
+        Scope::Service {
+            service: "db".into(),
+        },
+    );
+    let (d1, d2) = (Container::new(), Container::new());
+    let _dip1 = attach(&n1, &d1, "db", false);
+    let dip2 = attach(&n2, &d2, "db", false);
+    wait_for(
+        "d1 reaches d2 over the db overlay",
+        Duration::from_secs(20),
+        || d1.ping(&dip2),
+    );
+    let status = |n: &Node| match n.d.ok(Request::Status) {
+        Response::Status(s) => s,
+        r => panic!("{r:?}"),
+    };
+    let svc1 = status(&n1).dedicated_services.unwrap();
+    assert_eq!(svc1.len(), 1);
+    let db_dev1 = svc1[0].interface.clone();
+    let uapi1 = n1.d.socket.parent().unwrap().join("wireguard");
+    let uapi2 = n2.d.socket.parent().unwrap().join("wireguard");
+    assert!(
+        wg_show(&uapi1, &db_dev1).contains(&db2.key),
+        "wg show lists node 2's db key"
+    );
+    let db_dev2 = status(&n2).dedicated_services.unwrap()[0].interface.clone();
+    assert!(wg_show(&uapi2, &db_dev2).contains(&db1.key));
+    assert!(wg_show(&uapi1, &dev1).contains(&k2));
+    let st = status(&n1);
+    assert_eq!(st.peer_count, 1);
+    assert!(st.peers.unwrap()[0].last_handshake_unix_secs > 0);
+
+    // Restart node 1: same identity; measure the interruption.
+    let before = (
+        pubkey(&n1),
+        dedicated(&n1, "db").port,
+        status(&n1).interface,
+        db_dev1.clone(),
+    );
+    let marker = std::fs::read(n1.d.data_dir.join("agent_network.json")).unwrap();
+    let t = Instant::now();
+    n1.d.restart();
+    wait_for(
+        "traffic recovers after restart",
+        Duration::from_secs(30),
+        || c1.ping(&ip2) && d1.ping(&dip2),
+    );
+    eprintln!(
+        "overlay traffic interrupted by the restart (stop, start, recover) for at most {:?}",
+        t.elapsed()
+    );
+    let after_svc = status(&n1).dedicated_services.unwrap();
+    assert_eq!(
+        (
+            pubkey(&n1),
+            after_svc[0].listen_port,
+            status(&n1).interface,
+            after_svc[0].interface.clone()
+        ),
+        before
+    );
+    assert_eq!(
+        std::fs::read(n1.d.data_dir.join("agent_network.json")).unwrap(),
+        marker,
+        "marker unchanged by a restart"
+    );
+
+    // kill -9: same result, no duplicates.
+    n1.d.kill();
+    n1.d.start_again();
+    wait_for(
+        "traffic recovers after kill -9",
+        Duration::from_secs(30),
+        || c1.ping(&ip2) && d1.ping(&dip2),
+    );
+    let links = n1.ns.links();
+    let wg_devs: Vec<_> = links
+        .iter()
+        .filter(|l| l.as_str() == dev1 || **l == db_dev1)
+        .collect();
+    assert_eq!(wg_devs.len(), 2, "one base and one db device: {links:?}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(n1.d.data_dir.join("agent_network.json")).unwrap())
+            .unwrap();
+    let owners: Vec<&str> = m["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["owner"].as_str().unwrap())
+        .collect();
+    let mut dedup = owners.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(owners.len(), dedup.len(), "no duplicate marker entries");
+
+    // Purge both: nothing of overlayd left, no stale UAPI socket.
+    let out = n1.d.cli(&["uninstall", "--purge"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = n1.d.child.take().map(|mut c| c.wait());
+    let mut left = n1.ns.links();
+    left.sort();
+    assert_eq!(left, vec!["lo".to_string(), "und1".to_string()]);
+    let socks = std::fs::read_dir(&uapi1).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(socks, 0, "no UAPI socket left");
+    let out = n2.d.cli(&["uninstall", "--purge"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut left = n2.ns.links();
+    left.sort();
+    assert_eq!(left, vec!["lo".to_string(), "und2".to_string()]);
+    assert_eq!(std::fs::read_dir(&uapi2).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn overlay_bad_input_changes_nothing() {
+    if !can_run_root_tests("overlay_bad") {
+        return;
+    }
+    let ns = Netns::new("wb");
+    let n = start_node(ns, "192.0.2.1", 3);
+    let err = |r: Response| match r {
+        Response::Err { message } => message,
+        r => panic!("expected err, got {r:?}"),
+    };
+    let good_key = "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=";
+    let add = |key: &str, ep: &str, allowed: &str, scope: Option<Scope>| {
+        n.d.call(Request::AddPeer {
+            public_key: key.into(),
+            endpoint: ep.into(),
+            allowed_ips: allowed.into(),
+            persistent_keepalive_secs: 0,
+            scope,
+        })
+    };
+    let m = err(add(good_key, "192.0.2.9:51820", "10.200.9.0/24", None));
+    assert!(m.contains("global overlay is not set up"), "{m}");
+    global_up(&n);
+    let marker = std::fs::read(n.d.data_dir.join("agent_network.json")).unwrap();
+    assert!(err(add("short", "192.0.2.9:51820", "10.200.9.0/24", None)).contains("32 bytes"));
+    assert!(err(add(good_key, "no-port", "10.200.9.0/24", None)).contains("HOST:PORT"));
+    assert!(err(add(good_key, "192.0.2.9:51820", "10.200.9.0/33", None)).contains("not a CIDR"));
+    assert!(err(add(good_key, "192.0.2.9:51820", "10.200.3.0/24", None)).contains("overlaps"));
+    let m = err(add(
+        good_key,
+        "192.0.2.9:51820",
+        "10.200.9.0/24",
+        Some(Scope::Service {
+            service: "nosuch".into(),
+        }),
+    ));
+    assert!(m.contains("no dedicated overlay"), "{m}");
+    assert_eq!(
+        std::fs::read(n.d.data_dir.join("agent_network.json")).unwrap(),
+        marker,
+        "nothing changed"
+    );
+    match n.d.ok(Request::Status) {
+        Response::Status(s) => assert_eq!(s.peer_count, 0),
+        r => panic!("{r:?}"),
+    }
+}
