@@ -48,6 +48,26 @@ impl FakeWg {
             .unwrap_or_default()
     }
 
+    /// Set a peer's last handshake (as if the peer had talked to us).
+    pub fn set_handshake(
+        &self,
+        name: &str,
+        public_key: &KeyBytes,
+        at: Option<std::time::SystemTime>,
+    ) {
+        let _ = self.with_device(name, |d| {
+            if let Some(p) = d.peers.iter_mut().find(|p| &p.public_key == public_key) {
+                p.last_handshake = at;
+            }
+        });
+    }
+
+    /// Peers of a device (empty if the device does not exist).
+    pub fn peers(&self, name: &str) -> Vec<PeerStatus> {
+        self.with_device(name, |d| d.peers.clone())
+            .unwrap_or_default()
+    }
+
     fn record(&self, what: &str, name: &str) {
         if let Ok(mut c) = self.calls.lock() {
             c.push(format!("{what}:{name}"));

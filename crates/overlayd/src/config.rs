@@ -44,7 +44,7 @@ pub struct Config {
     pub dns_zone: String,
     /// Extra DNS listen addresses (`ip:port`), besides gateways.
     pub dns_listen: Vec<String>,
-    /// DNS port on gateway addresses.
+    /// DNS port on gateway addresses (0: do not listen on gateways).
     pub dns_port: u16,
     /// Upstream resolvers (`ip:port`); empty = from /etc/resolv.conf.
     pub dns_upstreams: Vec<String>,

@@ -2,7 +2,8 @@
 //! bad input, concurrency, the instance lock and a clean shutdown. No root
 //! needed.
 
-use std::path::PathBuf;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,84 +13,8 @@ use overlayd_client::Client;
 use overlayd_host::FakeHost;
 use overlayd_proto::{read_frame, Request, Response, MAX_FRAME_LEN};
 use overlayd_wg::FakeWg;
+use support::inproc::{err_message, Instance};
 use tokio::io::AsyncWriteExt;
-
-struct Instance {
-    _dir: tempfile::TempDir,
-    cfg: Config,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Instance {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            data_dir: dir.path().join("data"),
-            socket: dir.path().join("run/overlayd.sock"),
-            ..Config::default()
-        };
-        let task = tokio::spawn(daemon::run(
-            cfg.clone(),
-            RunOptions::default(),
-            Arc::new(FakeHost::new()),
-            Arc::new(FakeWg::new()),
-        ));
-        let inst = Instance {
-            _dir: dir,
-            cfg,
-            task,
-        };
-        inst.wait_ready().await;
-        inst
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = Client::connect(&self.cfg.socket).await {
-                if c.call(Request::Hello {
-                    protocol_version: 1,
-                })
-                .await
-                .is_ok()
-                {
-                    return;
-                }
-            }
-            assert!(!self.task.is_finished(), "daemon exited during start");
-            assert!(tokio::time::Instant::now() < deadline, "daemon not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(&self.cfg.socket).await.unwrap()
-    }
-
-    fn marker(&self) -> PathBuf {
-        self.cfg.data_dir.join("agent_network.json")
-    }
-
-    /// Stop via the `shutdown` op; returns the directory so callers can
-    /// inspect what was left on disk.
-    async fn shutdown(self) -> tempfile::TempDir {
-        let mut c = self.client().await;
-        assert_eq!(c.call(Request::Shutdown).await.unwrap(), Response::Ok);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("daemon stops after shutdown")
-            .unwrap()
-            .unwrap();
-        self._dir
-    }
-}
-
-fn err_message(r: Response) -> String {
-    match r {
-        Response::Err { message } => message,
-        other => panic!("expected err, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn hello_status_and_list() {

@@ -39,7 +39,8 @@ pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
             "windows_container handles are served by the Windows HCN backend, not on Linux".into(),
         )),
         Handle::GuestManaged { .. } => Err(OpError::Unsupported(
-            "guest_managed handles need the WireGuard overlay backend, which this build does not include yet".into(),
+            "guest_managed handles run their own WireGuard and have no network namespace to enter"
+                .into(),
         )),
     }
 }
@@ -88,7 +89,7 @@ impl Node {
 
     /// Lease the lowest free address of `network` for `holder`, in one
     /// store transaction (no address is ever handed to two holders).
-    fn lease(
+    pub(crate) fn lease(
         &self,
         network: &Owner,
         holder: &str,
@@ -174,6 +175,12 @@ impl Node {
                 .normalize(n)
                 .map_err(|e| OpError::Invalid(format!("name: {e}")))?;
         }
+        if let Handle::GuestManaged { id } = &handle {
+            if id.is_empty() {
+                return Err(OpError::Invalid("guest id is empty".into()));
+            }
+            return self.attach_guest(handle.clone(), service).await;
+        }
         let target = netns_target(&handle)?;
         let key = handle.key();
         if let Some(existing) = self
@@ -214,6 +221,7 @@ impl Node {
             host_ifname: host_ifname.clone(),
             id: id.clone(),
             dns_name: name.clone(),
+            guest_private_key: None,
         };
         // The record and lease are committed first; a crash before the veth
         // exists leaves a record without a veth, which start-up reclaims.
@@ -296,7 +304,11 @@ impl Node {
         else {
             return Ok(Response::Ok);
         };
-        self.delete_attachment_veth(&a).await?;
+        if a.guest_private_key.is_some() {
+            self.detach_guest(&a).await?;
+        } else {
+            self.delete_attachment_veth(&a).await?;
+        }
         self.drop_attachment(&a)?;
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)

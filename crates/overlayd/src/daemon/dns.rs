@@ -66,6 +66,9 @@ impl Node {
     /// Addresses the DNS server should answer on: every bridge gateway.
     fn dns_addresses(&self) -> Vec<SocketAddr> {
         let mut v = Vec::new();
+        if self.cfg.dns_port == 0 {
+            return v;
+        }
         for e in self.marker.iter().filter(|e| e.is_linux_managed()) {
             if let Ok(gw) = plan::parse_cidr(&e.subnet).and_then(plan::gateway_cidr) {
                 v.push(SocketAddr::new(gw.addr(), self.cfg.dns_port));

@@ -5,6 +5,8 @@ pub mod attach;
 pub mod dispatch;
 pub mod dns;
 pub mod error;
+pub mod guest;
+pub mod health;
 pub mod networks;
 pub mod node;
 pub mod overlay;

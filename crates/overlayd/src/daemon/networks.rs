@@ -301,23 +301,41 @@ impl Node {
     /// its own keypair, all recorded so a restart brings the same ones back.
     async fn setup_dedicated(&mut self, service: &str) -> OpResult<Response> {
         let owner = Owner::service(service)?;
-        let mut entry = self.ensure_bridge(owner, None).await?;
+        let is_new = self.marker.get(&owner).is_none();
+        // The port comes first: an exhausted band must leave nothing behind.
+        let new_port = match self.marker.get(&owner).and_then(|e| e.wg_port) {
+            Some(_) => None,
+            None => Some(self.ports.allocate()?),
+        };
+        let release = |node: &mut Node| {
+            if let Some(p) = new_port {
+                node.ports.release(p);
+            }
+        };
+        let mut entry = match self.ensure_bridge(owner.clone(), None).await {
+            Ok(e) => e,
+            Err(e) => {
+                release(self);
+                return Err(e);
+            }
+        };
         if entry.wg_port.is_none() || entry.wg_private_key.is_none() {
-            let port = match entry.wg_port {
-                Some(p) => p,
-                None => self.ports.allocate()?,
-            };
             let kp = overlayd_state::KeyPair::generate();
-            entry.wg_port = Some(port);
+            entry.wg_port = entry.wg_port.or(new_port);
             entry.wg_private_key = Some(kp.private_base64());
             entry.wg_public_key = Some(kp.public_base64());
             entry.interface = Some(self.namer().wireguard(&entry.owner));
             if let Err(e) = self.record(entry.clone()) {
-                self.ports.release(port);
+                release(self);
                 return Err(e);
             }
         }
-        self.realize_service_device(&entry).await?;
+        if let Err(e) = self.realize_service_device(&entry).await {
+            if is_new {
+                let _ = self.remove_bridge(&owner).await;
+            }
+            return Err(e);
+        }
         let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
         Ok(Response::ServiceOverlay {
             name: service.to_string(),

@@ -248,9 +248,13 @@ impl Node {
         rep: &mut ReconcileReport,
     ) -> OpResult<()> {
         let (_, live) = self.live(false).await?;
+        // Guests run their own WireGuard: no veth, nothing to reconcile here.
         let atts: Vec<(String, Attachment)> = self
             .store
-            .read(|tx| tx.list::<Attachment>(Table::Attachments))?;
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+            .into_iter()
+            .filter(|(_, a)| a.guest_private_key.is_none())
+            .collect();
         let mut records = Vec::with_capacity(atts.len());
         for (key, a) in &atts {
             let alive = match netns_target(&a.handle) {
@@ -322,6 +326,7 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "cannot read overlayd's nftables table"),
         }
+        self.check_peer_health(std::time::SystemTime::now()).await;
         let mut rep = ReconcileReport::default();
         let gc = self.cfg.gc;
         if let Err(e) = self.reconcile_attachments(gc, &mut rep).await {

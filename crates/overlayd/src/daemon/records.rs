@@ -78,6 +78,10 @@ pub struct Attachment {
     /// DNS name registered for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
+    /// For a guest that runs its own WireGuard: its keypair (private key
+    /// base64, secret), served again on a repeated attach. No veth exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_private_key: Option<String>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
