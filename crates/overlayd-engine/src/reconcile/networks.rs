@@ -8,7 +8,11 @@
 //! - a link that is not ours (untagged, foreign alias, unreadable overlayd
 //!   tag, wrong kind) is never adopted and never deleted: it is a conflict;
 //! - entries of kinds this platform cannot manage, and owners this build does
-//!   not know, are kept untouched and reported.
+//!   not know, are kept untouched and reported;
+//! - a name recorded by more than one entry is used (adopted, kept or
+//!   deleted) only by the entry the live link's tag proves to hold it; every
+//!   other entry recording it is a conflict, so nothing recreates a name
+//!   another entry keeps and no name is created twice.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -225,12 +229,75 @@ fn classify<'a>(
     }
 }
 
-/// Recorded link names of an entry, primary first.
+/// Recorded link names of an entry, primary first, each once.
 fn entry_names(entry: &NetworkEntry) -> Vec<&str> {
-    std::iter::once(entry.name.as_str())
-        .chain(entry.interface.as_deref())
-        .filter(|n| !n.is_empty())
-        .collect()
+    let mut names: Vec<&str> = Vec::with_capacity(2);
+    for n in std::iter::once(entry.name.as_str()).chain(entry.interface.as_deref()) {
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// Link names recorded by more than one Linux-managed entry (a corrupt or
+/// hand-edited marker). Only the entry whose live link under the name
+/// proves it theirs (tag with its owner and id) may adopt or delete it;
+/// every other recorder is a conflict, so no entry recreates a name that
+/// another keeps, and no two entries recreate the same name.
+struct Contested<'a> {
+    /// Name -> (its recorders, the proven holder if exactly one).
+    names: HashMap<&'a str, (Vec<&'a NetworkEntry>, Option<&'a NetworkEntry>)>,
+}
+
+impl<'a> Contested<'a> {
+    fn new(recorded: &[&'a NetworkEntry], live: &HashMap<&str, &'a LiveLink>) -> Self {
+        let mut recorders: HashMap<&'a str, Vec<&'a NetworkEntry>> = HashMap::new();
+        for &e in recorded.iter().filter(|e| e.is_linux_managed()) {
+            for n in entry_names(e) {
+                recorders.entry(n).or_default().push(e);
+            }
+        }
+        let names = recorders
+            .into_iter()
+            .filter(|(_, r)| r.len() > 1)
+            .map(|(n, r)| {
+                let mut proven = r
+                    .iter()
+                    .copied()
+                    .filter(|e| matches!(classify(e, n, n == e.name, live), Slot::Ours(_)));
+                let holder = match (proven.next(), proven.next()) {
+                    (Some(h), None) => Some(h),
+                    _ => None,
+                };
+                (n, (r, holder))
+            })
+            .collect();
+        Contested { names }
+    }
+
+    /// Why `entry` may not use `name`, when another entry records it too.
+    fn rival(&self, entry: &NetworkEntry, name: &str) -> Option<String> {
+        let (recorders, holder) = self.names.get(name)?;
+        match holder {
+            Some(h) if std::ptr::eq(*h, entry) => None,
+            Some(h) => Some(format!(
+                "name is also recorded for {}, whose tag the live link carries",
+                h.owner
+            )),
+            None => {
+                let others: Vec<String> = recorders
+                    .iter()
+                    .filter(|e| !std::ptr::eq(**e, entry))
+                    .map(|e| e.owner.to_string())
+                    .collect();
+                Some(format!(
+                    "name is also recorded for {}; no live link proves which entry holds it",
+                    others.join(", ")
+                ))
+            }
+        }
+    }
 }
 
 /// Compute the network start-up plan.
@@ -243,8 +310,9 @@ pub fn plan_networks(input: &NetworkInput<'_>) -> Plan {
     recorded.sort_by_key(|e| e.owner.to_string());
     let recorded_owners: HashSet<&Owner> = recorded.iter().map(|e| &e.owner).collect();
 
+    let contested = Contested::new(&recorded, &live);
     for entry in &recorded {
-        plan_entry(input, entry, &live, &mut claimed, &mut actions);
+        plan_entry(input, entry, &live, &contested, &mut claimed, &mut actions);
     }
 
     // Orphans: tagged network links nothing claimed.
@@ -332,6 +400,7 @@ fn plan_entry<'a>(
     input: &NetworkInput<'a>,
     entry: &'a NetworkEntry,
     live: &HashMap<&str, &'a LiveLink>,
+    contested: &Contested<'a>,
     claimed: &mut HashSet<&'a str>,
     actions: &mut Vec<Action>,
 ) {
@@ -353,6 +422,7 @@ fn plan_entry<'a>(
         if !desired.contains(&owner) {
             let delete = names
                 .iter()
+                .filter(|&&n| contested.rival(entry, n).is_none())
                 .filter_map(|&n| match classify(entry, n, n == entry.name, live) {
                     Slot::Ours(l) => {
                         claimed.insert(n);
@@ -373,6 +443,15 @@ fn plan_entry<'a>(
         });
         return;
     }
+    if entry.interface.as_deref() == Some(entry.name.as_str()) {
+        claimed.insert(entry.name.as_str());
+        actions.push(Action::Conflict {
+            owner,
+            name: entry.name.clone(),
+            why: "recorded entry uses the same name for both of its links".to_string(),
+        });
+        return;
+    }
 
     let mut keep = Vec::new();
     let mut missing = Vec::new();
@@ -384,6 +463,16 @@ fn plan_entry<'a>(
                 owner: owner.clone(),
                 name: name.to_string(),
                 why: format!("recorded name is not a valid interface name: {e}"),
+            });
+            blocked = true;
+            continue;
+        }
+        if let Some(why) = contested.rival(entry, name) {
+            claimed.insert(name);
+            actions.push(Action::Conflict {
+                owner: owner.clone(),
+                name: name.to_string(),
+                why,
             });
             blocked = true;
             continue;
