@@ -15,12 +15,28 @@ struct Lab {
     outside: Netns,
     daemon: Daemon,
     _dir: tempfile::TempDir,
+    _cfg_dir: Option<tempfile::TempDir>,
 }
 
 const NODE_UPLINK: &str = "198.51.100.1";
 const OUTSIDE: &str = "198.51.100.2";
 
 impl Lab {
+    /// A lab whose daemon checks for drift every second.
+    fn fast_checks() -> Self {
+        Self::with_config("check_interval_secs = 1\n")
+    }
+
+    fn with_config(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("overlayd.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let cfg = cfg.to_str().unwrap().to_string();
+        let mut lab = Self::new(&["--config", &cfg]);
+        lab._cfg_dir = Some(dir);
+        lab
+    }
+
     fn new(extra: &[&str]) -> Self {
         let node = Netns::new("n");
         let outside = Netns::new("o");
@@ -40,6 +56,7 @@ impl Lab {
             outside,
             daemon,
             _dir: dir,
+            _cfg_dir: None,
         }
     }
 
@@ -526,4 +543,83 @@ fn uninstall_keeps_networks_and_purge_leaves_nothing() {
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(files.is_empty(), "data dir empty: {files:?}");
+}
+
+#[test]
+fn gone_containers_are_reclaimed_and_a_flushed_firewall_is_restored() {
+    if !can_run_root_tests("reclaim") {
+        return;
+    }
+    let lab = Lab::fast_checks();
+    lab.service("web");
+    let (c1, c2) = (Container::new(), Container::new());
+    let ip1 = lab.attach(&c1, "web", None);
+    lab.attach(&c2, "web", None);
+    let links = lab.tagged_links().len();
+
+    // The container goes away without a detach: its veth and lease are reclaimed.
+    drop(c1);
+    wait_for("gone container reclaimed", Duration::from_secs(15), || {
+        let log = lab.daemon.log();
+        log.contains("reclaimed attachment")
+            || log.contains("dropped attachment whose veth is gone")
+    });
+    assert_eq!(lab.tagged_links().len(), links - 1, "its veth is gone");
+    let c3 = Container::new();
+    assert_eq!(
+        lab.attach(&c3, "web", None),
+        ip1,
+        "the reclaimed address is free again"
+    );
+
+    // Someone flushes our table: the periodic check restores it.
+    lab.node
+        .exec(&["nft", "flush", "table", "inet", "overlayd"]);
+    wait_for("firewall restored", Duration::from_secs(15), || {
+        lab.node
+            .output(&["nft", "list", "table", "inet", "overlayd"])
+            .contains("masquerade")
+    });
+    // A foreign table is never touched.
+    lab.node
+        .exec(&["nft", "add", "table", "ip", "someone-else"]);
+    lab.node
+        .exec(&["nft", "flush", "table", "inet", "overlayd"]);
+    wait_for("firewall restored again", Duration::from_secs(15), || {
+        lab.node
+            .output(&["nft", "list", "table", "inet", "overlayd"])
+            .contains("masquerade")
+    });
+    assert!(lab
+        .node
+        .output(&["nft", "list", "tables"])
+        .contains("someone-else"));
+}
+
+#[test]
+fn doctor_reports_drift_and_what_to_do() {
+    if !can_run_root_tests("doctor") {
+        return;
+    }
+    let lab = Lab::new(&[]);
+    lab.iso("a");
+    let out = lab.daemon.cli(&["doctor"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, bridge) = lab.iso("a");
+    lab.node.exec(&["ip", "link", "del", &bridge]);
+    let out = lab.daemon.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("MISSING") && text.contains("restart"),
+        "{text}"
+    );
+    let out = lab.daemon.cli(&["--json", "network", "ls"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "networks");
+    assert_eq!(v["networks"][0]["present"], false);
 }
