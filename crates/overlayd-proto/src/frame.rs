@@ -122,4 +122,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "teardown_isolation_network",
     "list_networks",
     "subscribe_events",
+    "list_dns_records",
 ];

@@ -269,6 +269,8 @@ pub enum Request {
     ListNetworks,
     /// **ext**: push events on this connection from now on.
     SubscribeEvents,
+    /// **ext**: list the registered DNS records.
+    ListDnsRecords,
 }
 
 impl Request {
@@ -299,6 +301,7 @@ impl Request {
             Request::TeardownIsolationNetwork { .. } => "teardown_isolation_network",
             Request::ListNetworks => "list_networks",
             Request::SubscribeEvents => "subscribe_events",
+            Request::ListDnsRecords => "list_dns_records",
         }
     }
 }

@@ -110,6 +110,15 @@ pub struct NetworkView {
     pub extra: Map<String, Value>,
 }
 
+/// A DNS record as listed by `list_dns_records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecordView {
+    /// Fully qualified name.
+    pub name: String,
+    /// Addresses.
+    pub ips: Vec<String>,
+}
+
 /// A response, tagged by `result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -194,6 +203,13 @@ pub enum Response {
     Networks {
         /// Entries.
         networks: Vec<NetworkView>,
+    },
+    /// **ext**: the registered DNS records.
+    DnsRecords {
+        /// The zone.
+        zone: String,
+        /// Records, sorted by name.
+        records: Vec<DnsRecordView>,
     },
     /// **ext**: an isolation network.
     IsolationNetwork {

@@ -119,6 +119,13 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
         dig(&c2, &gw, "db.overlay.internal").1,
         vec!["10.201.0.99".to_string()]
     );
+    let ls = d.cli(&["dns", "ls"]);
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.contains("db.overlay.internal.") && ls.contains("10.201.0.99"),
+        "{ls}"
+    );
+    assert!(ls.contains("app1.overlay.internal."), "{ls}");
     d.ok(Request::UnregisterDns { name: "db".into() });
     assert_eq!(dig(&c2, &gw, "db.overlay.internal").0, "NXDOMAIN");
 

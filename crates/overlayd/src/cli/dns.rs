@@ -23,6 +23,8 @@ pub enum DnsCmd {
         /// Name.
         name: String,
     },
+    /// List the registered names.
+    Ls,
 }
 
 /// Run a `dns` subcommand.
@@ -33,6 +35,7 @@ pub async fn run(cli: &Cli, cmd: &DnsCmd) -> Result<ExitCode> {
             ip: ip.clone(),
         },
         DnsCmd::Rm { name } => Request::UnregisterDns { name: name.clone() },
+        DnsCmd::Ls => Request::ListDnsRecords,
     };
     call::call_and_print(cli, req).await
 }

@@ -80,6 +80,13 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
                 opt(wg_public_key),
             ]],
         ),
+        Response::DnsRecords { records, .. } => {
+            let rows: Vec<Vec<String>> = records
+                .iter()
+                .map(|r| vec![r.name.clone(), r.ips.join(", ")])
+                .collect();
+            table(&["NAME", "ADDRESSES"], &rows);
+        }
         Response::IsolationNetwork {
             network,
             subnet,

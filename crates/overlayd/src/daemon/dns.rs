@@ -154,6 +154,24 @@ impl Node {
         Ok(Response::Ok)
     }
 
+    /// `list_dns_records`.
+    pub fn list_dns(&self) -> Response {
+        let mut records: Vec<overlayd_proto::DnsRecordView> = self
+            .records
+            .list()
+            .into_iter()
+            .map(|r| overlayd_proto::DnsRecordView {
+                name: r.name.to_string(),
+                ips: r.ips.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Response::DnsRecords {
+            zone: self.records.zone(),
+            records,
+        }
+    }
+
     /// `unregister_dns`: removing a name that is not registered changes nothing.
     pub fn unregister_dns(&self, name: &str) -> OpResult<Response> {
         let key = self

@@ -242,6 +242,7 @@ impl Node {
             } => self.change_allowed_ip(&pubkey, &cidr, scope, false).await,
             Request::RegisterDns { name, ip } => self.register_dns(&name, &ip),
             Request::UnregisterDns { name } => self.unregister_dns(&name),
+            Request::ListDnsRecords => Ok(self.list_dns()),
             Request::Hello { .. }
             | Request::Shutdown
             | Request::SubscribeEvents
