@@ -623,3 +623,31 @@ fn doctor_reports_drift_and_what_to_do() {
     assert_eq!(v["result"], "networks");
     assert_eq!(v["networks"][0]["present"], false);
 }
+
+#[test]
+fn second_daemon_on_the_same_data_dir_exits_naming_the_holder() {
+    if !can_run_root_tests("second") {
+        return;
+    }
+    let lab = Lab::new(&[]);
+    let holder = lab.daemon.child.as_ref().unwrap().id().to_string();
+    let other_socket = lab.daemon.socket.with_file_name("second.sock");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.node.name, bin(), "run", "--data-dir"])
+        .arg(&lab.daemon.data_dir)
+        .arg("--socket")
+        .arg(&other_socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "second daemon must fail: {stderr}");
+    assert!(
+        stderr.contains(&holder),
+        "names the holder pid {holder}: {stderr}"
+    );
+    assert!(!other_socket.exists(), "no socket of its own");
+    assert!(matches!(
+        lab.daemon.call(Request::Status),
+        Response::Status(_)
+    ));
+}
