@@ -88,7 +88,9 @@ impl Node {
     }
 
     /// Lease the lowest free address of `network` for `holder`, in one
-    /// store transaction (no address is ever handed to two holders).
+    /// store transaction (no address is ever handed to two holders). With
+    /// `extra`, the attachment record is written in the same transaction,
+    /// completed with the address and prefix length.
     pub(crate) fn lease(
         &self,
         network: &Owner,
@@ -124,6 +126,7 @@ impl Node {
             )?;
             if let Some(mut a) = extra.clone() {
                 a.ip = ip_s;
+                a.prefix_len = subnet.prefix_len();
                 tx.put(Table::Attachments, holder, &a)?;
             }
             Ok(Ok(ip))
@@ -145,16 +148,19 @@ impl Node {
             .map_err(|_| OpError::Invalid(format!("{ip:?} is not an IP address")))?;
         let ip_s = addr.to_string();
         self.store.write(|tx| {
-            for (k, l) in tx.list::<Lease>(Table::Leases)? {
-                if l.ip == ip_s {
-                    if l.holder != ALLOC_HOLDER {
-                        return Ok(Err(OpError::Conflict(format!(
-                            "{ip_s} belongs to attached container {}; detach it instead",
-                            l.holder
-                        ))));
-                    }
-                    tx.remove(Table::Leases, &k)?;
-                }
+            let held: Vec<(String, Lease)> = tx
+                .list::<Lease>(Table::Leases)?
+                .into_iter()
+                .filter(|(_, l)| l.ip == ip_s)
+                .collect();
+            if let Some((_, l)) = held.iter().find(|(_, l)| l.holder != ALLOC_HOLDER) {
+                return Ok(Err(OpError::Conflict(format!(
+                    "{ip_s} belongs to attached container {}; detach it instead",
+                    l.holder
+                ))));
+            }
+            for (k, _) in held {
+                tx.remove(Table::Leases, &k)?;
             }
             Ok(Ok(()))
         })??;
@@ -229,8 +235,6 @@ impl Node {
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
-        self.store
-            .write(|tx| tx.put(Table::Attachments, &key, &record))?;
         let subnet = plan::parse_cidr(&entry.subnet)?;
         let spec = VethSpec {
             host_ifname: host_ifname.clone(),

@@ -70,8 +70,6 @@ impl Node {
                 let mut rec = rec;
                 rec.ip = ip.to_string();
                 rec.prefix_len = prefix_len;
-                self.store
-                    .write(|tx| tx.put(Table::Attachments, &key, &rec))?;
                 (rec, kp)
             }
         };
