@@ -196,9 +196,8 @@ impl LinkRole {
 /// the marker entry's `name`, the second, if any, its `interface`).
 pub fn owner_roles(owner: &Owner) -> &'static [LinkRole] {
     match owner {
-        Owner::Base => &[LinkRole::WireGuard],
+        Owner::Base | Owner::Service(_) => &[LinkRole::Bridge, LinkRole::WireGuard],
         Owner::SharedNat | Owner::Isolation(_) => &[LinkRole::Bridge],
-        Owner::Service(_) => &[LinkRole::Bridge, LinkRole::WireGuard],
         Owner::Other(_) => &[],
     }
 }
@@ -447,7 +446,10 @@ mod tests {
 
     #[test]
     fn owner_roles_layout() {
-        assert_eq!(owner_roles(&Owner::Base), &[LinkRole::WireGuard]);
+        assert_eq!(
+            owner_roles(&Owner::Base),
+            &[LinkRole::Bridge, LinkRole::WireGuard]
+        );
         assert_eq!(
             owner_roles(&Owner::Service("s".into())),
             &[LinkRole::Bridge, LinkRole::WireGuard]

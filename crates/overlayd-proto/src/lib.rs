@@ -20,6 +20,8 @@ pub use response::{
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Extension ops this build serves beyond the v1 set (reported by `hello`).
+/// The `netns_path` attach handle is an extension too, available whenever
+/// `hello` answers.
 pub const EXTENSIONS: &[&str] = &[
     "hello",
     "setup_isolation_network",
@@ -27,5 +29,4 @@ pub const EXTENSIONS: &[&str] = &[
     "list_networks",
     "subscribe_events",
     "list_dns_records",
-    "netns_path_handle",
 ];

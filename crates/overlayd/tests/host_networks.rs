@@ -651,3 +651,29 @@ fn second_daemon_on_the_same_data_dir_exits_naming_the_holder() {
         Response::Status(_)
     ));
 }
+
+#[test]
+fn a_deleted_bridge_is_recreated_and_its_containers_replugged() {
+    if !can_run_root_tests("replug") {
+        return;
+    }
+    let mut lab = Lab::new(&[]);
+    lab.service("web");
+    let (c1, c2) = (Container::new(), Container::new());
+    lab.attach(&c1, "web", None);
+    let ip2 = lab.attach(&c2, "web", None);
+    ping_until(&c1, &ip2);
+    lab.daemon.stop();
+    let bridge = lab
+        .tagged_links()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.starts_with("ovl-b"))
+        .unwrap();
+    lab.node.exec(&["ip", "link", "del", &bridge]);
+    assert!(!c1.ping(&ip2), "cut off without the bridge");
+    lab.daemon.start_again();
+    ping_until(&c1, &ip2);
+    ping_until(&c1, OUTSIDE);
+    assert!(lab.daemon.log().contains("re-plugged containers"));
+}

@@ -324,6 +324,41 @@ fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
     dedup.dedup();
     assert_eq!(owners.len(), dedup.len(), "no duplicate marker entries");
 
+    // A corrupt marker: quarantined, rebuilt from tags plus the store, with
+    // the same dedicated key and port and the base bridge kept.
+    let base_bridge = n1
+        .ns
+        .links()
+        .into_iter()
+        .find(|l| {
+            l.starts_with("ovl-b")
+                && n1
+                    .ns
+                    .output(&["ip", "-d", "link", "show", l])
+                    .contains("owner=base")
+        })
+        .expect("base bridge");
+    let base_index = n1.ns.ifindex(&base_bridge);
+    n1.d.stop();
+    std::fs::write(
+        n1.d.data_dir.join("agent_network.json"),
+        b"{\"version\":1,\"netw",
+    )
+    .unwrap();
+    n1.d.start_again();
+    wait_for(
+        "traffic recovers after a rebuild",
+        Duration::from_secs(30),
+        || c1.ping(&ip2) && d1.ping(&dip2),
+    );
+    assert_eq!(n1.ns.ifindex(&base_bridge), base_index, "base bridge kept");
+    let rebuilt = status(&n1).dedicated_services.unwrap();
+    assert_eq!(
+        (rebuilt[0].public_key.clone(), rebuilt[0].listen_port),
+        (db1.key.clone(), db1.port),
+        "same dedicated identity after a rebuild"
+    );
+
     // Purge both: nothing of overlayd left, no stale UAPI socket.
     let out = n1.d.cli(&["uninstall", "--purge"]);
     assert!(

@@ -305,7 +305,10 @@ fn creates_desired_networks_with_free_names() {
         vec![
             Action::Create {
                 owner: Owner::Base,
-                names: vec![(LinkRole::WireGuard, n.wireguard(&Owner::Base))]
+                names: vec![
+                    (LinkRole::Bridge, n.bridge(&Owner::Base)),
+                    (LinkRole::WireGuard, n.wireguard(&Owner::Base))
+                ]
             },
             Action::Create {
                 owner: o.clone(),

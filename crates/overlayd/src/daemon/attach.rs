@@ -189,10 +189,17 @@ impl Node {
         }
         let target = netns_target(&handle)?;
         let key = handle.key();
+        let network = self.target_network(service, isolation, join_global)?;
         if let Some(existing) = self
             .store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
         {
+            if existing.network != network.to_string() || existing.service != service {
+                return Err(OpError::Conflict(format!(
+                    "{key} is already attached to {} for service {}; detach it first to move it",
+                    existing.network, existing.service
+                )));
+            }
             if self.host.link(&existing.host_ifname).await?.is_some() {
                 return Ok(Response::Attached {
                     ip: existing.ip,
@@ -202,7 +209,6 @@ impl Node {
             // Record without its veth (a crash mid-attach): start over.
             self.drop_attachment(&existing)?;
         }
-        let network = self.target_network(service, isolation, join_global)?;
         if !self.host.netns_alive(&target).await? {
             return Err(OpError::NotFound(match &target {
                 NetnsTarget::Pid(p) => {
@@ -235,17 +241,7 @@ impl Node {
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
-        let subnet = plan::parse_cidr(&entry.subnet)?;
-        let spec = VethSpec {
-            host_ifname: host_ifname.clone(),
-            alias: plan::attach_tag(&key, &id),
-            bridge: entry.name.clone(),
-            target,
-            container_ifname: CONTAINER_IFNAME.to_string(),
-            address: IpNet::new(ip, prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            gateway: Some(plan::gateway_cidr(subnet)?.addr()),
-            mtu: self.cfg.mtu,
-        };
+        let spec = self.veth_spec(&record, &entry, target).await?;
         if let Err(e) = self.host.attach_veth(&spec).await {
             if let Err(re) = self.drop_attachment(&record) {
                 warn!(error = %re, "rolling back the attachment record failed");
@@ -258,6 +254,62 @@ impl Node {
             ip: ip.to_string(),
             namespace_guid: None,
         })
+    }
+
+    /// The veth of an attachment on a network.
+    pub async fn veth_spec(
+        &self,
+        a: &Attachment,
+        entry: &overlayd_state::NetworkEntry,
+        target: NetnsTarget,
+    ) -> OpResult<VethSpec> {
+        let subnet = plan::parse_cidr(&entry.subnet)?;
+        let ip: IpAddr = a
+            .ip
+            .parse()
+            .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
+        Ok(VethSpec {
+            host_ifname: a.host_ifname.clone(),
+            alias: plan::attach_tag(&a.handle.key(), &a.id),
+            bridge: entry.name.clone(),
+            target,
+            container_ifname: CONTAINER_IFNAME.to_string(),
+            address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
+            gateway: Some(plan::gateway_cidr(subnet)?.addr()),
+            mtu: self.network_mtu(entry).await,
+        })
+    }
+
+    /// Re-plug the containers of a network whose bridge was recreated: their
+    /// veths survived but lost their master, so each gets a fresh pair with
+    /// the same name, tag and address.
+    pub async fn replug_members(&self, owner: &Owner) -> OpResult<usize> {
+        let Some(entry) = self.marker.get(owner).cloned() else {
+            return Ok(0);
+        };
+        let Some(bridge) = self.host.link(&entry.name).await? else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for a in self.attachments_on(&owner.to_string())? {
+            if a.guest_private_key.is_some() {
+                continue;
+            }
+            let Some(link) = self.host.link(&a.host_ifname).await? else {
+                continue;
+            };
+            if link.master == Some(bridge.index) {
+                continue;
+            }
+            let Ok(target) = netns_target(&a.handle) else {
+                continue;
+            };
+            let spec = self.veth_spec(&a, &entry, target).await?;
+            self.host.detach_veth(&a.host_ifname).await?;
+            self.host.attach_veth(&spec).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Register the container's name and its service's name (when the

@@ -69,15 +69,17 @@ impl Node {
             Some(link) => {
                 if !plan::tag_matches(link.alias.as_deref(), &entry.owner, &entry.id) {
                     return Err(OpError::Conflict(format!(
-                        "interface {} exists but is not overlayd's {} (its tag is {:?}); rename or remove it, or change interface_prefix",
-                        entry.name, entry.owner, link.alias
+                        "interface {} exists but is not overlayd's {} (its alias is {}); rename or remove it, or change interface_prefix",
+                        entry.name,
+                        entry.owner,
+                        link.alias.as_deref().map(|a| format!("{a:?}")).unwrap_or_else(|| "empty".into())
                     )));
                 }
                 link.index
             }
             None => {
                 self.host
-                    .create_bridge(&entry.name, &tag, self.cfg.mtu)
+                    .create_bridge(&entry.name, &tag, self.network_mtu(entry).await)
                     .await?
                     .index
             }
@@ -287,8 +289,13 @@ impl Node {
                 }
             }
         };
-        self.store
-            .write(|tx| tx.put(Table::Services, service, &ServiceRecord { mode }))?;
+        self.store.write(|tx| {
+            tx.put(
+                Table::Services,
+                service,
+                &self.service_record(service, mode),
+            )
+        })?;
         if let Some(prev) = existing {
             if prev.mode == ServiceMode::Dedicated && mode != ServiceMode::Dedicated {
                 self.remove_bridge(&Owner::service(service)?).await?;
@@ -385,6 +392,20 @@ impl Node {
             ServiceMode::Dedicated => Owner::service(service)?,
             _ => Owner::SharedNat,
         })
+    }
+
+    /// The store record of a service, with a dedicated overlay's identity
+    /// copied from its marker entry.
+    fn service_record(&self, service: &str, mode: ServiceMode) -> ServiceRecord {
+        let entry = Owner::service(service)
+            .ok()
+            .and_then(|o| self.marker.get(&o).cloned())
+            .filter(|_| mode == ServiceMode::Dedicated);
+        ServiceRecord {
+            mode,
+            wg_port: entry.as_ref().and_then(|e| e.wg_port),
+            wg_private_key: entry.and_then(|e| e.wg_private_key),
+        }
     }
 
     /// The nftables intent for what is recorded now.

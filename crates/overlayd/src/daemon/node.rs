@@ -79,7 +79,13 @@ impl Node {
         }
         let store = Store::open(&cfg.data_dir)?;
         let key = NodeKeyFile::load_or_create(&cfg.data_dir)?;
-        let ports = PortBand::from_marker(cfg.wg_port, &marker);
+        let global_port = store
+            .read(|tx| {
+                tx.get::<super::records::GlobalRecord>(Table::Global, super::records::GLOBAL_KEY)
+            })?
+            .map(|g| g.wg_port)
+            .unwrap_or(cfg.wg_port);
+        let ports = PortBand::from_marker(global_port, &marker);
         let (records, dns) = super::dns::start(&cfg, &store).await?;
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
         Ok(Node {

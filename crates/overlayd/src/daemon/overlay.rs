@@ -20,6 +20,9 @@ use super::records::{peer_key, GlobalRecord, PeerRecord, GLOBAL_KEY};
 /// Default MTU of WireGuard devices (1500 minus IPv6 + UDP + WireGuard overhead).
 pub const WG_MTU: u32 = 1420;
 
+/// WireGuard's per-packet overhead over an IPv6 underlay (40 IP + 8 UDP + 32).
+pub const WG_OVERHEAD: u32 = 80;
+
 /// Run a blocking WireGuard call off the async runtime.
 pub async fn wg_call<T: Send + 'static>(
     wg: &Arc<dyn WgBackend>,
@@ -80,6 +83,29 @@ pub fn parse_cidrs(s: &str) -> OpResult<Vec<IpNet>> {
 }
 
 impl Node {
+    /// MTU of WireGuard devices: the override, else the uplink's minus
+    /// WireGuard's worst-case overhead (80 bytes over IPv6), else 1420.
+    pub async fn overlay_mtu(&self) -> u32 {
+        if let Some(m) = self.cfg.mtu {
+            return m;
+        }
+        match self.host.uplink().await {
+            Ok(Some(u)) if u.mtu > WG_OVERHEAD + 1280 => u.mtu - WG_OVERHEAD,
+            _ => WG_MTU,
+        }
+    }
+
+    /// MTU of a network's bridge and veths: the overlay MTU for networks
+    /// whose traffic leaves through WireGuard, the override or the kernel's
+    /// default otherwise.
+    pub async fn network_mtu(&self, entry: &NetworkEntry) -> Option<u32> {
+        if entry.interface.is_some() || matches!(entry.owner, Owner::Base | Owner::Service(_)) {
+            Some(self.overlay_mtu().await)
+        } else {
+            self.cfg.mtu
+        }
+    }
+
     /// The desired base overlay, if set up.
     pub fn global(&self) -> OpResult<Option<GlobalRecord>> {
         Ok(self.store.read(|tx| tx.get(Table::Global, GLOBAL_KEY))?)
@@ -198,7 +224,7 @@ impl Node {
             name: name.clone(),
             private_key: self.device_key(entry)?,
             listen_port: port,
-            mtu: self.cfg.mtu.unwrap_or(WG_MTU),
+            mtu: self.overlay_mtu().await,
             fwmark: None,
         };
         let handle = wg_call(&self.wg, move |wg| wg.create_or_adopt(&cfg)).await?;

@@ -107,6 +107,18 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
             Err(e) => r.errors.push(format!("cannot remove state files: {e}")),
         }
     }
+    let uapi = cfg.run_dir().join("wireguard");
+    if uapi.exists() {
+        match std::fs::remove_dir_all(&uapi) {
+            Ok(()) => r.lines.push(format!(
+                "removed WireGuard socket directory {}",
+                uapi.display()
+            )),
+            Err(e) => r
+                .errors
+                .push(format!("cannot remove {}: {e}", uapi.display())),
+        }
+    }
     // The lock file goes last, while still held, so no daemon starts in
     // the middle of the purge.
     let _ = std::fs::remove_file(data.lock_path());

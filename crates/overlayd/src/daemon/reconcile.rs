@@ -94,6 +94,9 @@ impl Node {
                 set.insert(o);
             }
         }
+        if self.global()?.is_some() {
+            set.insert(Owner::Base);
+        }
         Ok(set)
     }
 
@@ -153,6 +156,7 @@ impl Node {
                     }
                 }
             }
+            self.restore_identity(&mut e)?;
             if self.marker.get(&e.owner).is_none() {
                 info!(owner = %e.owner, name = %e.name, "marker entry rebuilt from the host tag");
                 self.marker.upsert(e);
@@ -160,9 +164,47 @@ impl Node {
             }
         }
         self.save_marker()?;
-        self.ports = PortBand::from_marker(self.cfg.wg_port, &self.marker);
+        self.ports = PortBand::from_marker(self.global_port()?, &self.marker);
         self.rebuild_marker = false;
         Ok(())
+    }
+
+    /// Fill a rebuilt entry's overlay identity (port, keys, device) from
+    /// the store: tags carry owner and id, never secrets.
+    fn restore_identity(&self, e: &mut overlayd_state::NetworkEntry) -> OpResult<()> {
+        match e.owner.clone() {
+            Owner::Base => {
+                if let Some(g) = self.global()? {
+                    e.wg_port = Some(g.wg_port);
+                    e.wg_public_key = Some(self.key.public_base64());
+                    e.interface = Some(self.namer().wireguard(&Owner::Base));
+                    e.subnet = g.slice_cidr;
+                }
+            }
+            Owner::Service(name) => {
+                let rec: Option<ServiceRecord> =
+                    self.store.read(|tx| tx.get(Table::Services, &name))?;
+                if let Some(r) = rec.filter(|r| r.mode == ServiceMode::Dedicated) {
+                    if let Some(k) = r.wg_private_key {
+                        let kp = overlayd_state::KeyPair::from_private_base64(&k)?;
+                        e.wg_public_key = Some(kp.public_base64());
+                        e.wg_private_key = Some(k);
+                    }
+                    e.wg_port = r.wg_port.or(e.wg_port);
+                    e.interface = Some(self.namer().wireguard(&e.owner));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The node-global WireGuard port: the base overlay's, else the configured one.
+    pub fn global_port(&self) -> OpResult<u16> {
+        Ok(self
+            .global()?
+            .map(|g| g.wg_port)
+            .unwrap_or(self.cfg.wg_port))
     }
 
     async fn execute(&mut self, action: Action, rep: &mut ReconcileReport) {
@@ -190,6 +232,15 @@ impl Node {
                     match done {
                         Ok(()) => {
                             rep.recreated += 1;
+                            match self.replug_members(&owner).await {
+                                Ok(0) => {}
+                                Ok(n) => {
+                                    info!(%owner, containers = n, "re-plugged containers into the recreated bridge")
+                                }
+                                Err(e) => {
+                                    warn!(%owner, error = %e, "cannot re-plug containers into the recreated bridge")
+                                }
+                            }
                             info!(%owner, ?missing, "recreated recorded network with its recorded identity");
                         }
                         Err(e) => error!(%owner, error = %e, "cannot recreate recorded network"),

@@ -30,6 +30,14 @@ pub const GLOBAL_KEY: &str = "config";
 pub struct ServiceRecord {
     /// Resolved mode (`shared` or `dedicated`).
     pub mode: ServiceMode,
+    /// A dedicated overlay's port, kept here too so a lost marker can be
+    /// rebuilt with the same port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_port: Option<u16>,
+    /// A dedicated overlay's private key (secret; the store is `0600`),
+    /// kept so a lost marker can be rebuilt with the same identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_private_key: Option<String>,
 }
 
 /// A desired isolation network (`Table::Isolation`, key = network name).
