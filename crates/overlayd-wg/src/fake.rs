@@ -62,6 +62,15 @@ impl FakeWg {
         });
     }
 
+    /// Set a peer's live endpoint (as if it had roamed).
+    pub fn set_endpoint(&self, name: &str, public_key: &KeyBytes, at: std::net::SocketAddr) {
+        let _ = self.with_device(name, |d| {
+            if let Some(p) = d.peers.iter_mut().find(|p| &p.public_key == public_key) {
+                p.endpoint = Some(at);
+            }
+        });
+    }
+
     /// Peers of a device (empty if the device does not exist).
     pub fn peers(&self, name: &str) -> Vec<PeerStatus> {
         self.with_device(name, |d| d.peers.clone())

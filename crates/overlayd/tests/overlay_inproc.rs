@@ -137,6 +137,22 @@ async fn peer_health_changes_are_pushed_to_subscribers() {
             healthy: false
         }
     );
+
+    // The peer roams: nat_tick notices, records and reports it.
+    inst.wg
+        .set_endpoint(&dev, &pk, "192.0.2.77:40000".parse().unwrap());
+    assert_eq!(c.call(Request::NatTick).await.unwrap(), Response::Ok);
+    let ev = tokio::time::timeout(Duration::from_secs(10), sub.next_event())
+        .await
+        .expect("endpoint event")
+        .unwrap();
+    assert_eq!(
+        ev,
+        Event::NatEndpointChanged {
+            pubkey: PEER.into(),
+            endpoint: "192.0.2.77:40000".into()
+        }
+    );
     let _ = inst.shutdown().await;
 }
 

@@ -56,7 +56,12 @@ impl Dispatcher {
                 let _ = self.stop.send(true);
                 Ok(Response::Ok)
             }
-            Request::SubscribeEvents | Request::NatTick => Ok(Response::Ok),
+            Request::SubscribeEvents => Ok(Response::Ok),
+            Request::NatTick => {
+                let mut node = self.node.lock().await;
+                node.check_peer_health(std::time::SystemTime::now()).await;
+                Ok(Response::Ok)
+            }
             other => {
                 let mut node = self.node.lock().await;
                 node.handle(other).await

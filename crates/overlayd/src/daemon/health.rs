@@ -1,6 +1,9 @@
-//! Peer health: a peer is healthy while its last WireGuard handshake is
-//! recent. The periodic check compares each peer with what it saw last
-//! time and pushes `peer_health_changed` to subscribers on every change.
+//! Peer health and roaming: a peer is healthy while its last WireGuard
+//! handshake is recent. The periodic check (and `nat_tick`) compares each
+//! peer with what it saw last time and pushes `peer_health_changed` on every
+//! change, and `nat_endpoint_changed` when a peer's endpoint moved (NAT
+//! rebinding or roaming) — the new endpoint is recorded so a restart
+//! programs the one that works.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +13,8 @@ use tracing::info;
 
 use super::node::Node;
 use super::overlay::wg_call;
+use super::records::{peer_key, PeerRecord};
+use overlayd_state::Table;
 
 /// A handshake older than this means the peer is unhealthy. WireGuard
 /// re-handshakes every 2 minutes under traffic and rejects sessions after
@@ -60,13 +65,41 @@ impl Node {
                 };
                 if changed {
                     info!(%owner, peer = %pubkey, healthy, "peer health changed");
-                    let _ = self
-                        .events
-                        .send(Event::PeerHealthChanged { pubkey, healthy });
+                    let _ = self.events.send(Event::PeerHealthChanged {
+                        pubkey: pubkey.clone(),
+                        healthy,
+                    });
+                }
+                if let Some(live) = p.endpoint {
+                    self.note_endpoint(&owner, &pubkey, live.to_string());
                 }
             }
         }
         self.peer_health.retain(|k, _| seen.contains(k));
+    }
+
+    /// Record a peer's live endpoint when it differs from the recorded one,
+    /// and tell subscribers.
+    fn note_endpoint(&self, owner: &str, pubkey: &str, live: String) {
+        let key = peer_key(owner, pubkey);
+        let updated = self.store.write(|tx| {
+            let Some(mut rec) = tx.get::<PeerRecord>(Table::Peers, &key)? else {
+                return Ok(false);
+            };
+            if rec.endpoint == live || rec.endpoint.is_empty() {
+                return Ok(false);
+            }
+            rec.endpoint = live.clone();
+            tx.put(Table::Peers, &key, &rec)?;
+            Ok(true)
+        });
+        if let Ok(true) = updated {
+            info!(%owner, peer = %pubkey, endpoint = %live, "peer endpoint moved");
+            let _ = self.events.send(Event::NatEndpointChanged {
+                pubkey: pubkey.to_string(),
+                endpoint: live,
+            });
+        }
     }
 }
 
