@@ -173,30 +173,40 @@ impl DnsServer {
         };
         let mut udp_task = udp_runtime.spawn(udp::serve(Arc::new(udp), self.inner.handler.clone()));
         let udp_abort = udp_task.abort_handle();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let tcp_running = tokio::select! {
-                result = server.block_until_done() => {
-                    if let Err(error) = result {
-                        tracing::warn!(addr = %bound, %error, "DNS TCP listener stopped unexpectedly");
+            // `udp::serve` only ends when its runtime goes away (or it is
+            // aborted); a TCP failure leaves UDP serving until the stop.
+            let mut tcp_running = true;
+            let mut udp_running = true;
+            loop {
+                tokio::select! {
+                    result = server.block_until_done(), if tcp_running => {
+                        if let Err(error) = result {
+                            tracing::warn!(addr = %bound, %error, "DNS TCP listener stopped unexpectedly");
+                        }
+                        tcp_running = false;
                     }
-                    false
-                }
-                result = &mut udp_task => {
-                    match result {
-                        Ok(Err(error)) => tracing::warn!(addr = %bound, %error, "DNS UDP listener stopped unexpectedly"),
-                        Ok(Ok(())) => {}
-                        Err(error) if error.is_cancelled() => {}
-                        Err(error) => tracing::warn!(addr = %bound, %error, "DNS UDP listener task failed"),
+                    result = &mut udp_task, if udp_running => {
+                        if let Err(error) = result {
+                            if !error.is_cancelled() {
+                                tracing::warn!(addr = %bound, %error, "DNS UDP listener task failed");
+                            }
+                        }
+                        udp_running = false;
                     }
-                    true
+                    // A stop request, or every handle to the server dropped.
+                    _ = &mut stopped => break,
                 }
-                // A stop request, or every handle to the server dropped.
-                _ = stopped => true,
-            };
-            // Abort the UDP loop and wait for it so its socket is closed.
-            udp_task.abort();
-            let _ = udp_task.await;
+                if !tcp_running && !udp_running {
+                    break;
+                }
+            }
+            if udp_running {
+                // Abort the UDP loop and wait for it so its socket is closed.
+                udp_task.abort();
+                let _ = udp_task.await;
+            }
             if tcp_running {
                 if let Err(error) = server.shutdown_gracefully().await {
                     tracing::debug!(addr = %bound, %error, "DNS listener shut down with an error");

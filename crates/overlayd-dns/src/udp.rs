@@ -9,9 +9,11 @@
 //! [`RequestHandler`]) as TCP, with a [`ResponseHandler`] that encodes and
 //! sends straight on the socket. TCP stays on hickory's `Server`.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
@@ -78,36 +80,93 @@ impl ResponseHandler for UdpResponder {
                 ResponseInfo::from(header)
             }
         };
-        match self.socket.try_send_to(&bytes, self.dst) {
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.socket.send_to(&bytes, self.dst).await?;
-            }
-            Err(error) => return Err(error.into()),
-        }
+        send_datagram(&self.socket, &bytes, self.dst).await?;
         Ok(info)
     }
 }
 
-/// Serves queries arriving on `socket` until the socket fails or the task is
-/// aborted; forwards still in flight are aborted with it.
-pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler) -> io::Result<()> {
+/// Sends one datagram without waiting unless the socket buffer is full.
+///
+/// A pending ICMP report about some other peer may surface from this send
+/// instead of a receive; that consumes it, so the send is tried once more
+/// rather than losing this reply.
+async fn send_datagram(socket: &UdpSocket, bytes: &[u8], dst: SocketAddr) -> io::Result<()> {
+    let mut retried = false;
+    loop {
+        match socket.try_send_to(bytes, dst) {
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                return socket.send_to(bytes, dst).await.map(drop);
+            }
+            Err(error) if is_icmp_report(&error) && !retried => retried = true,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Serves queries arriving on `socket` until the task is aborted.
+///
+/// Never returns on its own: nothing an upstream, a client or the kernel
+/// does may end a listener. Socket errors are logged and retried with a
+/// short backoff, and should the loop itself ever panic it is logged and
+/// started again on the same socket. Forwards in flight are aborted with
+/// the task.
+pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler) {
+    let addr = socket.local_addr().ok();
+    loop {
+        // A JoinSet aborts the loop when this future is dropped (listener
+        // removed) and turns a panic into a value we can survive.
+        let mut running = JoinSet::new();
+        running.spawn(receive_loop(socket.clone(), handler.clone()));
+        match running.join_next().await {
+            Some(Err(error)) if error.is_panic() => {
+                tracing::error!(
+                    addr = ?addr,
+                    %error,
+                    "DNS UDP loop panicked; restarting it on the same socket"
+                );
+                tokio::time::sleep(RESTART_DELAY).await;
+            }
+            // Cancelled: the runtime is going away.
+            Some(Err(_)) | None => return,
+            Some(Ok(never)) => match never {},
+        }
+    }
+}
+
+/// Pause before the UDP loop is started again after a panic.
+const RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Longest pause between retries while `recv_from` keeps failing.
+const MAX_RECV_BACKOFF: Duration = Duration::from_secs(1);
+/// First pause after a `recv_from` failure that is not an ICMP report.
+const MIN_RECV_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Receives datagrams forever, answering in-zone queries inline and
+/// spawning a task per forwarded one.
+async fn receive_loop(socket: Arc<UdpSocket>, handler: Handler) -> Infallible {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut forwards = JoinSet::new();
+    let mut backoff = MIN_RECV_BACKOFF;
     loop {
         while forwards.try_join_next().is_some() {}
         let (len, src) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            // An ICMP error from an earlier reply's destination; not ours to fix.
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                continue
+            Ok(received) => {
+                backoff = MIN_RECV_BACKOFF;
+                received
             }
-            Err(error) => return Err(error),
+            // An ICMP error (port/host unreachable) about an earlier reply's
+            // destination; it says nothing about this socket's health.
+            Err(error) if is_icmp_report(&error) => {
+                tracing::debug!(%error, "ignoring an ICMP error reported on the DNS UDP socket");
+                continue;
+            }
+            Err(error) => {
+                // Out of buffers and the like: keep serving, but do not spin.
+                tracing::warn!(%error, retry_in = ?backoff, "DNS UDP receive failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RECV_BACKOFF);
+                continue;
+            }
         };
         if src.port() == 0 || src.ip().is_unspecified() {
             continue;
@@ -146,6 +205,18 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler) -> io::Resul
             });
         }
     }
+}
+
+/// Whether `error` is an ICMP report queued on the socket (Linux returns
+/// these from the next receive or send call) rather than a socket failure.
+fn is_icmp_report(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
 }
 
 /// Best-effort FORMERR for a datagram whose header parsed but whose body did not.

@@ -188,14 +188,44 @@ fn shared_nat_containers_talk_and_egress_is_masqueraded() {
         "outside never saw the container address: {rules}"
     );
 
-    // Detach is idempotent and leaves no veth.
+    // Detach is idempotent and leaves no veth; the bridge keeps its MAC
+    // when the port with the lowest MAC leaves (an unpinned bridge would
+    // take the next port's and strand every container's ARP cache).
+    let mac = |link: &str| {
+        lab.node
+            .output(&["cat", &format!("/sys/class/net/{link}/address")])
+    };
+    let bridge = lab
+        .tagged_links()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.starts_with("ovl-b"))
+        .unwrap();
+    let bridge_mac = mac(&bridge);
+    let ports: Vec<String> = lab
+        .tagged_links()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("ovl-v"))
+        .collect();
+    let lowest = ports.iter().min_by_key(|p| mac(p)).unwrap().clone();
+    let alias = lab
+        .node
+        .output(&["cat", &format!("/sys/class/net/{lowest}/ifalias")]);
+    let (leaving, staying) = if alias.contains(&format!("pid:{}", c1.pid())) {
+        (&c1, &c2)
+    } else {
+        (&c2, &c1)
+    };
     let before = lab.tagged_links().len();
     for _ in 0..2 {
         lab.daemon.ok(Request::DetachContainer {
-            handle: Handle::LinuxPid { pid: c2.pid() },
+            handle: Handle::LinuxPid { pid: leaving.pid() },
         });
     }
     assert_eq!(lab.tagged_links().len(), before - 1);
+    assert_eq!(mac(&bridge), bridge_mac, "bridge MAC pinned");
+    ping_until(staying, OUTSIDE);
 }
 
 #[test]

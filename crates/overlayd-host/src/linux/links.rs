@@ -194,5 +194,18 @@ pub(crate) async fn create_bridge(
         let _ = delete_index(h, created.index).await;
         return Err(e);
     }
+    // A bridge without an explicitly set address takes the lowest MAC of its
+    // ports and changes it when that port leaves, so containers' cached
+    // gateway MAC goes stale on every detach. Setting its own (random) MAC
+    // explicitly pins it for the bridge's lifetime.
+    if let Some(mac) = created.mac {
+        let pin = LinkUnspec::new_with_index(created.index)
+            .address(mac.to_vec())
+            .build();
+        if let Err(e) = change(h, pin, || format!("pin the MAC of bridge {name}")).await {
+            let _ = delete_index(h, created.index).await;
+            return Err(e);
+        }
+    }
     require(h, name).await
 }
