@@ -3,6 +3,7 @@
 
 mod attach;
 mod call;
+mod demo;
 mod dns;
 mod doctor;
 mod global;
@@ -83,6 +84,8 @@ pub enum Command {
     Doctor,
     /// Stop the daemon; with --purge also remove every host object and file of overlayd.
     Uninstall(UninstallArgs),
+    /// Run a self-contained multi-node demo in network namespaces.
+    Demo(demo::DemoArgs),
 }
 
 /// `overlayd run`.
@@ -126,5 +129,6 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
         Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
         Command::Doctor => rt.block_on(doctor::run(&cli)),
+        Command::Demo(ref a) => rt.block_on(demo::run(a)),
     }
 }
