@@ -432,3 +432,44 @@ fn overlay_bad_input_changes_nothing() {
         r => panic!("{r:?}"),
     }
 }
+
+#[test]
+fn rotate_key_changes_the_node_identity_only_when_asked() {
+    if !can_run_root_tests("rotate") {
+        return;
+    }
+    let ns = Netns::new("wr");
+    let mut n = start_node(ns, "192.0.2.1", 4);
+    let dev = global_up(&n);
+    let old = pubkey(&n);
+    n.d.restart();
+    assert_eq!(pubkey(&n), old, "a restart keeps the key");
+
+    let refused = n.d.cli(&["rotate-key"]);
+    assert!(!refused.status.success(), "refused while the daemon runs");
+    assert_eq!(pubkey(&n), old);
+
+    n.d.stop();
+    let out = n.d.cli(&["rotate-key"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    n.d.start_again();
+    let new = pubkey(&n);
+    assert_ne!(new, old);
+    assert!(printed.contains(&new), "{printed}");
+    let show = n.d.cli(&["wg", "show", &dev]);
+    let show_text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(
+        show_text.contains(&new),
+        "the device runs the new key: {show_text}"
+    );
+}

@@ -8,6 +8,7 @@ mod dns;
 mod doctor;
 mod global;
 mod iso;
+mod key;
 mod network;
 mod output;
 mod peer;
@@ -15,6 +16,7 @@ mod run;
 mod service;
 mod status;
 mod uninstall;
+mod wg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +84,10 @@ pub enum Command {
     Dns(DnsCmd),
     /// Compare recorded and live host state and suggest fixes.
     Doctor,
+    /// Replace the node's WireGuard keypair (daemon stopped).
+    RotateKey(RotateKeyArgs),
+    /// Run wg(8) against this instance's WireGuard devices (e.g. `overlayd wg show`).
+    Wg(WgArgs),
     /// Stop the daemon; with --purge also remove every host object and file of overlayd.
     Uninstall(UninstallArgs),
     /// Run a self-contained multi-node demo in network namespaces.
@@ -97,6 +103,25 @@ pub struct RunArgs {
     /// Only report tagged host objects nothing records; do not delete them.
     #[arg(long)]
     pub no_gc: bool,
+}
+
+/// `overlayd rotate-key`.
+#[derive(Debug, Args)]
+pub struct RotateKeyArgs {
+    /// TOML configuration file (for the data directory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `overlayd wg`.
+#[derive(Debug, Args)]
+pub struct WgArgs {
+    /// TOML configuration file (for the runtime directory).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Arguments passed to wg(8).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// `overlayd uninstall`.
@@ -129,6 +154,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
         Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
         Command::Doctor => rt.block_on(doctor::run(&cli)),
+        Command::RotateKey(ref a) => key::rotate(&cli, a),
+        Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
     }
 }
