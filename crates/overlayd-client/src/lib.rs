@@ -18,7 +18,7 @@ pub const DEFAULT_SOCKET: &str = "/run/overlayd/overlayd.sock";
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot connect to overlayd at {path}: {source}; is the daemon running (`overlayd run`) and is --socket right?")]
+    #[error("cannot connect to overlayd at {path} (is the daemon running (`overlayd run`) and is --socket right?)")]
     Connect {
         /// Socket path.
         path: PathBuf,

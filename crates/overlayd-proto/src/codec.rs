@@ -22,7 +22,7 @@ pub enum FrameError {
     #[error("connection closed in the middle of a frame")]
     Truncated,
     /// An I/O error on the stream.
-    #[error("i/o error on the IPC stream: {0}")]
+    #[error("i/o error on the IPC stream")]
     Io(#[from] std::io::Error),
 }
 

@@ -237,3 +237,45 @@ async fn shutdown_leaves_state_and_removes_the_socket() {
     let text = std::fs::read_to_string(marker).unwrap();
     assert!(text.contains("iso:keep"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_is_0660_and_peer_credentials_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let inst = Instance::start().await;
+    let mode = std::fs::metadata(&inst.cfg.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping the peer-credential half: needs root to act as another user");
+        let _ = inst.shutdown().await;
+        return;
+    }
+    // Open the path wide on purpose: the credential check must still refuse.
+    for dir in [
+        inst._dir.path().to_path_buf(),
+        inst.cfg.socket.parent().unwrap().to_path_buf(),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&inst.cfg.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_overlayd"))
+        .arg("--socket")
+        .arg(&inst.cfg.socket)
+        .arg("status")
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody must be refused");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let mut c = inst.client().await;
+    assert!(matches!(
+        c.call(Request::Status).await.unwrap(),
+        Response::Status(_)
+    ));
+    let _ = inst.shutdown().await;
+}

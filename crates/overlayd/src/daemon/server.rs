@@ -124,7 +124,7 @@ pub async fn serve(
                 };
                 if !policy.admits(cred.uid(), cred.gid(), cred.pid()) {
                     warn!(uid = cred.uid(), gid = cred.gid(), "connection refused: peer is neither root, the daemon's user, nor in the socket group");
-                    reject(stream).await;
+                    tokio::spawn(reject(stream));
                     continue;
                 }
                 let d = dispatcher.clone();
@@ -140,9 +140,23 @@ pub async fn serve(
     }
 }
 
+/// Refuse a peer: read its first request (briefly) so the answer can echo
+/// its id and reach it, answer `err`, close.
 async fn reject(mut stream: UnixStream) {
+    let id = match tokio::time::timeout(std::time::Duration::from_secs(2), read_frame(&mut stream))
+        .await
+    {
+        Ok(Ok(Some(body))) => decode_frame(&body).map_or_else(
+            |e| e.id,
+            |f| match f {
+                Frame::Request { id, .. } => id,
+                _ => 0,
+            },
+        ),
+        _ => 0,
+    };
     let body = encode_frame(&Frame::Response {
-        id: 0,
+        id,
         response: Response::err(
             "permission denied: the overlayd socket admits root and the configured socket group only",
         ),
