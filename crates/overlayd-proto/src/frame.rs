@@ -123,4 +123,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_networks",
     "subscribe_events",
     "list_dns_records",
+    "reconcile",
 ];

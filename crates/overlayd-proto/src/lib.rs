@@ -29,4 +29,5 @@ pub const EXTENSIONS: &[&str] = &[
     "list_networks",
     "subscribe_events",
     "list_dns_records",
+    "reconcile",
 ];

@@ -271,6 +271,9 @@ pub enum Request {
     SubscribeEvents,
     /// **ext**: list the registered DNS records.
     ListDnsRecords,
+    /// **ext**: reconcile now, as at start (adopt, recreate, restore the
+    /// firewall, reclaim attachments), without a restart.
+    Reconcile,
 }
 
 impl Request {
@@ -302,6 +305,7 @@ impl Request {
             Request::ListNetworks => "list_networks",
             Request::SubscribeEvents => "subscribe_events",
             Request::ListDnsRecords => "list_dns_records",
+            Request::Reconcile => "reconcile",
         }
     }
 }

@@ -211,6 +211,21 @@ pub enum Response {
         /// Records, sorted by name.
         records: Vec<DnsRecordView>,
     },
+    /// **ext**: what a `reconcile` did.
+    Reconciled {
+        /// Recorded networks found and adopted.
+        adopted: u32,
+        /// Recorded networks recreated with their identity.
+        recreated: u32,
+        /// Desired networks created.
+        created: u32,
+        /// Tagged objects nothing records.
+        orphans: u32,
+        /// Attachments reclaimed.
+        reclaimed: u32,
+        /// Names held by links that are not overlayd's.
+        conflicts: u32,
+    },
     /// **ext**: an isolation network.
     IsolationNetwork {
         /// Network name.

@@ -48,6 +48,7 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_networks"}),
         json!({"op":"subscribe_events"}),
         json!({"op":"list_dns_records"}),
+        json!({"op":"reconcile"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
@@ -92,6 +93,7 @@ fn every_response_and_event_round_trips() {
         json!({"frame":"response","id":7,"response":{"result":"networks","networks":[{"owner":"x","kind":"hcn-internal","name":"n","id":"i","subnet":"s","present":false,"managed":false,"future":1}]}}),
         json!({"frame":"response","id":7,"response":{"result":"isolation_network","network":"a","subnet":"10.201.0.0/24","bridge":"ovl-i"}}),
         json!({"frame":"response","id":7,"response":{"result":"dns_records","zone":"overlay.internal.","records":[{"name":"web.overlay.internal.","ips":["10.201.0.2"]}]}}),
+        json!({"frame":"response","id":7,"response":{"result":"reconciled","adopted":3,"recreated":1,"created":0,"orphans":0,"reclaimed":2,"conflicts":0}}),
         json!({"frame":"event","event":"peer_health_changed","pubkey":"k","healthy":false}),
         json!({"frame":"event","event":"nat_endpoint_changed","pubkey":"k","endpoint":"192.0.2.9:4000"}),
     ];

@@ -644,10 +644,16 @@ fn doctor_reports_drift_and_what_to_do() {
     let out = lab.daemon.cli(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("MISSING") && text.contains("--fix"), "{text}");
+    let fixed = lab.daemon.cli(&["doctor", "--fix"]);
+    let fixed_text = String::from_utf8_lossy(&fixed.stdout);
+    assert!(fixed.status.success(), "{fixed_text}");
+    assert!(fixed_text.contains("1 recreated"), "{fixed_text}");
     assert!(
-        text.contains("MISSING") && text.contains("restart"),
-        "{text}"
+        lab.node.links().contains(&bridge),
+        "recreated without a restart"
     );
+    lab.node.exec(&["ip", "link", "del", &bridge]);
     let out = lab.daemon.cli(&["--json", "network", "ls"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["result"], "networks");

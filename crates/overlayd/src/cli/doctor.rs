@@ -6,10 +6,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use overlayd_proto::{Request, Response};
 
-use super::{call, output, Cli};
+use super::{call, output, Cli, DoctorArgs};
 
 /// Print each recorded network with its live state and a suggested fix.
-pub async fn run(cli: &Cli) -> Result<ExitCode> {
+pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
+    if args.fix {
+        let r = call::call(cli, Request::Reconcile).await?;
+        if !cli.json {
+            output::print(&r, false)?;
+        }
+    }
     let Response::Networks { networks } = call::call(cli, Request::ListNetworks).await? else {
         bail!("unexpected answer to list_networks");
     };
@@ -29,7 +35,7 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
             drift += 1;
             (
                 "MISSING",
-                "restart the daemon (it recreates recorded networks with the same name and identity)"
+                "run `overlayd doctor --fix` (recreates it with the same name and identity)"
                     .to_string(),
             )
         } else if let Some(d) = n.extra.get("drift").and_then(|d| d.as_str()) {

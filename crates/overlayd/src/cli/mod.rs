@@ -83,7 +83,7 @@ pub enum Command {
     #[command(subcommand)]
     Dns(DnsCmd),
     /// Compare recorded and live host state and suggest fixes.
-    Doctor,
+    Doctor(DoctorArgs),
     /// Replace the node's WireGuard keypair (daemon stopped).
     RotateKey(RotateKeyArgs),
     /// Run wg(8) against this instance's WireGuard devices (e.g. `overlayd wg show`).
@@ -103,6 +103,15 @@ pub struct RunArgs {
     /// Only report tagged host objects nothing records; do not delete them.
     #[arg(long)]
     pub no_gc: bool,
+}
+
+/// `overlayd doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Repair what can be repaired now (recreate missing networks and
+    /// devices, restore the firewall, reclaim attachments), then report.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// `overlayd rotate-key`.
@@ -153,7 +162,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Detach(ref a) => rt.block_on(attach::detach(&cli, a)),
         Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
         Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
-        Command::Doctor => rt.block_on(doctor::run(&cli)),
+        Command::Doctor(ref a) => rt.block_on(doctor::run(&cli, a)),
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),

@@ -80,6 +80,16 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
                 opt(wg_public_key),
             ]],
         ),
+        Response::Reconciled {
+            adopted,
+            recreated,
+            created,
+            orphans,
+            reclaimed,
+            conflicts,
+        } => println!(
+            "reconciled: {adopted} adopted, {recreated} recreated, {created} created, {orphans} orphan(s), {reclaimed} attachment(s) reclaimed, {conflicts} conflict(s)"
+        ),
         Response::DnsRecords { records, .. } => {
             let rows: Vec<Vec<String>> = records
                 .iter()

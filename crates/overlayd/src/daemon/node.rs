@@ -249,6 +249,19 @@ impl Node {
             Request::RegisterDns { name, ip } => self.register_dns(&name, &ip),
             Request::UnregisterDns { name } => self.unregister_dns(&name),
             Request::ListDnsRecords => Ok(self.list_dns()),
+            Request::Reconcile => {
+                let gc = self.cfg.gc;
+                let r = self.reconcile(gc).await;
+                let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+                Ok(Response::Reconciled {
+                    adopted: n(r.adopted),
+                    recreated: n(r.recreated),
+                    created: n(r.created),
+                    orphans: n(r.orphans),
+                    reclaimed: n(r.reclaimed),
+                    conflicts: n(r.conflicts),
+                })
+            }
             Request::Hello { .. }
             | Request::Shutdown
             | Request::SubscribeEvents

@@ -108,7 +108,7 @@ impl Node {
                         extra.insert(
                             "drift".into(),
                             json!(format!(
-                                "link {} exists but does not carry overlayd's tag for {}; remove or rename that link, then restart overlayd",
+                                "link {} exists but does not carry overlayd's tag for {}; remove or rename that link, then run `overlayd doctor --fix`",
                                 e.name, e.owner
                             )),
                         );
@@ -123,7 +123,7 @@ impl Node {
                             extra.insert(
                                 "drift".into(),
                                 json!(format!(
-                                    "WireGuard device {dev} is missing; restart overlayd to recreate it with its recorded key and port"
+                                    "WireGuard device {dev} is missing; run `overlayd doctor --fix` to recreate it with its recorded key and port"
                                 )),
                             );
                         }
