@@ -148,7 +148,7 @@ pub enum StateError {
 
     /// The node key file exists but does not hold a usable key.
     #[error(
-        "node key file {} is unreadable: {reason}; restore it from a backup, or run the key \
+        "node key file {} is unreadable: {reason}; restore it from a backup, or run \
          `overlayd rotate-key` to replace it (peers must then learn the new public key)",
         path.display()
     )]
