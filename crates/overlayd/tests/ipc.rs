@@ -279,3 +279,51 @@ async fn socket_is_0660_and_peer_credentials_are_checked() {
     ));
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn foreign_kind_entries_are_listed_kept_and_survive_purge() {
+    let marker = r#"{"version":1,"networks":[{"owner":"service:win","kind":"hcn-internal","name":"hcn-web","id":"7f1c0b52-hcn","subnet":"172.30.0.0/24","hcn_extra":{"policy":42}}]}"#;
+    let inst = Instance::start_with(|cfg| {
+        std::fs::create_dir_all(&cfg.data_dir).unwrap();
+        std::fs::write(cfg.data_dir.join("agent_network.json"), marker).unwrap();
+    })
+    .await;
+    let mut c = inst.client().await;
+    let Response::Networks { networks } = c.call(Request::ListNetworks).await.unwrap() else {
+        panic!("not networks");
+    };
+    assert_eq!(networks.len(), 1);
+    assert_eq!(networks[0].kind, "hcn-internal");
+    assert!(!networks[0].managed && !networks[0].present);
+    // A change elsewhere rewrites the marker; the foreign entry and its
+    // unknown field stay.
+    c.call(Request::SetupIsolationNetwork {
+        network: "a".into(),
+        subnet: None,
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(inst.marker()).unwrap();
+    assert!(
+        text.contains("hcn-internal") && text.contains("\"policy\": 42"),
+        "{text}"
+    );
+    let cfg = inst.cfg.clone();
+    let host = inst.host.clone();
+    let dir = inst.shutdown().await;
+
+    let lock = overlayd_state::InstanceLock::acquire(&cfg.data_dir).unwrap();
+    let report = overlayd::daemon::purge::purge(&cfg, host, lock).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        report.lines.iter().any(|l| l.contains("hcn-internal")),
+        "{:?}",
+        report.lines
+    );
+    let left = std::fs::read_to_string(cfg.data_dir.join("agent_network.json")).unwrap();
+    assert!(
+        left.contains("hcn-web") && !left.contains("iso:a"),
+        "{left}"
+    );
+    drop(dir);
+}
