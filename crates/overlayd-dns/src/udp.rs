@@ -114,22 +114,19 @@ async fn send_datagram(socket: &UdpSocket, bytes: &[u8], dst: SocketAddr) -> io:
 pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler) {
     let addr = socket.local_addr().ok();
     loop {
-        // A JoinSet aborts the loop when this future is dropped (listener
-        // removed) and turns a panic into a value we can survive.
-        let mut running = JoinSet::new();
-        running.spawn(receive_loop(socket.clone(), handler.clone()));
-        match running.join_next().await {
-            Some(Err(error)) if error.is_panic() => {
+        // The loop runs inside this future (not as a separate task), so
+        // dropping `serve` (listener removed) drops the loop and its socket
+        // at once; a panic is caught and the loop started again.
+        let run = std::panic::AssertUnwindSafe(receive_loop(socket.clone(), handler.clone()));
+        match futures::FutureExt::catch_unwind(run).await {
+            Err(_) => {
                 tracing::error!(
                     addr = ?addr,
-                    %error,
                     "DNS UDP loop panicked; restarting it on the same socket"
                 );
                 tokio::time::sleep(RESTART_DELAY).await;
             }
-            // Cancelled: the runtime is going away.
-            Some(Err(_)) | None => return,
-            Some(Ok(never)) => match never {},
+            Ok(never) => match never {},
         }
     }
 }
