@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p overlayd
-exec target/release/overlayd demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/overlayd" demo "$@"
