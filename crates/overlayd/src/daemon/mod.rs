@@ -54,6 +54,7 @@ pub async fn run(
     info!(
         adopted = report.adopted,
         recreated = report.recreated,
+        devices_restarted = report.devices_restarted,
         orphans = report.orphans,
         reclaimed = report.reclaimed,
         "state reconciled"

@@ -29,6 +29,9 @@ pub struct ReconcileReport {
     pub adopted: usize,
     /// Recorded networks recreated with their recorded identity.
     pub recreated: usize,
+    /// Adopted networks whose (userspace) WireGuard device was started
+    /// again with its recorded name, key and port.
+    pub devices_restarted: usize,
     /// Desired networks created because nothing recorded them.
     pub created: usize,
     /// Tagged objects nothing records (deleted unless gc is off).
@@ -229,7 +232,20 @@ impl Node {
                         Ok(_) => self.realize_device(&entry).await,
                         Err(e) => Err(e),
                     };
+                    // Only the WireGuard device missing: a userspace device
+                    // lives in the daemon's process and is expected to be
+                    // brought up again at every start; the network itself
+                    // (bridge, members, marker) was adopted.
+                    let device_only = !missing.is_empty()
+                        && missing
+                            .iter()
+                            .all(|m| entry.interface.as_deref() == Some(m.as_str()));
                     match done {
+                        Ok(()) if device_only => {
+                            rep.adopted += 1;
+                            rep.devices_restarted += 1;
+                            info!(%owner, ?missing, "adopted recorded network; restarted its WireGuard device with its recorded key and port");
+                        }
                         Ok(()) => {
                             rep.recreated += 1;
                             match self.replug_members(&owner).await {

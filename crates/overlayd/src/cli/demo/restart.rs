@@ -72,7 +72,12 @@ fn reconciled(records: &[serde_json::Value]) -> Reconciled {
                 r.adopted = f["adopted"].as_u64().unwrap_or(0);
                 r.recreated = f["recreated"].as_u64().unwrap_or(0);
             }
-            Some(m) if m.starts_with("recreated recorded network") => {
+            Some(m)
+                if m.starts_with("recreated recorded network")
+                    || m.starts_with(
+                        "adopted recorded network; restarted its WireGuard device",
+                    ) =>
+            {
                 // `missing` is logged with Debug: ["name", …].
                 let missing = f["missing"].as_str().unwrap_or("");
                 r.remade.extend(
@@ -176,7 +181,7 @@ pub async fn run(lab: &mut Lab, report: &mut Report) -> Result<()> {
     let remade_note = if remade_devices.is_empty() {
         ""
     } else {
-        " (userspace wg devices only)"
+        ", userspace WireGuard devices restarted in the new process"
     };
     if !wg_before.is_empty() && wg_before == wg_after {
         report.pass(
