@@ -17,7 +17,7 @@ pub const LINUX_KINDS: &[&str] = &[KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD];
 
 /// A marker entry. Field names and optionality are the v1 on-disk contract;
 /// fields this build does not know are kept in `extra` and written back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkEntry {
     /// Who the network belongs to; unique within a marker.
     pub owner: Owner,
@@ -46,6 +46,27 @@ pub struct NetworkEntry {
     pub extra: Map<String, Value>,
 }
 
+/// Debug output never shows the private key.
+impl std::fmt::Debug for NetworkEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkEntry")
+            .field("owner", &self.owner)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("subnet", &self.subnet)
+            .field("wg_port", &self.wg_port)
+            .field(
+                "wg_private_key",
+                &self.wg_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("wg_public_key", &self.wg_public_key)
+            .field("interface", &self.interface)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
 impl NetworkEntry {
     /// A new entry with only the always-present fields set.
     pub fn new(owner: Owner, kind: &str, name: &str, id: &str, subnet: &str) -> Self {
@@ -66,5 +87,19 @@ impl NetworkEntry {
     /// Whether the Linux backend can manage this entry's kind.
     pub fn is_linux_managed(&self) -> bool {
         LINUX_KINDS.contains(&self.kind.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let mut e = NetworkEntry::new(Owner::Base, KIND_LINUX_BRIDGE, "b", "i", "10.0.0.0/24");
+        e.wg_private_key = Some("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=".into());
+        let d = format!("{e:?}");
+        assert!(!d.contains("c2VjcmV0"), "{d}");
+        assert!(d.contains("<redacted>"));
     }
 }

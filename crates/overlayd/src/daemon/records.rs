@@ -26,7 +26,7 @@ pub struct GlobalRecord {
 pub const GLOBAL_KEY: &str = "config";
 
 /// A service the orchestrator set up (`Table::Services`, key = name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     /// Resolved mode (`shared` or `dedicated`).
     pub mode: ServiceMode,
@@ -67,7 +67,7 @@ pub fn lease_key(network: &str, ip: &str) -> String {
 }
 
 /// An attached container (`Table::Attachments`, key = handle key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// The container.
     pub handle: Handle,
@@ -123,3 +123,37 @@ pub struct DnsRecord {
 pub const META_NODE_ID: &str = "node_id";
 /// Meta key: the orchestrator's view of this node's public key.
 pub const META_ORCH_PUBKEY: &str = "orchestrator_pubkey";
+
+/// Debug output never shows the private key.
+impl std::fmt::Debug for ServiceRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRecord")
+            .field("mode", &self.mode)
+            .field("wg_port", &self.wg_port)
+            .field(
+                "wg_private_key",
+                &self.wg_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Debug output never shows a guest's private key.
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("handle", &self.handle)
+            .field("network", &self.network)
+            .field("service", &self.service)
+            .field("ip", &self.ip)
+            .field("prefix_len", &self.prefix_len)
+            .field("host_ifname", &self.host_ifname)
+            .field("id", &self.id)
+            .field("dns_name", &self.dns_name)
+            .field(
+                "guest_private_key",
+                &self.guest_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
