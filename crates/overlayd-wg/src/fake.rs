@@ -27,6 +27,7 @@ pub struct FakeWg {
     devices: Mutex<BTreeMap<String, FakeDevice>>,
     calls: Mutex<Vec<String>>,
     next_index: Mutex<u32>,
+    fail_set_peer: std::sync::atomic::AtomicBool,
 }
 
 impl FakeWg {
@@ -46,6 +47,12 @@ impl FakeWg {
             .lock()
             .map(|d| d.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Make the next `set_peer` fail (to test rollback).
+    pub fn fail_next_set_peer(&self) {
+        self.fail_set_peer
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Set a peer's last handshake (as if the peer had talked to us).
@@ -164,6 +171,12 @@ impl WgBackend for FakeWg {
 
     fn set_peer(&self, name: &str, peer: &PeerConfig) -> Result<()> {
         self.record("set_peer", name);
+        if self
+            .fail_set_peer
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(WgError::InvalidConfig("injected set_peer failure".into()));
+        }
         self.with_device(name, |d| {
             d.peers.retain(|p| p.public_key != peer.public_key);
             d.peers.push(PeerStatus {

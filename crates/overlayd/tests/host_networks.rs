@@ -237,6 +237,7 @@ fn isolation_networks_are_isolated_from_each_other() {
     lab.iso("a");
     lab.iso("b");
     let (a1, a2, b1) = (Container::new(), Container::new(), Container::new());
+    lab.service("svc");
     let ip_a1 = lab.attach(&a1, "svc", Some("a"));
     let ip_a2 = lab.attach(&a2, "svc", Some("a"));
     let ip_b1 = lab.attach(&b1, "svc", Some("b"));

@@ -55,6 +55,12 @@ impl Node {
         join_global: bool,
     ) -> OpResult<Owner> {
         overlayd_state::owner::validate_name(service)?;
+        let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
+        let Some(rec) = rec else {
+            return Err(OpError::NotFound(format!(
+                "unknown service {service:?}; set it up first with setup_service_overlay (`overlayd service up {service}`)"
+            )));
+        };
         if let Some(net) = isolation {
             let owner = Owner::isolation(net)?;
             if self.marker.get(&owner).is_none() {
@@ -64,12 +70,6 @@ impl Node {
             }
             return Ok(owner);
         }
-        let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
-        let Some(rec) = rec else {
-            return Err(OpError::NotFound(format!(
-                "unknown service {service:?}; set it up first with setup_service_overlay (`overlayd service up {service}`)"
-            )));
-        };
         let mut owner = self.service_network(service, rec.mode)?;
         if join_global && owner == Owner::SharedNat {
             if self.global()?.is_none() {

@@ -47,6 +47,7 @@ impl Node {
         let key = handle.key();
         let existing: Option<Attachment> =
             self.store.read(|tx| tx.get(Table::Attachments, &key))?;
+        let is_new = existing.is_none();
         let (att, kp) = match existing {
             Some(a) => {
                 let kp =
@@ -77,13 +78,18 @@ impl Node {
             network: Owner::Base.to_string(),
             public_key: kp.public_base64(),
             endpoint: String::new(),
-            allowed_ips: vec![format!("{}/32", att.ip)],
+            allowed_ips: vec![host_cidr(&att.ip)?],
             persistent_keepalive_secs: 0,
         };
         let pkey = peer_key(&peer.network, &peer.public_key);
-        let applied = self.apply_guest_peer(&dev, &peer).await;
+        let applied = self.apply_peer(&dev, &peer).await;
         if let Err(e) = applied {
-            self.drop_attachment(&att)?;
+            // Undo only what this call made: a repeated attach keeps the
+            // guest's lease (the guest may be using it).
+            if is_new {
+                self.drop_routes(&dev, &peer, &[]).await;
+                self.drop_attachment(&att)?;
+            }
             return Err(e);
         }
         self.store.write(|tx| tx.put(Table::Peers, &pkey, &peer))?;
@@ -109,21 +115,6 @@ impl Node {
         })
     }
 
-    async fn apply_guest_peer(&self, dev: &str, p: &PeerRecord) -> OpResult<()> {
-        let cfg = overlayd_wg::PeerConfig {
-            public_key: super::overlay::parse_pubkey(&p.public_key)?,
-            endpoint: None,
-            allowed_ips: p
-                .allowed_ips
-                .iter()
-                .filter_map(|c| c.parse::<IpNet>().ok())
-                .collect(),
-            persistent_keepalive: None,
-        };
-        let d = dev.to_string();
-        wg_call(&self.wg, move |wg| wg.set_peer(&d, &cfg)).await
-    }
-
     /// Remove a guest's peer from the base device and its peer record.
     pub async fn detach_guest(&mut self, a: &Attachment) -> OpResult<()> {
         let kp = KeyPair::from_private_base64(a.guest_private_key.as_deref().unwrap_or(""))?;
@@ -134,10 +125,28 @@ impl Node {
             .and_then(|e| e.interface.clone())
         {
             let pk = kp.public;
-            let _ = wg_call(&self.wg, move |wg| wg.remove_peer(&dev, &pk)).await;
+            let d = dev.clone();
+            let _ = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await;
+            if let Some(rec) = self
+                .store
+                .read(|tx| tx.get::<PeerRecord>(Table::Peers, &pkey))?
+            {
+                self.drop_routes(&dev, &rec, &[]).await;
+            }
         }
         self.store
             .write(|tx| tx.remove(Table::Peers, &pkey).map(|_| ()))?;
         Ok(())
     }
+}
+
+/// The host route (a /32 or /128) of an address.
+fn host_cidr(ip: &str) -> OpResult<String> {
+    let addr: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| OpError::State(format!("guest address {ip:?} is not an IP")))?;
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    Ok(IpNet::new(addr, len)
+        .map_err(|e| OpError::State(e.to_string()))?
+        .to_string())
 }

@@ -36,7 +36,18 @@ impl Node {
         let subnet = self.plan_subnet(&owner, requested)?;
         let name = self.namer().bridge(&owner);
         self.refuse_foreign(&name, &owner).await?;
-        let id = uuid::Uuid::new_v4().to_string();
+        // A bridge tagged for this owner but unrecorded (left by a failed
+        // earlier attempt or a lost marker) is adopted with its own id.
+        let id = match self.host.link(&name).await? {
+            Some(l) => l
+                .alias
+                .as_deref()
+                .and_then(plan::parse_tag)
+                .filter(|t| t.owner() == Some(&owner))
+                .map(|t| t.id().to_string())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let entry = NetworkEntry::new(
             owner.clone(),
             KIND_LINUX_BRIDGE,
@@ -44,13 +55,17 @@ impl Node {
             &id,
             &subnet.to_string(),
         );
-        self.realize_bridge(&entry).await?;
-        if let Err(e) = self.record(entry.clone()) {
+        let created = match self.realize_bridge(&entry).await {
+            Ok(_) => self.record(entry.clone()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = created {
+            // Nothing recorded: leave no bridge behind either.
             let _ = self.host.delete_link(&name).await;
             return Err(e);
         }
         info!(%owner, bridge = %name, %subnet, "network created");
-        self.sync_firewall().await?;
+        self.sync_firewall_or_warn().await;
         Ok(entry)
     }
 
@@ -160,13 +175,7 @@ impl Node {
         let Some(entry) = self.marker.get(owner).cloned() else {
             return Ok(false);
         };
-        let attached = self.attachments_on(&owner.to_string())?;
-        if !attached.is_empty() {
-            return Err(OpError::Conflict(format!(
-                "{owner} still has {} attached container(s); detach them first",
-                attached.len()
-            )));
-        }
+        self.ensure_unattached(owner)?;
         if let Some(dev) = entry.interface.clone() {
             super::overlay::wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
         }
@@ -176,9 +185,6 @@ impl Node {
             }
         }
         self.forget(owner)?;
-        let owner_p = format!("{owner}|");
-        self.store
-            .write(|tx| tx.remove_prefix(Table::Peers, &owner_p).map(|_| ()))?;
         if let Some(port) = entry.wg_port {
             self.ports.release(port);
         }
@@ -191,9 +197,38 @@ impl Node {
             }
             Ok(())
         })?;
-        self.sync_firewall().await?;
+        self.sync_firewall_or_warn().await;
         info!(%owner, "network removed");
         Ok(true)
+    }
+
+    /// Refuse to remove a network containers are still attached to.
+    pub fn ensure_unattached(&self, owner: &Owner) -> OpResult<()> {
+        let attached = self.attachments_on(&owner.to_string())?;
+        if !attached.is_empty() {
+            return Err(OpError::Conflict(format!(
+                "{owner} still has {} attached container(s); detach them first",
+                attached.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forget the peers recorded for a network's device.
+    pub fn forget_peers(&self, owner: &Owner) -> OpResult<()> {
+        let owner_p = format!("{owner}|");
+        self.store
+            .write(|tx| tx.remove_prefix(Table::Peers, &owner_p).map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Apply the firewall after a change that has already happened on the
+    /// host: a failure is logged (the periodic check applies it again)
+    /// rather than reported as the change failing.
+    pub async fn sync_firewall_or_warn(&self) {
+        if let Err(e) = self.sync_firewall().await {
+            tracing::warn!(error = %e, "cannot apply overlayd's nftables table now; the periodic check retries");
+        }
     }
 
     /// Attachments on a network.
@@ -246,9 +281,12 @@ impl Node {
     /// `teardown_isolation_network`: idempotent.
     pub async fn teardown_isolation(&mut self, network: &str) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
-        self.remove_bridge(&owner).await?;
+        self.ensure_unattached(&owner)?;
+        // Desired state goes first: a failure below is finished by a retry
+        // or by the next start, never undone into a resurrection.
         self.store
             .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()))?;
+        self.remove_bridge(&owner).await?;
         Ok(Response::Ok)
     }
 
@@ -274,6 +312,15 @@ impl Node {
                 }
             }
         }
+        if existing
+            .as_ref()
+            .is_some_and(|p| p.mode == ServiceMode::Dedicated)
+            && mode != ServiceMode::Dedicated
+        {
+            let old = Owner::service(service)?;
+            self.remove_bridge(&old).await?;
+            self.forget_peers(&old)?;
+        }
         let response = match mode {
             ServiceMode::Dedicated => self.setup_dedicated(service).await?,
             _ => {
@@ -296,11 +343,6 @@ impl Node {
                 &self.service_record(service, mode),
             )
         })?;
-        if let Some(prev) = existing {
-            if prev.mode == ServiceMode::Dedicated && mode != ServiceMode::Dedicated {
-                self.remove_bridge(&Owner::service(service)?).await?;
-            }
-        }
         Ok(response)
     }
 
@@ -378,11 +420,14 @@ impl Node {
                 attached.len()
             )));
         }
-        if mode == ServiceMode::Dedicated {
-            self.remove_bridge(&owner).await?;
-        }
         self.store
             .write(|tx| tx.remove(Table::Services, service).map(|_| ()))?;
+        // Also clears a dedicated network left behind by an interrupted
+        // mode change.
+        if self.marker.get(&owner).is_some() {
+            self.remove_bridge(&owner).await?;
+            self.forget_peers(&owner)?;
+        }
         Ok(Response::Ok)
     }
 

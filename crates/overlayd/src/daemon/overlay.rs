@@ -158,16 +158,29 @@ impl Node {
         }
         self.store
             .write(|tx| tx.put(Table::Global, GLOBAL_KEY, &rec))?;
+        let old_port = self.ports.global_port();
         self.ports.set_global_port(rec.wg_port);
         let result = self.realize_base(&rec).await;
         if let Err(e) = result {
             // Put the previous desired state back; nothing half-applied stays recorded.
+            self.ports.set_global_port(old_port);
             let _ = self.store.write(|tx| match &previous {
                 Some(p) => tx.put(Table::Global, GLOBAL_KEY, p),
                 None => tx.remove(Table::Global, GLOBAL_KEY).map(|_| ()),
             });
-            if previous.is_none() {
-                let _ = self.remove_base_network().await;
+            match &previous {
+                None => {
+                    let _ = self.remove_base_network().await;
+                }
+                Some(p) => {
+                    // A changed slice removed the old base first: bring it back.
+                    if p.slice_cidr != rec.slice_cidr {
+                        let _ = self.remove_base_network().await;
+                    }
+                    if let Err(re) = self.realize_base(p).await {
+                        warn!(error = %re, "cannot restore the previous base overlay; a restart retries");
+                    }
+                }
             }
             return Err(e);
         }
@@ -262,7 +275,7 @@ impl Node {
     }
 
     /// Program one peer and its routes into a device.
-    async fn apply_peer(&self, device: &str, p: &PeerRecord) -> OpResult<()> {
+    pub(crate) async fn apply_peer(&self, device: &str, p: &PeerRecord) -> OpResult<()> {
         let allowed: Vec<IpNet> = p
             .allowed_ips
             .iter()
@@ -286,23 +299,22 @@ impl Node {
 
     /// Remove the base network (device, bridge, record).
     async fn remove_base_network(&mut self) -> OpResult<()> {
-        if let Some(entry) = self.marker.get(&Owner::Base).cloned() {
-            if let Some(dev) = entry.interface.clone() {
-                wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
-            }
-            self.remove_bridge(&Owner::Base).await?;
-        }
+        // remove_bridge refuses while containers are attached, before it
+        // deletes the device or the bridge.
+        self.remove_bridge(&Owner::Base).await?;
         Ok(())
     }
 
     /// `teardown_global_overlay`: idempotent; refuses while containers are on it.
     pub async fn teardown_global(&mut self) -> OpResult<Response> {
-        self.remove_base_network().await?;
+        self.ensure_unattached(&Owner::Base)?;
         self.store.write(|tx| {
             tx.remove(Table::Global, GLOBAL_KEY)?;
             tx.remove_prefix(Table::Peers, &format!("{}|", Owner::Base))?;
             Ok(())
         })?;
+        self.ports.set_global_port(self.cfg.wg_port);
+        self.remove_base_network().await?;
         Ok(Response::Ok)
     }
 
@@ -409,16 +421,36 @@ impl Node {
         };
         let key = peer_key(&rec.network, &rec.public_key);
         let old: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
-        self.apply_peer(&dev, &rec).await?;
+        // Desired state first: a crash after this is finished by the next
+        // start, which programs every recorded peer.
+        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
+        if let Err(e) = self.apply_peer(&dev, &rec).await {
+            // Undo on the device and in the store: the request changes nothing.
+            let _ = self.store.write(|tx| match &old {
+                Some(o) => tx.put(Table::Peers, &key, o),
+                None => tx.remove(Table::Peers, &key).map(|_| ()),
+            });
+            self.drop_routes(&dev, &rec, &[]).await;
+            match &old {
+                Some(o) => {
+                    let _ = self.apply_peer(&dev, o).await;
+                }
+                None => {
+                    let pk = parse_pubkey(&rec.public_key)?;
+                    let d = dev.clone();
+                    let _ = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await;
+                }
+            }
+            return Err(e);
+        }
         if let Some(o) = &old {
             self.drop_routes(&dev, o, &nets).await;
         }
-        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
-        self.sync_firewall().await?;
+        self.sync_firewall_or_warn().await;
         Ok(Response::Ok)
     }
 
-    async fn drop_routes(&self, dev: &str, p: &PeerRecord, keep: &[IpNet]) {
+    pub(crate) async fn drop_routes(&self, dev: &str, p: &PeerRecord, keep: &[IpNet]) {
         for c in &p.allowed_ips {
             if let Ok(n) = c.parse::<IpNet>() {
                 if !keep.contains(&n) {
@@ -433,18 +465,18 @@ impl Node {
         let pk = parse_pubkey(pubkey)?;
         let (owner, dev) = self.scope_device(scope)?;
         let key = peer_key(&owner.to_string(), pubkey.trim());
-        let Some(rec) = self
-            .store
-            .read(|tx| tx.get::<PeerRecord>(Table::Peers, &key))?
-        else {
-            return Ok(Response::Ok);
-        };
+        let rec: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
+        // Removed from the device even without a record, so a peer left by
+        // an interrupted add_peer can always be taken away.
         let d = dev.clone();
         wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
+        let Some(rec) = rec else {
+            return Ok(Response::Ok);
+        };
         self.drop_routes(&dev, &rec, &[]).await;
         self.store
             .write(|tx| tx.remove(Table::Peers, &key).map(|_| ()))?;
-        self.sync_firewall().await?;
+        self.sync_firewall_or_warn().await;
         Ok(Response::Ok)
     }
 
@@ -493,7 +525,7 @@ impl Node {
             let _ = self.host.delete_route(net, &dev).await;
         }
         self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
-        self.sync_firewall().await?;
+        self.sync_firewall_or_warn().await;
         Ok(Response::Ok)
     }
 

@@ -202,6 +202,44 @@ impl Node {
         Ok(())
     }
 
+    /// Create a desired overlay network the marker lacks, with the identity
+    /// the store keeps (the base from the global record and the node key; a
+    /// dedicated service with its recorded port and key). Returns whether
+    /// anything was created.
+    async fn create_overlay_from_store(&mut self, owner: &Owner) -> OpResult<bool> {
+        match owner {
+            Owner::Base => {
+                let Some(g) = self.global()? else {
+                    return Ok(false);
+                };
+                self.ports.set_global_port(g.wg_port);
+                self.setup_global(g).await?;
+                Ok(true)
+            }
+            Owner::Service(name) => {
+                let rec: Option<ServiceRecord> =
+                    self.store.read(|tx| tx.get(Table::Services, name))?;
+                let Some(rec) = rec.filter(|r| r.mode == ServiceMode::Dedicated) else {
+                    return Ok(false);
+                };
+                let mut entry = self.ensure_bridge(owner.clone(), None).await?;
+                if let (Some(port), Some(_)) = (rec.wg_port, &rec.wg_private_key) {
+                    self.ports.reserve(port);
+                }
+                self.restore_identity(&mut entry)?;
+                if entry.wg_port.is_some() && entry.wg_private_key.is_some() {
+                    self.record(entry.clone())?;
+                    self.realize_device(&entry).await?;
+                } else {
+                    // No identity survived: make a new one like a fresh setup.
+                    self.setup_service(name, ServiceMode::Dedicated).await?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The node-global WireGuard port: the base overlay's, else the configured one.
     pub fn global_port(&self) -> OpResult<u16> {
         Ok(self
@@ -261,6 +299,13 @@ impl Node {
                         }
                         Err(e) => error!(%owner, error = %e, "cannot recreate recorded network"),
                     }
+                }
+            }
+            Action::Create { owner, .. } if matches!(owner, Owner::Base | Owner::Service(_)) => {
+                match self.create_overlay_from_store(&owner).await {
+                    Ok(true) => rep.created += 1,
+                    Ok(false) => {}
+                    Err(e) => error!(%owner, error = %e, "cannot create desired overlay network"),
                 }
             }
             Action::Create { owner, .. } => {

@@ -104,8 +104,16 @@ impl Instance {
             ..Config::default()
         };
         tweak(&mut cfg);
-        let host = Arc::new(FakeHost::new());
-        let wg = Arc::new(FakeWg::new());
+        Self::relaunch(dir, cfg, Arc::new(FakeHost::new()), Arc::new(FakeWg::new())).await
+    }
+
+    /// Start on existing directories with the given fakes.
+    pub async fn relaunch(
+        dir: tempfile::TempDir,
+        cfg: Config,
+        host: Arc<FakeHost>,
+        wg: Arc<FakeWg>,
+    ) -> Self {
         let linked = Arc::new(LinkedWg {
             wg: wg.clone(),
             host: host.clone(),

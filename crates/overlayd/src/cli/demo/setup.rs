@@ -106,7 +106,7 @@ const CONTAINERS: &[Spec] = &[
     Spec {
         name: "a1",
         node: 0,
-        service: "app",
+        service: "web",
         join_global: false,
         iso: Some("a"),
         dns_name: None,
@@ -114,7 +114,7 @@ const CONTAINERS: &[Spec] = &[
     Spec {
         name: "a2",
         node: 0,
-        service: "app",
+        service: "web",
         join_global: false,
         iso: Some("a"),
         dns_name: None,
@@ -122,7 +122,7 @@ const CONTAINERS: &[Spec] = &[
     Spec {
         name: "b1",
         node: 0,
-        service: "app",
+        service: "web",
         join_global: false,
         iso: Some("b"),
         dns_name: None,
