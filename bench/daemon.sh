@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the end-to-end daemon benchmark (crates/overlayd/benches/daemon.rs) as
+# Run the end-to-end daemon benchmark (crates/overlayd/benches/daemon/main.rs) as
 # root: it starts the real overlayd inside network namespaces it creates and
 # deletes, and prints a markdown table. Extra arguments go to `cargo bench`.
 set -euo pipefail
