@@ -379,7 +379,7 @@ impl Node {
                 return Err(e);
             }
         }
-        if let Err(e) = self.realize_service_device(&entry).await {
+        if let Err(e) = self.realize_device(&entry).await {
             if is_new {
                 let _ = self.remove_bridge(&owner).await;
             }

@@ -318,11 +318,6 @@ impl Node {
         Ok(Response::Ok)
     }
 
-    /// Create a dedicated service's device beside its bridge.
-    pub async fn realize_service_device(&self, entry: &NetworkEntry) -> OpResult<()> {
-        self.realize_device(entry).await
-    }
-
     /// The network and device a peer scope refers to.
     fn scope_device(&self, scope: Option<Scope>) -> OpResult<(Owner, String)> {
         let owner = match scope.unwrap_or_default() {
