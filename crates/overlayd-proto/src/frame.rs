@@ -124,4 +124,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "subscribe_events",
     "list_dns_records",
     "reconcile",
+    "inspect_attachment",
 ];

@@ -30,4 +30,5 @@ pub const EXTENSIONS: &[&str] = &[
     "subscribe_events",
     "list_dns_records",
     "reconcile",
+    "inspect_attachment",
 ];

@@ -271,6 +271,12 @@ pub enum Request {
     SubscribeEvents,
     /// **ext**: list the registered DNS records.
     ListDnsRecords,
+    /// **ext**: what an attached container was given (address, gateway,
+    /// the DNS server and domain to write into its resolv.conf).
+    InspectAttachment {
+        /// The container.
+        handle: Handle,
+    },
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
@@ -306,6 +312,7 @@ impl Request {
             Request::SubscribeEvents => "subscribe_events",
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
+            Request::InspectAttachment { .. } => "inspect_attachment",
         }
     }
 }

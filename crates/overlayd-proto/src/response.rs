@@ -211,6 +211,30 @@ pub enum Response {
         /// Records, sorted by name.
         records: Vec<DnsRecordView>,
     },
+    /// **ext**: an attached container, as `inspect_attachment` reports it.
+    Attachment {
+        /// The container.
+        handle: crate::Handle,
+        /// Its service.
+        service: String,
+        /// The network owner it is attached to.
+        network: String,
+        /// Its address.
+        ip: String,
+        /// Prefix length of its network.
+        prefix_len: u8,
+        /// Its default gateway (absent for guests).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        /// DNS server for its resolv.conf: the one given at attach, else the
+        /// network's gateway, where overlayd answers.
+        dns_server: String,
+        /// DNS search domain: the one given at attach, else overlayd's zone.
+        dns_domain: String,
+        /// DNS name registered for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
     /// **ext**: what a `reconcile` did.
     Reconciled {
         /// Recorded networks found and adopted.

@@ -49,6 +49,7 @@ fn every_v1_request_round_trips() {
         json!({"op":"subscribe_events"}),
         json!({"op":"list_dns_records"}),
         json!({"op":"reconcile"}),
+        json!({"op":"inspect_attachment","handle":{"platform":"linux_pid","pid":4242}}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
@@ -94,6 +95,7 @@ fn every_response_and_event_round_trips() {
         json!({"frame":"response","id":7,"response":{"result":"isolation_network","network":"a","subnet":"10.201.0.0/24","bridge":"ovl-i"}}),
         json!({"frame":"response","id":7,"response":{"result":"dns_records","zone":"overlay.internal.","records":[{"name":"web.overlay.internal.","ips":["10.201.0.2"]}]}}),
         json!({"frame":"response","id":7,"response":{"result":"reconciled","adopted":3,"recreated":1,"created":0,"orphans":0,"reclaimed":2,"conflicts":0}}),
+        json!({"frame":"response","id":7,"response":{"result":"attachment","handle":{"platform":"netns_path","path":"/run/netns/c1"},"service":"web","network":"shared-nat","ip":"10.201.0.2","prefix_len":24,"gateway":"10.201.0.1","dns_server":"10.201.0.1","dns_domain":"overlay.internal","name":"c1"}}),
         json!({"frame":"event","event":"peer_health_changed","pubkey":"k","healthy":false}),
         json!({"frame":"event","event":"nat_endpoint_changed","pubkey":"k","endpoint":"192.0.2.9:4000"}),
     ];

@@ -327,3 +327,65 @@ async fn foreign_kind_entries_are_listed_kept_and_survive_purge() {
     );
     drop(dir);
 }
+
+#[tokio::test]
+async fn inspect_attachment_reports_what_resolv_conf_should_say() {
+    let inst = Instance::start().await;
+    inst.host
+        .add_live_target(overlayd_host::NetnsTarget::Pid(100));
+    inst.host
+        .add_live_target(overlayd_host::NetnsTarget::Pid(101));
+    let mut c = inst.client().await;
+    c.call(Request::SetupServiceOverlay {
+        service: "web".into(),
+        mode: overlayd_proto::ServiceMode::Shared,
+    })
+    .await
+    .unwrap();
+    let attach = |pid, dns_server: Option<&str>| Request::AttachContainer {
+        handle: overlayd_proto::Handle::LinuxPid { pid },
+        service: "web".into(),
+        join_global: false,
+        dns_server: dns_server.map(str::to_string),
+        dns_domain: dns_server.map(|_| "corp.example".to_string()),
+        isolation: None,
+        name: None,
+    };
+    let msg = err_message(c.call(attach(100, Some("not-an-ip"))).await.unwrap());
+    assert!(msg.contains("dns_server"), "{msg}");
+    c.call(attach(100, None)).await.unwrap();
+    c.call(attach(101, Some("10.9.9.9"))).await.unwrap();
+    let inspect = |pid| Request::InspectAttachment {
+        handle: overlayd_proto::Handle::LinuxPid { pid },
+    };
+    match c.call(inspect(100)).await.unwrap() {
+        Response::Attachment {
+            gateway,
+            dns_server,
+            dns_domain,
+            ..
+        } => {
+            assert_eq!(
+                gateway.as_deref(),
+                Some(dns_server.as_str()),
+                "overlayd answers on the gateway"
+            );
+            assert_eq!(dns_domain, "overlay.internal");
+        }
+        r => panic!("{r:?}"),
+    }
+    match c.call(inspect(101)).await.unwrap() {
+        Response::Attachment {
+            dns_server,
+            dns_domain,
+            ..
+        } => assert_eq!(
+            (dns_server.as_str(), dns_domain.as_str()),
+            ("10.9.9.9", "corp.example")
+        ),
+        r => panic!("{r:?}"),
+    }
+    let msg = err_message(c.call(inspect(102)).await.unwrap());
+    assert!(msg.contains("not attached"), "{msg}");
+    let _ = inst.shutdown().await;
+}

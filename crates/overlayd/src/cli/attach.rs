@@ -59,8 +59,9 @@ pub struct DetachArgs {
 
 /// Attach a container.
 pub async fn attach(cli: &Cli, a: &AttachArgs) -> Result<ExitCode> {
+    let handle = a.target.handle();
     let req = Request::AttachContainer {
-        handle: a.target.handle(),
+        handle: handle.clone(),
         service: a.service.clone(),
         join_global: a.join_global,
         dns_server: None,
@@ -68,7 +69,12 @@ pub async fn attach(cli: &Cli, a: &AttachArgs) -> Result<ExitCode> {
         isolation: a.iso.clone(),
         name: a.name.clone(),
     };
-    call::call_and_print(cli, req).await
+    if cli.json {
+        return call::call_and_print(cli, req).await;
+    }
+    // People also get what to write into the container's resolv.conf.
+    call::call(cli, req).await?;
+    call::call_and_print(cli, Request::InspectAttachment { handle }).await
 }
 
 /// Detach a container (idempotent).

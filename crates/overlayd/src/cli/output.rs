@@ -80,6 +80,26 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
                 opt(wg_public_key),
             ]],
         ),
+        Response::Attachment {
+            network,
+            ip,
+            prefix_len,
+            gateway,
+            dns_server,
+            dns_domain,
+            name,
+            ..
+        } => table(
+            &["NETWORK", "ADDRESS", "GATEWAY", "DNS SERVER", "DNS DOMAIN", "NAME"],
+            &[vec![
+                network.clone(),
+                format!("{ip}/{prefix_len}"),
+                opt(gateway),
+                dns_server.clone(),
+                dns_domain.clone(),
+                opt(name),
+            ]],
+        ),
         Response::Reconciled {
             adopted,
             recreated,

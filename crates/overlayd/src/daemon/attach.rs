@@ -17,6 +17,25 @@ use super::node::Node;
 use super::plan;
 use super::records::{lease_key, Attachment, Lease, ServiceRecord, ALLOC_HOLDER};
 
+/// What `attach_container` asks for.
+#[derive(Debug, Clone)]
+pub struct AttachSpec {
+    /// The container.
+    pub handle: Handle,
+    /// Its service.
+    pub service: String,
+    /// Also reach the base overlay.
+    pub join_global: bool,
+    /// Isolation network instead of the service's network.
+    pub isolation: Option<String>,
+    /// DNS name to register.
+    pub name: Option<String>,
+    /// DNS server the runtime will configure.
+    pub dns_server: Option<String>,
+    /// DNS domain the runtime will configure.
+    pub dns_domain: Option<String>,
+}
+
 /// Interface name of the container end.
 pub const CONTAINER_IFNAME: &str = "eth0";
 
@@ -168,14 +187,21 @@ impl Node {
     }
 
     /// `attach_container`.
-    pub async fn attach(
-        &mut self,
-        handle: Handle,
-        service: &str,
-        join_global: bool,
-        isolation: Option<&str>,
-        name: Option<String>,
-    ) -> OpResult<Response> {
+    pub async fn attach(&mut self, req: AttachSpec) -> OpResult<Response> {
+        let AttachSpec {
+            handle,
+            service,
+            join_global,
+            isolation,
+            name,
+            dns_server,
+            dns_domain,
+        } = req;
+        let (service, isolation) = (service.as_str(), isolation.as_deref());
+        if let Some(s) = &dns_server {
+            s.parse::<IpAddr>()
+                .map_err(|_| OpError::Invalid(format!("dns_server {s:?} is not an IP address")))?;
+        }
         if let Some(n) = &name {
             self.records
                 .normalize(n)
@@ -234,6 +260,8 @@ impl Node {
             id: id.clone(),
             dns_name: name.clone(),
             guest_private_key: None,
+            dns_server,
+            dns_domain,
         };
         // The record and lease are committed first; a crash before the veth
         // exists leaves a record without a veth, which start-up reclaims.
@@ -310,6 +338,48 @@ impl Node {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// `inspect_attachment`: what a container was given, including the DNS
+    /// server and domain its resolv.conf should name.
+    pub fn inspect_attachment(&self, handle: &Handle) -> OpResult<Response> {
+        let key = handle.key();
+        let Some(a) = self
+            .store
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
+        else {
+            return Err(OpError::NotFound(format!("{key} is not attached")));
+        };
+        let gateway = if a.guest_private_key.is_some() {
+            None
+        } else {
+            self.marker
+                .iter()
+                .find(|e| e.owner.to_string() == a.network)
+                .and_then(|e| plan::parse_cidr(&e.subnet).ok())
+                .and_then(|s| plan::gateway_cidr(s).ok())
+                .map(|g| g.addr().to_string())
+        };
+        let dns_server = a
+            .dns_server
+            .clone()
+            .or_else(|| gateway.clone())
+            .or_else(|| self.node_ip().map(|i| i.to_string()))
+            .unwrap_or_default();
+        Ok(Response::Attachment {
+            handle: a.handle.clone(),
+            service: a.service.clone(),
+            network: a.network.clone(),
+            ip: a.ip.clone(),
+            prefix_len: a.prefix_len,
+            gateway,
+            dns_server,
+            dns_domain: a
+                .dns_domain
+                .clone()
+                .unwrap_or_else(|| self.records.zone().trim_end_matches('.').to_string()),
+            name: a.dns_name.clone(),
+        })
     }
 
     /// Register the container's name and its service's name (when the

@@ -66,6 +66,8 @@ impl Node {
                     id: uuid::Uuid::new_v4().to_string(),
                     dns_name: None,
                     guest_private_key: Some(kp.private_base64()),
+                    dns_server: None,
+                    dns_domain: None,
                 };
                 let (ip, prefix_len) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
                 let mut rec = rec;

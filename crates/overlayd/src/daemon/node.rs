@@ -186,14 +186,23 @@ impl Node {
                 handle,
                 service,
                 join_global,
-                dns_server: _,
-                dns_domain: _,
+                dns_server,
+                dns_domain,
                 isolation,
                 name,
             } => {
-                self.attach(handle, &service, join_global, isolation.as_deref(), name)
-                    .await
+                self.attach(super::attach::AttachSpec {
+                    handle,
+                    service,
+                    join_global,
+                    isolation,
+                    name,
+                    dns_server,
+                    dns_domain,
+                })
+                .await
             }
+            Request::InspectAttachment { handle } => self.inspect_attachment(&handle),
             Request::DetachContainer { handle } => self.detach(&handle).await,
             Request::SetupGlobalOverlay {
                 deployment,

@@ -90,6 +90,12 @@ pub struct Attachment {
     /// base64, secret), served again on a repeated attach. No veth exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_private_key: Option<String>,
+    /// DNS server the runtime asked for at attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<String>,
+    /// DNS domain the runtime asked for at attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -150,6 +156,8 @@ impl std::fmt::Debug for Attachment {
             .field("host_ifname", &self.host_ifname)
             .field("id", &self.id)
             .field("dns_name", &self.dns_name)
+            .field("dns_server", &self.dns_server)
+            .field("dns_domain", &self.dns_domain)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),
