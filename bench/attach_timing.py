@@ -57,7 +57,8 @@ class Overlayd:
     name = "overlayd"
 
     def __init__(self, binary, socket, service):
-        self.base = [binary, "--socket", socket]
+        # --json: one request per operation, as an orchestrator would make.
+        self.base = [binary, "--socket", socket, "--json"]
         self.service = service
 
     def attach(self, index, netns):
