@@ -12,6 +12,7 @@ use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
 
+use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::plan;
@@ -385,27 +386,51 @@ impl Node {
     /// Register the container's name and its service's name (when the
     /// service name is a valid DNS label) for its address.
     fn register_attachment_names(&self, a: &Attachment, ip: IpAddr) {
-        for n in a.dns_name.iter().chain(std::iter::once(&a.service)) {
-            if self.records.normalize(n).is_ok() {
-                if let Err(e) = self.dns_add(n, ip) {
-                    warn!(name = %n, error = %e, "cannot register DNS name for attachment");
-                }
+        let keys = self.attachment_dns_keys(a);
+        let stored = self.store.write(|tx| {
+            for k in &keys {
+                put_dns_ip(tx, k, ip)?;
             }
+            Ok(())
+        });
+        if let Err(e) = stored {
+            warn!(error = %e, "cannot register DNS names for attachment");
+            return;
+        }
+        for k in &keys {
+            let _ = self.records.add(k, ip);
         }
     }
 
-    /// Remove an attachment record and its lease in one transaction, and
-    /// its DNS names.
+    /// Zone keys of an attachment's DNS name and its service's name (when
+    /// those are valid DNS names).
+    fn attachment_dns_keys(&self, a: &Attachment) -> Vec<String> {
+        let mut keys: Vec<String> = a
+            .dns_name
+            .iter()
+            .chain(std::iter::once(&a.service))
+            .filter_map(|n| self.dns_key(n).ok())
+            .collect();
+        keys.dedup();
+        keys
+    }
+
+    /// Remove an attachment record, its lease and its DNS names in one
+    /// transaction.
     pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
-        if let Ok(ip) = a.ip.parse::<IpAddr>() {
-            for n in a.dns_name.iter().chain(std::iter::once(&a.service)) {
-                if self.records.normalize(n).is_ok() {
-                    self.dns_remove_ip(n, ip)?;
-                }
-            }
-        }
+        let ip = a.ip.parse::<IpAddr>().ok();
+        let dns_keys = if ip.is_some() {
+            self.attachment_dns_keys(a)
+        } else {
+            Vec::new()
+        };
         let key = a.handle.key();
         self.store.write(|tx| {
+            if let Some(ip) = ip {
+                for k in &dns_keys {
+                    remove_dns_ip(tx, k, ip)?;
+                }
+            }
             tx.remove(Table::Attachments, &key)?;
             if !a.ip.is_empty() {
                 let lk = lease_key(&a.network, &a.ip);
@@ -417,6 +442,11 @@ impl Node {
             }
             Ok(())
         })?;
+        if let Some(ip) = ip {
+            for k in &dns_keys {
+                let _ = self.records.remove_ip(k, ip);
+            }
+        }
         Ok(())
     }
 

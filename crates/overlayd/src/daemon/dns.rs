@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use overlayd_dns::{DnsConfig, DnsServer, Records};
 use overlayd_proto::Response;
-use overlayd_state::{Store, Table};
+use overlayd_state::{Store, Table, WriteTx};
 use tracing::{info, warn};
 
 use super::error::{OpError, OpResult};
@@ -49,6 +49,33 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<(Records, DnsS
     let server = DnsServer::start(config, records.clone()).await?;
     info!(zone = %cfg.dns_zone, records = records.len(), "DNS server started");
     Ok((records, server))
+}
+
+/// Add an address to a stored name, inside a store transaction.
+pub fn put_dns_ip(tx: &mut WriteTx<'_>, key: &str, ip: IpAddr) -> overlayd_state::Result<()> {
+    let ip_s = ip.to_string();
+    let mut r: DnsRecord = tx
+        .get(Table::Dns, key)?
+        .unwrap_or(DnsRecord { ips: Vec::new() });
+    if !r.ips.contains(&ip_s) {
+        r.ips.push(ip_s);
+    }
+    tx.put(Table::Dns, key, &r)
+}
+
+/// Remove an address from a stored name (the name goes when it has none
+/// left), inside a store transaction.
+pub fn remove_dns_ip(tx: &mut WriteTx<'_>, key: &str, ip: IpAddr) -> overlayd_state::Result<()> {
+    let ip_s = ip.to_string();
+    if let Some(mut r) = tx.get::<DnsRecord>(Table::Dns, key)? {
+        r.ips.retain(|i| *i != ip_s);
+        if r.ips.is_empty() {
+            tx.remove(Table::Dns, key)?;
+        } else {
+            tx.put(Table::Dns, key, &r)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parse `ip:port` or a bare `ip` (with the default port).
@@ -103,48 +130,21 @@ impl Node {
         }
     }
 
+    /// The zone key of a name, or a clear error.
+    pub fn dns_key(&self, name: &str) -> OpResult<String> {
+        self.records
+            .normalize(name)
+            .map_err(|e| OpError::Invalid(e.to_string()))
+    }
+
     /// Add an address to a name, in the store and the served set.
     pub fn dns_add(&self, name: &str, ip: IpAddr) -> OpResult<String> {
-        let key = self
-            .records
-            .normalize(name)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
-        let ip_s = ip.to_string();
-        self.store.write(|tx| {
-            let mut r: DnsRecord = tx
-                .get(Table::Dns, &key)?
-                .unwrap_or(DnsRecord { ips: Vec::new() });
-            if !r.ips.contains(&ip_s) {
-                r.ips.push(ip_s.clone());
-            }
-            tx.put(Table::Dns, &key, &r)
-        })?;
+        let key = self.dns_key(name)?;
+        self.store.write(|tx| put_dns_ip(tx, &key, ip))?;
         self.records
             .add(&key, ip)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
         Ok(key)
-    }
-
-    /// Remove one address from a name (the name goes when it has none left).
-    pub fn dns_remove_ip(&self, name: &str, ip: IpAddr) -> OpResult<()> {
-        let key = self
-            .records
-            .normalize(name)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
-        let ip_s = ip.to_string();
-        self.store.write(|tx| {
-            if let Some(mut r) = tx.get::<DnsRecord>(Table::Dns, &key)? {
-                r.ips.retain(|i| *i != ip_s);
-                if r.ips.is_empty() {
-                    tx.remove(Table::Dns, &key)?;
-                } else {
-                    tx.put(Table::Dns, &key, &r)?;
-                }
-            }
-            Ok(())
-        })?;
-        let _ = self.records.remove_ip(&key, ip);
-        Ok(())
     }
 
     /// `register_dns`.
@@ -174,10 +174,7 @@ impl Node {
 
     /// `unregister_dns`: removing a name that is not registered changes nothing.
     pub fn unregister_dns(&self, name: &str) -> OpResult<Response> {
-        let key = self
-            .records
-            .normalize(name)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let key = self.dns_key(name)?;
         self.store
             .write(|tx| tx.remove(Table::Dns, &key).map(|_| ()))?;
         let _ = self.records.remove(&key);
