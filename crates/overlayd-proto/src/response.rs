@@ -189,6 +189,10 @@ pub enum Response {
     Err {
         /// What was wrong and what to do.
         message: String,
+        /// **ext**: machine-readable error code (see [`ErrorCode`]); v1
+        /// callers ignore it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
     },
     /// **ext**: version negotiation answer.
     Hello {
@@ -266,6 +270,45 @@ impl Response {
     pub fn err(message: impl Into<String>) -> Self {
         Response::Err {
             message: message.into(),
+            code: None,
         }
     }
+
+    /// An `err` response carrying a machine-readable code.
+    pub fn err_with_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Err {
+            message: message.into(),
+            code: Some(code),
+        }
+    }
+}
+
+/// **ext**: the machine-readable `code` of an `err` frame. Serialised as a
+/// snake_case string; a code this version does not know decodes as
+/// [`ErrorCode::Other`] so newer daemons never break older clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request's arguments are invalid; nothing changed.
+    Invalid,
+    /// A named target (service, network, name, attachment, peer) does not exist.
+    NotFound,
+    /// A name, address, port or identity is taken, or the request would
+    /// change a recorded identity implicitly.
+    Conflict,
+    /// The capability is not available on this platform or build.
+    Unsupported,
+    /// The caller is not allowed to do this.
+    PermissionDenied,
+    /// The daemon cannot serve this now (busy, shutting down, resource cap); retry later.
+    Unavailable,
+    /// A kernel operation failed (after rollback).
+    Host,
+    /// Durable state could not be read or written.
+    State,
+    /// The frame could not be decoded.
+    Malformed,
+    /// A code this version does not know.
+    #[serde(other)]
+    Other,
 }

@@ -139,7 +139,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
             name: name.into(),
             ip: ip.into(),
         }) {
-            Response::Err { message } => assert!(!message.is_empty()),
+            Response::Err { message, .. } => assert!(!message.is_empty()),
             r => panic!("{name} {ip}: expected err, got {r:?}"),
         }
     }

@@ -460,7 +460,7 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
         })
     };
     let err = |r: Response| match r {
-        Response::Err { message } => message,
+        Response::Err { message, .. } => message,
         r => panic!("expected err, got {r:?}"),
     };
     let m = err(attach(Handle::LinuxPid { pid: 4_000_000 }, "web", None));

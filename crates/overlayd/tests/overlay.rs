@@ -392,7 +392,7 @@ fn overlay_bad_input_changes_nothing() {
     let ns = Netns::new("wb");
     let n = start_node(ns, "192.0.2.1", 3);
     let err = |r: Response| match r {
-        Response::Err { message } => message,
+        Response::Err { message, .. } => message,
         r => panic!("expected err, got {r:?}"),
     };
     let good_key = "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=";

@@ -27,7 +27,7 @@ pub(crate) fn timed_call(rt: &Runtime, client: &mut Client, req: Request) -> (Re
 
 /// Panic with the request and the daemon log unless `resp` is a success.
 pub(crate) fn check(resp: &Response, what: &str, daemon: &Daemon) {
-    if let Response::Err { message } = resp {
+    if let Response::Err { message, .. } = resp {
         panic!("{what} failed: {message}\nlog:\n{}", daemon.log_tail());
     }
 }

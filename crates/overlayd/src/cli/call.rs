@@ -18,7 +18,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub async fn call(cli: &Cli, request: Request) -> Result<Response> {
     let mut client = Client::connect(&cli.socket).await?;
     match client.call_timeout(request, CALL_TIMEOUT).await? {
-        Response::Err { message } => bail!("{message}"),
+        Response::Err { message, .. } => bail!("{message}"),
         r => Ok(r),
     }
 }

@@ -46,7 +46,7 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
         Response::Ip { ip } => println!("{ip}"),
         Response::Attached { ip, .. } => println!("attached: {ip}"),
         Response::BridgeName { name } => println!("{name}"),
-        Response::Err { message } => eprintln!("error: {message}"),
+        Response::Err { message, .. } => eprintln!("error: {message}"),
         Response::Hello {
             protocol_version,
             server_version,

@@ -33,7 +33,7 @@ impl Dispatcher {
             }
             Err(e) => {
                 warn!(op, error = %e, "request failed");
-                Response::err(e.to_string())
+                Response::err_with_code(e.code(), e.to_string())
             }
         }
     }

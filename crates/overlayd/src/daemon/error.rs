@@ -42,5 +42,20 @@ impl From<overlayd_state::owner::OwnerError> for OpError {
     }
 }
 
+impl OpError {
+    /// The machine-readable code carried by the `err` frame.
+    pub fn code(&self) -> overlayd_proto::ErrorCode {
+        use overlayd_proto::ErrorCode;
+        match self {
+            OpError::Invalid(_) => ErrorCode::Invalid,
+            OpError::NotFound(_) => ErrorCode::NotFound,
+            OpError::Conflict(_) => ErrorCode::Conflict,
+            OpError::Unsupported(_) => ErrorCode::Unsupported,
+            OpError::Host(_) => ErrorCode::Host,
+            OpError::State(_) => ErrorCode::State,
+        }
+    }
+}
+
 /// Result of an operation.
 pub type OpResult<T> = Result<T, OpError>;

@@ -157,7 +157,8 @@ async fn reject(mut stream: UnixStream) {
     };
     let body = encode_frame(&Frame::Response {
         id,
-        response: Response::err(
+        response: Response::err_with_code(
+            overlayd_proto::ErrorCode::PermissionDenied,
             "permission denied: the overlayd socket admits root and the configured socket group only",
         ),
     });
@@ -194,7 +195,10 @@ async fn connection(
                 // Undecodable framing: tell the peer if we can, then close.
                 let frame = Frame::Response {
                     id: 0,
-                    response: Response::err(format!("{e}; closing this connection")),
+                    response: Response::err_with_code(
+                        overlayd_proto::ErrorCode::Malformed,
+                        format!("{e}; closing this connection"),
+                    ),
                 };
                 let _ = out_tx.send(encode_frame(&frame)).await;
                 break Err(e);
@@ -212,7 +216,10 @@ async fn connection(
                 0,
                 Response::err("only request frames may be sent to overlayd"),
             ),
-            Err(e) => (e.id, Response::err(e.message)),
+            Err(e) => (
+                e.id,
+                Response::err_with_code(overlayd_proto::ErrorCode::Malformed, e.message),
+            ),
         };
         if out_tx
             .send(encode_frame(&Frame::Response { id, response }))

@@ -179,7 +179,7 @@ impl Instance {
 /// The message of an `err` response.
 pub fn err_message(r: Response) -> String {
     match r {
-        Response::Err { message } => message,
+        Response::Err { message, .. } => message,
         other => panic!("expected err, got {other:?}"),
     }
 }

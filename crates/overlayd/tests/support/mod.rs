@@ -296,7 +296,7 @@ impl Daemon {
     /// One request that must not fail.
     pub fn ok(&self, req: Request) -> Response {
         let r = self.call(req.clone());
-        if let Response::Err { message } = &r {
+        if let Response::Err { message, .. } = &r {
             panic!("{} failed: {message}\nlog:\n{}", req.op(), self.log());
         }
         r

@@ -218,7 +218,7 @@ impl Node {
             .await
             .with_context(|| format!("{op} on {}", self.label))?
         {
-            Response::Err { message } => bail!("{op} on {} failed: {message}", self.label),
+            Response::Err { message, .. } => bail!("{op} on {} failed: {message}", self.label),
             r => Ok(r),
         }
     }
