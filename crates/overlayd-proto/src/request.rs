@@ -280,6 +280,10 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: list the services set up, with their networks.
+    ListServices,
+    /// **ext**: list the attached containers with their addresses and names.
+    ListAttachments,
 }
 
 impl Request {
@@ -313,6 +317,8 @@ impl Request {
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
+            Request::ListServices => "list_services",
+            Request::ListAttachments => "list_attachments",
         }
     }
 }
