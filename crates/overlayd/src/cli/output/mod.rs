@@ -2,7 +2,7 @@
 //! (the response payload exactly as the protocol carries it), `--format`
 //! (a Go-template-like `{{json .}}` / `{{.field}}` or a field list), `-q`
 //! (names or ids only) on list commands, and human times. Everything is
-//! written through [`Out`], so a closed stdout (`overlayd network ls | head
+//! written through [`line()`], so a closed stdout (`overlayd network ls | head
 //! -1`) surfaces as an `io::ErrorKind::BrokenPipe` error that `main` turns
 //! into a quiet exit 0 instead of a panic.
 
