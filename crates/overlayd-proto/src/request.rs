@@ -292,6 +292,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subnet: Option<String>,
     },
+    /// **ext**: list the services set up, with their networks.
+    ListServices,
+    /// **ext**: list the attached containers with their addresses and names.
+    ListAttachments,
 }
 
 impl Request {
@@ -326,6 +330,8 @@ impl Request {
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
             Request::MoveNetwork { .. } => "move_network",
+            Request::ListServices => "list_services",
+            Request::ListAttachments => "list_attachments",
         }
     }
 }
