@@ -125,4 +125,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
 ];

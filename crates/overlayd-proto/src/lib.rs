@@ -13,15 +13,16 @@ pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
-    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response, StatusInfo,
+    AttachmentSummary, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,
+    PeerStatus, Response, StatusInfo,
 };
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Extension ops this build serves beyond the v1 set (reported by `hello`).
-/// The `netns_path` attach handle is an extension too, available whenever
-/// `hello` answers.
+/// The `netns_path` and `cni` attach handles are extensions too, available
+/// whenever `hello` answers (`cni` when `inspect_interface` is listed).
 pub const EXTENSIONS: &[&str] = &[
     "hello",
     "setup_isolation_network",
@@ -31,4 +32,6 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
 ];

@@ -119,6 +119,19 @@ pub struct DnsRecordView {
     pub ips: Vec<String>,
 }
 
+/// One attachment as listed by `list_attachments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentSummary {
+    /// The container.
+    pub handle: crate::Handle,
+    /// Its service.
+    pub service: String,
+    /// The network owner it is attached to.
+    pub network: String,
+    /// Its address.
+    pub ip: String,
+}
+
 /// A response, tagged by `result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -238,6 +251,32 @@ pub enum Response {
         /// DNS name registered for it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+    },
+    /// **ext**: the live state of an attached container's interface, as
+    /// `inspect_interface` reads it inside the container's namespace.
+    Interface {
+        /// The container.
+        handle: crate::Handle,
+        /// Interface name inside the container.
+        ifname: String,
+        /// Host end of its veth.
+        host_ifname: String,
+        /// Whether the namespace and the interface exist.
+        present: bool,
+        /// Hardware address of the container end (`aa:bb:…`), when present.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+        /// Administrative state.
+        up: bool,
+        /// Addresses with prefix length.
+        addresses: Vec<String>,
+        /// Next hops of the default routes out of the interface.
+        gateways: Vec<String>,
+    },
+    /// **ext**: every attachment (`list_attachments`).
+    Attachments {
+        /// Attachments, sorted by handle key.
+        attachments: Vec<AttachmentSummary>,
     },
     /// **ext**: what a `reconcile` did.
     Reconciled {

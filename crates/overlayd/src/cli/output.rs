@@ -100,6 +100,39 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
                 opt(name),
             ]],
         ),
+        Response::Interface {
+            ifname,
+            host_ifname,
+            present,
+            mac,
+            addresses,
+            gateways,
+            ..
+        } => table(
+            &["INTERFACE", "HOST END", "PRESENT", "MAC", "ADDRESSES", "GATEWAYS"],
+            &[vec![
+                ifname.clone(),
+                host_ifname.clone(),
+                present.to_string(),
+                opt(mac),
+                addresses.join(", "),
+                gateways.join(", "),
+            ]],
+        ),
+        Response::Attachments { attachments } => {
+            let rows: Vec<Vec<String>> = attachments
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.handle.key(),
+                        a.service.clone(),
+                        a.network.clone(),
+                        a.ip.clone(),
+                    ]
+                })
+                .collect();
+            table(&["HANDLE", "SERVICE", "NETWORK", "ADDRESS"], &rows);
+        }
         Response::Reconciled {
             adopted,
             recreated,

@@ -203,6 +203,8 @@ impl Node {
                 .await
             }
             Request::InspectAttachment { handle } => self.inspect_attachment(&handle),
+            Request::InspectInterface { handle } => self.inspect_interface(&handle).await,
+            Request::ListAttachments => self.list_attachments(),
             Request::DetachContainer { handle } => self.detach(&handle).await,
             Request::SetupGlobalOverlay {
                 deployment,
