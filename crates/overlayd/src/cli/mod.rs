@@ -3,6 +3,7 @@
 
 mod attach;
 mod call;
+mod cni;
 mod demo;
 mod dns;
 mod doctor;
@@ -25,6 +26,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 pub use attach::{AttachArgs, DetachArgs};
+pub use cni::CniCmd;
 pub use dns::DnsCmd;
 pub use global::GlobalCmd;
 pub use iso::IsoCmd;
@@ -92,6 +94,9 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Run a self-contained multi-node demo in network namespaces.
     Demo(demo::DemoArgs),
+    /// The CNI plugin for containerd, podman and Kubernetes runtimes.
+    #[command(subcommand)]
+    Cni(CniCmd),
 }
 
 /// `overlayd run`.
@@ -166,5 +171,6 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
+        Command::Cni(ref c) => cni::run(&cli, c),
     }
 }
