@@ -127,4 +127,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "inspect_attachment",
     "inspect_interface",
     "list_attachments",
+    "move_network",
 ];

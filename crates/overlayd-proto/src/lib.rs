@@ -34,4 +34,5 @@ pub const EXTENSIONS: &[&str] = &[
     "inspect_attachment",
     "inspect_interface",
     "list_attachments",
+    "move_network",
 ];

@@ -317,6 +317,18 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: give a recorded network (`service:<name>`, `iso:<net>`,
+    /// `shared-nat`) another subnet — the explicit fix when two nodes use
+    /// the same one. Refused while containers are attached. Answers
+    /// `networks` with the moved network.
+    MoveNetwork {
+        /// The network's owner string.
+        network: String,
+        /// The subnet to move to; absent = the next one the address plan
+        /// (or `local_pool`) offers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+    },
 }
 
 impl Request {
@@ -352,6 +364,7 @@ impl Request {
             Request::InspectAttachment { .. } => "inspect_attachment",
             Request::InspectInterface { .. } => "inspect_interface",
             Request::ListAttachments => "list_attachments",
+            Request::MoveNetwork { .. } => "move_network",
         }
     }
 }

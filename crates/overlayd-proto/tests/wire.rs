@@ -53,6 +53,7 @@ fn every_v1_request_round_trips() {
         json!({"op":"attach_container","handle":{"platform":"cni","network":"ovl","container_id":"default-web1","ifname":"eth0","netns":"/proc/4242/ns/net"},"service":"web","join_global":false}),
         json!({"op":"inspect_interface","handle":{"platform":"cni","network":"ovl","container_id":"default-web1","ifname":"net1"}}),
         json!({"op":"list_attachments"}),
+        json!({"op":"move_network","network":"service:db"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
