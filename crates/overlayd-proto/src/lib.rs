@@ -6,15 +6,17 @@
 
 pub mod codec;
 pub mod frame;
+pub mod listing;
 pub mod request;
 pub mod response;
 
 pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
+pub use listing::{AttachmentView, ServiceView};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
-    AttachmentSummary, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,
-    PeerStatus, Response, StatusInfo,
+    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
+    StatusInfo,
 };
 
 /// The protocol version this build speaks.
@@ -35,4 +37,5 @@ pub const EXTENSIONS: &[&str] = &[
     "inspect_interface",
     "list_attachments",
     "move_network",
+    "list_services",
 ];

@@ -312,8 +312,6 @@ pub enum Request {
         /// The container.
         handle: Handle,
     },
-    /// **ext**: every attachment, with its handle, network and address.
-    ListAttachments,
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
@@ -329,6 +327,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subnet: Option<String>,
     },
+    /// **ext**: list the services set up, with their networks.
+    ListServices,
+    /// **ext**: list the attached containers with their addresses and names.
+    ListAttachments,
 }
 
 impl Request {
@@ -365,6 +367,7 @@ impl Request {
             Request::InspectInterface { .. } => "inspect_interface",
             Request::ListAttachments => "list_attachments",
             Request::MoveNetwork { .. } => "move_network",
+            Request::ListServices => "list_services",
         }
     }
 }

@@ -119,19 +119,6 @@ pub struct DnsRecordView {
     pub ips: Vec<String>,
 }
 
-/// One attachment as listed by `list_attachments`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentSummary {
-    /// The container.
-    pub handle: crate::Handle,
-    /// Its service.
-    pub service: String,
-    /// The network owner it is attached to.
-    pub network: String,
-    /// Its address.
-    pub ip: String,
-}
-
 /// A response, tagged by `result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -273,11 +260,6 @@ pub enum Response {
         /// Next hops of the default routes out of the interface.
         gateways: Vec<String>,
     },
-    /// **ext**: every attachment (`list_attachments`).
-    Attachments {
-        /// Attachments, sorted by handle key.
-        attachments: Vec<AttachmentSummary>,
-    },
     /// **ext**: what a `reconcile` did.
     Reconciled {
         /// Recorded networks found and adopted.
@@ -292,6 +274,16 @@ pub enum Response {
         reclaimed: u32,
         /// Names held by links that are not overlayd's.
         conflicts: u32,
+    },
+    /// **ext**: the services set up (`list_services`), sorted by name.
+    Services {
+        /// Services.
+        services: Vec<crate::ServiceView>,
+    },
+    /// **ext**: the attached containers (`list_attachments`), sorted by handle.
+    Attachments {
+        /// Attachments.
+        attachments: Vec<crate::AttachmentView>,
     },
     /// **ext**: an isolation network.
     IsolationNetwork {

@@ -54,6 +54,7 @@ fn every_v1_request_round_trips() {
         json!({"op":"inspect_interface","handle":{"platform":"cni","network":"ovl","container_id":"default-web1","ifname":"net1"}}),
         json!({"op":"list_attachments"}),
         json!({"op":"move_network","network":"service:db"}),
+        json!({"op":"list_services"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
@@ -101,7 +102,7 @@ fn every_response_and_event_round_trips() {
         json!({"frame":"response","id":7,"response":{"result":"reconciled","adopted":3,"recreated":1,"created":0,"orphans":0,"reclaimed":2,"conflicts":0}}),
         json!({"frame":"response","id":7,"response":{"result":"attachment","handle":{"platform":"netns_path","path":"/run/netns/c1"},"service":"web","network":"shared-nat","ip":"10.201.0.2","prefix_len":24,"gateway":"10.201.0.1","dns_server":"10.201.0.1","dns_domain":"overlay.internal","name":"c1"}}),
         json!({"frame":"response","id":7,"response":{"result":"interface","handle":{"platform":"cni","network":"ovl","container_id":"c","ifname":"eth0","netns":"/proc/1/ns/net"},"ifname":"eth0","host_ifname":"ovl-vabc","present":true,"mac":"ae:41:0c:55:19:02","up":true,"addresses":["10.201.0.2/24"],"gateways":["10.201.0.1"]}}),
-        json!({"frame":"response","id":7,"response":{"result":"attachments","attachments":[{"handle":{"platform":"cni","network":"ovl","container_id":"c","ifname":"eth0"},"service":"web","network":"shared-nat","ip":"10.201.0.2"}]}}),
+        json!({"frame":"response","id":7,"response":{"result":"attachments","attachments":[{"handle":{"platform":"cni","network":"ovl","container_id":"c","ifname":"eth0"},"service":"web","key":"cni:ovl/c/eth0","network":"shared-nat","interface":"ovl-vabc","addresses":["10.201.0.2/24"],"dns_names":["c.overlay.internal."]}]}}),
         json!({"frame":"event","event":"peer_health_changed","pubkey":"k","healthy":false}),
         json!({"frame":"event","event":"nat_endpoint_changed","pubkey":"k","endpoint":"192.0.2.9:4000"}),
     ];
@@ -135,4 +136,23 @@ fn bad_bodies_keep_the_id_when_they_can() {
     let e =
         decode_frame(br#"{"frame":"request","id":12,"request":{"op":"release_ip"}}"#).unwrap_err();
     assert!(e.message.contains("missing field `ip`"), "{}", e.message);
+}
+
+#[test]
+fn new_event_kinds_round_trip_and_unknown_ones_do_not_break_a_subscriber() {
+    let e = decode_frame(
+        br#"{"frame":"event","event":"container_attached","key":"pid:1","service":"web","network":"shared-nat","ip":"10.201.0.2"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        e,
+        Frame::Event(overlayd_proto::Event::ContainerAttached {
+            key: "pid:1".into(),
+            service: "web".into(),
+            network: "shared-nat".into(),
+            ip: "10.201.0.2".into(),
+        })
+    );
+    let future = decode_frame(br#"{"frame":"event","event":"from_the_future","x":1}"#).unwrap();
+    assert_eq!(future, Frame::Event(overlayd_proto::Event::Other));
 }

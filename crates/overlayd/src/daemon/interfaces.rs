@@ -1,9 +1,9 @@
 //! Attachments seen from the container side, for CNI runtimes: the `cni`
-//! handle's rules, `inspect_interface` (the live interface inside the
-//! container's namespace) and `list_attachments`.
+//! handle's rules and `inspect_interface` (the live interface inside the
+//! container's namespace).
 
 use overlayd_host::format_mac;
-use overlayd_proto::{AttachmentSummary, Handle, Response};
+use overlayd_proto::{Handle, Response};
 use overlayd_state::Table;
 
 use super::attach::{netns_target, CONTAINER_IFNAME};
@@ -54,7 +54,7 @@ fn validate_cni_id(what: &str, v: &str) -> OpResult<()> {
 }
 
 impl Node {
-    fn attachment(&self, handle: &Handle) -> OpResult<Attachment> {
+    fn attachment_of(&self, handle: &Handle) -> OpResult<Attachment> {
         let key = handle.key();
         self.store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
@@ -66,7 +66,7 @@ impl Node {
     /// handle only selects the attachment). `present` is false when the
     /// namespace or the interface is gone.
     pub async fn inspect_interface(&self, handle: &Handle) -> OpResult<Response> {
-        let a = self.attachment(handle)?;
+        let a = self.attachment_of(handle)?;
         if a.guest_private_key.is_some() {
             return Err(OpError::Invalid(format!(
                 "{} is a guest that runs its own WireGuard: it has no interface to inspect",
@@ -97,31 +97,6 @@ impl Node {
             up,
             addresses,
             gateways,
-        })
-    }
-
-    /// `list_attachments`: every attachment, sorted by handle key.
-    pub fn list_attachments(&self) -> OpResult<Response> {
-        let all = self
-            .store
-            .read(|tx| tx.list::<Attachment>(Table::Attachments))?;
-        let mut attachments: Vec<(String, AttachmentSummary)> = all
-            .into_iter()
-            .map(|(k, a)| {
-                (
-                    k,
-                    AttachmentSummary {
-                        handle: a.handle,
-                        service: a.service,
-                        network: a.network,
-                        ip: a.ip,
-                    },
-                )
-            })
-            .collect();
-        attachments.sort_by(|x, y| x.0.cmp(&y.0));
-        Ok(Response::Attachments {
-            attachments: attachments.into_iter().map(|(_, s)| s).collect(),
         })
     }
 }
