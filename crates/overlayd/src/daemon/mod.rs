@@ -8,6 +8,7 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod interfaces;
 pub mod listing;
 pub mod metrics;
 pub mod networks;
