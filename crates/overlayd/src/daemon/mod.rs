@@ -2,6 +2,7 @@
 //! that leaves every host network in place.
 
 pub mod attach;
+pub mod attach_state;
 pub mod dispatch;
 pub mod dns;
 pub mod error;

@@ -267,7 +267,7 @@ impl Node {
                     recreated: n(r.recreated),
                     created: n(r.created),
                     orphans: n(r.orphans),
-                    reclaimed: n(r.reclaimed),
+                    reclaimed: n(r.reclaimed + r.finished + r.replugged),
                     conflicts: n(r.conflicts),
                 })
             }
