@@ -40,7 +40,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     tracing::info!(backend = %wg.kind(), uapi_dir = %uapi_dir.display(), "WireGuard backend selected");
     daemon::run(
         cfg,
-        RunOptions { no_gc: args.no_gc },
+        RunOptions {
+            no_gc: args.no_gc,
+            rebuild_store: args.rebuild_store,
+        },
         Arc::new(host),
         Arc::from(wg),
     )

@@ -16,6 +16,7 @@ pub mod purge;
 pub mod reconcile;
 pub mod records;
 pub mod server;
+pub mod state_files;
 pub mod views;
 
 use std::sync::Arc;
@@ -37,6 +38,9 @@ use node::Node;
 pub struct RunOptions {
     /// Only report tagged orphans instead of deleting them.
     pub no_gc: bool,
+    /// Set a missing, empty or damaged state store aside and start afresh
+    /// (`overlayd run --rebuild-store`); without it such a store is refused.
+    pub rebuild_store: bool,
 }
 
 /// Run the daemon until SIGTERM, SIGINT or a `shutdown` request.
@@ -48,10 +52,10 @@ pub async fn run(
 ) -> Result<()> {
     let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host, wg, events.clone())
+    let mut node = Node::open(cfg.clone(), host, wg, events.clone(), opts.rebuild_store)
         .await
         .context("cannot load overlayd state")?;
-    let report = node.reconcile(!opts.no_gc && cfg.gc).await;
+    let report = node.reconcile(!opts.no_gc && node.cfg.gc).await;
     info!(
         adopted = report.adopted,
         recreated = report.recreated,
