@@ -32,7 +32,8 @@ impl Dispatcher {
                 r
             }
             Err(e) => {
-                warn!(op, error = %e, "request failed");
+                let error = e.to_string();
+                warn!(op, error = %super::error::clip(&error, super::error::LOG_ECHO_MAX), "request failed");
                 Response::err_with_code(e.code(), e.to_string())
             }
         }

@@ -78,7 +78,12 @@ pub async fn run(
 
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
     let signals = spawn_signal_watch(stop_tx.clone())?;
-    server::serve(listener, dispatcher, policy, events, stop_rx).await;
+    let limits = server::ConnLimits {
+        max_connections: cfg.max_connections,
+        idle_timeout: (cfg.idle_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(cfg.idle_timeout_secs)),
+    };
+    server::serve(listener, dispatcher, policy, events, stop_rx, limits).await;
 
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();
