@@ -63,6 +63,26 @@ impl Dispatcher {
                 node.check_peer_health(std::time::SystemTime::now()).await;
                 Ok(Response::Ok)
             }
+            Request::AddPeer {
+                public_key,
+                endpoint,
+                allowed_ips,
+                persistent_keepalive_secs,
+                scope,
+            } if endpoint.parse::<std::net::SocketAddr>().is_err() => {
+                // Name resolution outside the node lock: a slow or dead
+                // resolver holds up only this request.
+                let ep = super::overlay::parse_endpoint(&endpoint).await?;
+                let mut node = self.node.lock().await;
+                node.handle(Request::AddPeer {
+                    public_key,
+                    endpoint: ep.to_string(),
+                    allowed_ips,
+                    persistent_keepalive_secs,
+                    scope,
+                })
+                .await
+            }
             other => {
                 let mut node = self.node.lock().await;
                 node.handle(other).await
