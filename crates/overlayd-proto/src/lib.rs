@@ -6,11 +6,13 @@
 
 pub mod codec;
 pub mod frame;
+pub mod listing;
 pub mod request;
 pub mod response;
 
 pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
+pub use listing::{AttachmentView, ServiceView};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
     DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
@@ -32,4 +34,7 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "move_network",
+    "list_services",
+    "list_attachments",
 ];

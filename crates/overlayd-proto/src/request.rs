@@ -280,6 +280,22 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: give a recorded network (`service:<name>`, `iso:<net>`,
+    /// `shared-nat`) another subnet — the explicit fix when two nodes use
+    /// the same one. Refused while containers are attached. Answers
+    /// `networks` with the moved network.
+    MoveNetwork {
+        /// The network's owner string.
+        network: String,
+        /// The subnet to move to; absent = the next one the address plan
+        /// (or `local_pool`) offers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+    },
+    /// **ext**: list the services set up, with their networks.
+    ListServices,
+    /// **ext**: list the attached containers with their addresses and names.
+    ListAttachments,
 }
 
 impl Request {
@@ -313,6 +329,9 @@ impl Request {
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
+            Request::MoveNetwork { .. } => "move_network",
+            Request::ListServices => "list_services",
+            Request::ListAttachments => "list_attachments",
         }
     }
 }

@@ -254,6 +254,16 @@ pub enum Response {
         /// Names held by links that are not overlayd's.
         conflicts: u32,
     },
+    /// **ext**: the services set up (`list_services`), sorted by name.
+    Services {
+        /// Services.
+        services: Vec<crate::ServiceView>,
+    },
+    /// **ext**: the attached containers (`list_attachments`), sorted by handle.
+    Attachments {
+        /// Attachments.
+        attachments: Vec<crate::AttachmentView>,
+    },
     /// **ext**: an isolation network.
     IsolationNetwork {
         /// Network name.

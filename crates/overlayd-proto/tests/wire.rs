@@ -50,6 +50,9 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_dns_records"}),
         json!({"op":"reconcile"}),
         json!({"op":"inspect_attachment","handle":{"platform":"linux_pid","pid":4242}}),
+        json!({"op":"move_network","network":"service:db"}),
+        json!({"op":"list_services"}),
+        json!({"op":"list_attachments"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
@@ -129,4 +132,23 @@ fn bad_bodies_keep_the_id_when_they_can() {
     let e =
         decode_frame(br#"{"frame":"request","id":12,"request":{"op":"release_ip"}}"#).unwrap_err();
     assert!(e.message.contains("missing field `ip`"), "{}", e.message);
+}
+
+#[test]
+fn new_event_kinds_round_trip_and_unknown_ones_do_not_break_a_subscriber() {
+    let e = decode_frame(
+        br#"{"frame":"event","event":"container_attached","key":"pid:1","service":"web","network":"shared-nat","ip":"10.201.0.2"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        e,
+        Frame::Event(overlayd_proto::Event::ContainerAttached {
+            key: "pid:1".into(),
+            service: "web".into(),
+            network: "shared-nat".into(),
+            ip: "10.201.0.2".into(),
+        })
+    );
+    let future = decode_frame(br#"{"frame":"event","event":"from_the_future","x":1}"#).unwrap();
+    assert_eq!(future, Frame::Event(overlayd_proto::Event::Other));
 }

@@ -34,6 +34,16 @@ pub struct Config {
     pub local_pool: String,
     /// Prefix length of each node-local network.
     pub local_prefix_len: u8,
+    /// Prefix length of this node's slice of an IPv4 cluster CIDR when the
+    /// caller of `setup_global_overlay` gives none (the slice is then
+    /// derived from the node identity: docs/architecture.md, "Address
+    /// plan"); slices of an IPv6 cluster CIDR are /64.
+    pub slice_prefix_len: u8,
+    /// Range dedicated service subnets are derived from (per service and
+    /// node); must not overlap `local_pool`.
+    pub service_range: String,
+    /// Prefix length of a dedicated service's subnet on one node.
+    pub service_prefix_len: u8,
     /// Node-global WireGuard port; dedicated ports come from the band above it.
     pub wg_port: u16,
     /// MTU override for bridges and tunnels.
@@ -58,6 +68,9 @@ pub struct Config {
     /// Seconds a connection may stay silent between requests before it is
     /// closed (0: never); event subscribers are exempt.
     pub idle_timeout_secs: u64,
+    /// Serve Prometheus metrics over HTTP on this address (`ip:port`, e.g.
+    /// `127.0.0.1:9469`); absent = no metrics endpoint.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -70,6 +83,9 @@ impl Default for Config {
             interface_prefix: "ovl".into(),
             local_pool: "10.201.0.0/16".into(),
             local_prefix_len: 24,
+            slice_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SLICE_PREFIX,
+            service_range: overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE.into(),
+            service_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SERVICE_PREFIX,
             wg_port: DEFAULT_WG_PORT,
             mtu: None,
             gc: true,
@@ -81,6 +97,7 @@ impl Default for Config {
             dns_upstreams: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            metrics_listen: None,
         }
     }
 }
@@ -110,16 +127,91 @@ impl Config {
                 self.interface_prefix
             );
         }
-        self.local_pool
+        let pool = self
+            .local_pool
             .parse::<ipnet::IpNet>()
             .with_context(|| format!("local_pool {:?} is not a CIDR", self.local_pool))?;
+        let range = self
+            .service_range
+            .parse::<ipnet::IpNet>()
+            .with_context(|| {
+                format!(
+                    "service_range {:?} is not a CIDR (e.g. {})",
+                    self.service_range,
+                    overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE
+                )
+            })?;
+        if overlayd_engine::ipam::overlaps(&pool, &range) {
+            bail!(
+                "local_pool {pool} overlaps service_range {range}: dedicated service subnets are routed by other nodes, node-local networks are not, so the two ranges must be disjoint; change one of them"
+            );
+        }
+        overlayd_engine::ipam::SubnetPlanner::new(range, self.service_prefix_len)
+            .map_err(|e| anyhow::anyhow!("service_prefix_len {}: {e}", self.service_prefix_len))?;
+        if !(8..=30).contains(&self.slice_prefix_len) {
+            bail!(
+                "slice_prefix_len {} must be between 8 and 30 (it applies to IPv4 cluster CIDRs; IPv6 ones get /64 slices)",
+                self.slice_prefix_len
+            );
+        }
+        let max_len = match pool {
+            ipnet::IpNet::V4(_) => 30,
+            ipnet::IpNet::V6(_) => 126,
+        };
+        if self.local_prefix_len < pool.prefix_len() || self.local_prefix_len > max_len {
+            bail!(
+                "local_prefix_len {} is out of range: it must be between the pool's /{} and /{max_len} (local_pool {})",
+                self.local_prefix_len,
+                pool.prefix_len(),
+                self.local_pool
+            );
+        }
         if self.wg_port == 0 {
             bail!("wg_port must not be 0");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
+        if let Some(mtu) = self.mtu {
+            if !(1280..=9000).contains(&mtu) {
+                bail!("mtu {mtu} is out of range: it must be between 1280 and 9000");
+            }
+        }
+        if !(1..=3600).contains(&self.check_interval_secs) {
+            bail!(
+                "check_interval_secs {} is out of range: it must be between 1 and 3600",
+                self.check_interval_secs
+            );
+        }
+        if let Some(m) = &self.metrics_listen {
+            m.parse::<std::net::SocketAddr>().with_context(|| {
+                format!("metrics_listen {m:?} is not an ip:port address (e.g. 127.0.0.1:9469)")
+            })?;
+        }
         Ok(())
+    }
+
+    /// The effective configuration on one line, for the start-up log.
+    pub fn summary(&self) -> String {
+        format!(
+            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
+            self.data_dir.display(),
+            self.socket.display(),
+            self.run_dir().display(),
+            self.interface_prefix,
+            self.local_pool,
+            self.local_prefix_len,
+            self.wg_port,
+            self.wg_backend,
+            self.mtu.map(|m| m.to_string()).unwrap_or_else(|| "auto".into()),
+            self.gc,
+            self.check_interval_secs,
+            self.dns_zone,
+            self.dns_port,
+            self.dns_listen.join(","),
+            self.dns_upstreams.join(","),
+            self.metrics_listen.as_deref().unwrap_or("off"),
+        )
     }
 
     /// Runtime directory (UAPI sockets and other per-instance runtime files).

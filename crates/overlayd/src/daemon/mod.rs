@@ -1,6 +1,7 @@
 //! The daemon: start-up (lock, load, reconcile), serving, and a clean stop
 //! that leaves every host network in place.
 
+pub mod address_plan;
 pub mod attach;
 pub mod attach_state;
 pub mod dispatch;
@@ -8,8 +9,10 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod listing;
 pub mod networks;
 pub mod node;
+pub mod notify;
 pub mod overlay;
 pub mod plan;
 pub mod purge;

@@ -130,6 +130,7 @@ impl Node {
     /// back if the save fails.
     pub fn record(&mut self, entry: NetworkEntry) -> OpResult<()> {
         let previous = self.marker.upsert(entry.clone());
+        let created = previous.is_none();
         if let Err(e) = self.save_marker() {
             match previous {
                 Some(p) => {
@@ -140,6 +141,12 @@ impl Node {
                 }
             }
             return Err(e);
+        }
+        if created {
+            self.emit(Event::NetworkCreated {
+                owner: entry.owner.to_string(),
+                name: entry.name,
+            });
         }
         Ok(())
     }
@@ -153,6 +160,10 @@ impl Node {
             self.marker.upsert(old);
             return Err(e);
         }
+        self.emit(Event::NetworkRemoved {
+            owner: old.owner.to_string(),
+            name: old.name.clone(),
+        });
         Ok(Some(old))
     }
 
@@ -162,8 +173,16 @@ impl Node {
         self.save_marker()
     }
 
-    /// Route a state-changing request.
+    /// Handle a request and announce what it changed to subscribers.
     pub async fn handle(&mut self, request: Request) -> OpResult<Response> {
+        let probe = self.probe(&request);
+        let response = self.route(request).await?;
+        self.announce(probe, &response);
+        Ok(response)
+    }
+
+    /// Route a request to the module that implements it.
+    async fn route(&mut self, request: Request) -> OpResult<Response> {
         match request {
             Request::SetLocalNodeId { node_id } => {
                 self.store
@@ -182,6 +201,8 @@ impl Node {
             }
             Request::Status => self.status().await,
             Request::ListNetworks => self.list_networks().await,
+            Request::ListServices => self.list_services(),
+            Request::ListAttachments => self.list_attachments(),
             Request::SetupIsolationNetwork { network, subnet } => {
                 self.setup_isolation(&network, subnet.as_deref()).await
             }
@@ -227,11 +248,12 @@ impl Node {
                 wg_port,
                 nat_enabled,
             } => {
-                let slice_cidr = slice_cidr.ok_or_else(|| {
-                    OpError::Invalid(
-                        "slice_cidr is required: give this node's slice of the cluster CIDR (e.g. 10.200.1.0/24)".into(),
-                    )
-                })?;
+                // ZLayer's daemon never sends a slice: the address plan
+                // picks (and records) one unique to this node.
+                let slice_cidr = match slice_cidr {
+                    Some(s) => s,
+                    None => self.planned_slice(&cluster_cidr)?,
+                };
                 self.setup_global(super::records::GlobalRecord {
                     deployment,
                     instance_id,
@@ -285,6 +307,9 @@ impl Node {
                     reclaimed: n(r.reclaimed + r.finished + r.replugged),
                     conflicts: n(r.conflicts),
                 })
+            }
+            Request::MoveNetwork { network, subnet } => {
+                self.move_network(&network, subnet.as_deref()).await
             }
             Request::Hello { .. }
             | Request::Shutdown
