@@ -224,8 +224,7 @@ async fn start_rejects_zone_mismatch_and_busy_address() {
 
 #[tokio::test]
 async fn dig_interoperates() {
-    if Command::new("dig").arg("-v").output().is_err() {
-        eprintln!("skipping dig_interoperates: the dig CLI is not installed");
+    if !overlayd_lab::need_tool("dig_interoperates", "dig", "-v") {
         return;
     }
     let records = Records::new("overlay.internal").unwrap();

@@ -65,8 +65,7 @@ fn report(what: &str, mut v: Vec<Duration>) {
 }
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED attach bench: needs root to create network namespaces");
+    if !overlayd_lab::need_root("attach bench") {
         return;
     }
     // `cargo test --benches` passes no --bench flag; run only under `cargo bench`.

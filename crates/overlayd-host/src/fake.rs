@@ -321,6 +321,33 @@ impl FakeHost {
         }
     }
 
+    /// Leaves the host as a process killed part-way through
+    /// [`Host::attach_veth`] of `spec` would: the pair exists with its peer in
+    /// the container, the host end carries the MAC derived from the tag but is
+    /// on no bridge and down; with `tagged`, the tag was written too (the
+    /// kernel ignores the alias at creation, so untagged is the first state).
+    pub fn leave_half_attached(&self, spec: &VethSpec, tagged: bool) {
+        let mut s = self.lock();
+        let alias = tagged.then_some(spec.alias.as_str());
+        let mut link = s.new_link(&spec.host_ifname, LinkKind::Veth, alias, 1500);
+        link.mac = Some(crate::types::veth_mac(&spec.alias));
+        s.links.insert(spec.host_ifname.clone(), link);
+        s.peers.insert(
+            spec.host_ifname.clone(),
+            (spec.target.clone(), spec.container_ifname.clone()),
+        );
+        s.containers.entry(spec.target.clone()).or_default().insert(
+            spec.container_ifname.clone(),
+            ContainerIface {
+                ifname: spec.container_ifname.clone(),
+                host_ifname: spec.host_ifname.clone(),
+                address: spec.address,
+                gateway: None,
+                mtu: 1500,
+            },
+        );
+    }
+
     /// Adds a link that overlayd did not create (e.g. a NIC or someone's bridge).
     pub fn insert_link(&self, name: &str, kind: LinkKind, alias: Option<&str>) -> LinkInfo {
         let mut s = self.lock();
@@ -542,9 +569,7 @@ impl Host for FakeHost {
             });
         }
         if let Some(existing) = s.links.get(&spec.host_ifname) {
-            if existing.alias.as_deref() != Some(spec.alias.as_str())
-                || existing.kind != LinkKind::Veth
-            {
+            if !spec.owns(existing) {
                 return Err(HostError::ForeignLink {
                     name: existing.name.clone(),
                     alias: existing.alias.clone(),
@@ -563,7 +588,9 @@ impl Host for FakeHost {
             )));
         }
         let mtu = spec.mtu.unwrap_or(bridge.mtu);
-        let host = s.new_link(&spec.host_ifname, LinkKind::Veth, Some(&spec.alias), mtu);
+        let mut host = s.new_link(&spec.host_ifname, LinkKind::Veth, Some(&spec.alias), mtu);
+        host.mac = Some(crate::types::veth_mac(&spec.alias));
+        s.require_mut(&spec.host_ifname)?.mac = host.mac;
         s.peers.insert(
             spec.host_ifname.clone(),
             (spec.target.clone(), spec.container_ifname.clone()),

@@ -118,7 +118,36 @@ pub struct VethSpec {
     pub mtu: Option<u32>,
 }
 
+/// Hardware address given to the host end of a veth whose tag is `alias`.
+///
+/// The kernel ignores `IFLA_IFALIAS` when it creates a veth, so the tag is
+/// written one netlink call later; the MAC address, in contrast, is set by
+/// the creating request itself. Deriving it from the tag (FNV-1a, stable
+/// across Rust releases; locally administered, unicast) makes the host end
+/// attributable from its first instant: a crash between creation and tagging
+/// leaves a veth whose name and MAC prove whose it is.
+pub fn veth_mac(alias: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in alias.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
 impl VethSpec {
+    /// Whether `link` is the host end this spec creates: a veth carrying the
+    /// spec's tag, or (a crash between creation and tagging) an untagged veth
+    /// with the MAC derived from the tag.
+    pub fn owns(&self, link: &LinkInfo) -> bool {
+        link.kind == LinkKind::Veth
+            && match link.alias.as_deref() {
+                Some(a) if !a.is_empty() => a == self.alias,
+                _ => link.mac == Some(veth_mac(&self.alias)),
+            }
+    }
+
     /// Checks every field that can be checked without the kernel.
     pub fn validate(&self) -> Result<()> {
         validate_ifname(&self.host_ifname)?;
@@ -262,6 +291,16 @@ mod tests {
         assert!(validate_ifname("a b").is_err());
         assert!(validate_ifname("a:b").is_err());
         assert!(validate_ifname("..").is_err());
+    }
+
+    #[test]
+    fn veth_mac_is_stable_local_unicast_and_tag_specific() {
+        let a = veth_mac("overlayd:1:attach=pid:1:id=x");
+        assert_eq!(a, veth_mac("overlayd:1:attach=pid:1:id=x"));
+        assert_ne!(a, veth_mac("overlayd:1:attach=pid:1:id=y"));
+        assert_eq!(a[0] & 0x03, 0x02, "locally administered unicast");
+        // Pinned: the MAC is identity on disk-less hosts, it must not change.
+        assert_eq!(veth_mac(""), [0xca, 0xf2, 0x9c, 0xe4, 0x84, 0x22]);
     }
 
     #[test]

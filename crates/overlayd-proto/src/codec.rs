@@ -26,6 +26,9 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Most bytes reserved for a frame body before any of it has arrived.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 /// Read one frame body. `Ok(None)` means the peer hung up cleanly at a frame
 /// boundary.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8>>, FrameError> {
@@ -49,12 +52,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8
             max: MAX_FRAME_LEN,
         });
     }
-    let mut body = vec![0u8; len as usize];
-    match r.read_exact(&mut body).await {
-        Ok(_) => Ok(Some(body)),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
-        Err(e) => Err(e.into()),
+    // The buffer grows with the bytes that actually arrive (a peer that
+    // announces 8 MiB and sends little holds little), and is the caller's
+    // to drop once the frame is handled.
+    let mut body = Vec::with_capacity((len as usize).min(INITIAL_BODY_CAPACITY));
+    let read = (&mut *r)
+        .take(u64::from(len))
+        .read_to_end(&mut body)
+        .await?;
+    if read < len as usize {
+        return Err(FrameError::Truncated);
     }
+    body.shrink_to_fit();
+    Ok(Some(body))
 }
 
 /// Write one frame body with its length prefix and flush.
@@ -100,6 +110,17 @@ mod tests {
             read_frame(&mut &huge[..]).await,
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn body_buffer_is_sized_to_the_frame() {
+        for len in [10usize, 100 * 1024] {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &vec![b'x'; len]).await.unwrap();
+            let body = read_frame(&mut &buf[..]).await.unwrap().unwrap();
+            assert_eq!(body.len(), len);
+            assert_eq!(body.capacity(), len, "no slack kept past the frame");
+        }
     }
 
     #[tokio::test]

@@ -9,6 +9,19 @@ use crate::store::Table;
 /// Result alias used throughout the crate.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
+/// What to do about a store that cannot be opened.
+fn open_hint(source: &redb::Error) -> &'static str {
+    match source {
+        redb::Error::Io(_) | redb::Error::PreviousIo => {
+            "; if the disk is full, free space: the store reopens by itself on the next request"
+        }
+        _ => {
+            "; restore it from a backup, or start once with `overlayd run --rebuild-store` to set \
+             it aside and rebuild from the marker and the live host"
+        }
+    }
+}
+
 /// Everything that can go wrong while reading or writing overlayd state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -94,11 +107,7 @@ pub enum StateError {
     },
 
     /// The transactional store could not be opened.
-    #[error(
-        "cannot open the state store {}: {source}; if it is damaged, move it aside and restart \
-         (desired state is then rebuilt from the marker and the orchestrator)",
-        path.display()
-    )]
+    #[error("cannot open the state store {}: {source}{}", path.display(), open_hint(source))]
     StoreOpen {
         /// The store file.
         path: PathBuf,
@@ -177,6 +186,17 @@ impl StateError {
             self,
             StateError::CorruptMarker { .. } | StateError::DuplicateOwner { .. }
         )
+    }
+
+    /// True when a store operation failed on I/O (a full disk, say): the
+    /// store must be closed and reopened before it accepts changes again.
+    pub fn is_store_io(&self) -> bool {
+        match self {
+            StateError::Store { source, .. } | StateError::StoreOpen { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
+            }
+            _ => false,
+        }
     }
 }
 

@@ -139,6 +139,51 @@ impl Marker {
         })
     }
 
+    /// Keep every good entry of a marker that [`Marker::from_json_slice`]
+    /// rejected as corrupt: each entry of the `networks` array is judged on
+    /// its own (entries of foreign kinds included), the first of duplicated
+    /// owners is kept, and unknown top-level fields survive. Returns the
+    /// salvaged marker and one reason per dropped entry; `None` when the file
+    /// is not a JSON object of a known version with a `networks` array
+    /// (nothing to salvage).
+    pub fn salvage(bytes: &[u8]) -> Option<(Self, Vec<String>)> {
+        let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(bytes) else {
+            return None;
+        };
+        let version = top.remove(VERSION_KEY)?.as_u64()?;
+        if version == 0 || version > u64::from(CURRENT_VERSION) {
+            return None;
+        }
+        let Value::Array(list) = top.remove(NETWORKS_KEY)? else {
+            return None;
+        };
+        let mut networks = IndexMap::with_capacity(list.len());
+        let mut dropped = Vec::new();
+        for (i, v) in list.into_iter().enumerate() {
+            match serde_json::from_value::<NetworkEntry>(v) {
+                Ok(e) => {
+                    let key = e.owner.to_string();
+                    if networks.contains_key(&key) {
+                        dropped.push(format!(
+                            "entry {i}: owner {key:?} is recorded twice; the first is kept"
+                        ));
+                    } else {
+                        networks.insert(key, e);
+                    }
+                }
+                Err(e) => dropped.push(format!("entry {i}: {e}")),
+            }
+        }
+        Some((
+            Marker {
+                version: CURRENT_VERSION,
+                networks,
+                extra: top,
+            },
+            dropped,
+        ))
+    }
+
     /// The v1 on-disk form: pretty JSON with a trailing newline.
     pub fn to_json_vec(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64 + self.networks.len() * 256);
@@ -335,6 +380,27 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().owner, Owner::SharedNat);
         assert!(m.get(&Owner::isolation("a").unwrap()).is_some());
         assert!(m.get(&Owner::service("a").unwrap()).is_none());
+    }
+
+    #[test]
+    fn salvage_keeps_every_good_entry_including_foreign_kinds() {
+        let json = br#"{"version":1,"custom":7,"networks":[
+            {"owner":"base","kind":"linux-bridge","name":"a","id":"1","subnet":"10.200.0.0/28"},
+            {"owner":"base","kind":"linux-bridge","name":"b","id":"2","subnet":"10.200.0.0/28"},
+            {"owner":"iso:x","kind":"hcn-internal","name":"h","id":"3","subnet":"10.9.0.0/24"},
+            {"owner":"service:y","kind":"linux-bridge"}
+        ]}"#;
+        assert!(Marker::from_json_slice(json)
+            .unwrap_err()
+            .is_corrupt_marker());
+        let (m, dropped) = Marker::salvage(json).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get(&Owner::Base).unwrap().name, "a");
+        assert_eq!(m.get_str("iso:x").unwrap().kind, "hcn-internal");
+        assert_eq!(m.extra.get("custom"), Some(&serde_json::json!(7)));
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert!(Marker::salvage(b"{not json").is_none());
+        assert!(Marker::salvage(br#"{"version":9,"networks":[]}"#).is_none());
     }
 
     #[test]

@@ -19,13 +19,17 @@ pub enum LoadOutcome {
     Loaded(Marker),
     /// No marker file: the empty state.
     Missing,
-    /// The marker was corrupt and has been moved aside; the caller must
-    /// rebuild its state from live host objects carrying the ownership tag.
+    /// The marker was corrupt and has been moved aside; every entry that
+    /// could be read on its own is in `salvaged` (already saved as the new
+    /// marker when not empty); the caller rebuilds the rest from live host
+    /// objects carrying the ownership tag.
     Quarantined {
         /// Where the corrupt file now is.
         moved_to: PathBuf,
         /// Why it was rejected.
         reason: String,
+        /// The good entries, salvaged one by one (foreign kinds included).
+        salvaged: Marker,
     },
 }
 
@@ -79,9 +83,25 @@ impl MarkerFile {
                     path = %path.display(),
                     moved_to = %moved_to.display(),
                     %reason,
-                    "network-state marker is corrupt: moved it to quarantine; state must be rebuilt from host objects"
+                    "network-state marker is corrupt: moved it to quarantine; salvaging its good entries, rebuilding the rest from host objects"
                 );
-                Ok(LoadOutcome::Quarantined { moved_to, reason })
+                let (salvaged, dropped) = Marker::salvage(&bytes).unwrap_or_default();
+                for why in &dropped {
+                    tracing::error!(%why, "marker entry dropped while salvaging");
+                }
+                if !salvaged.is_empty() {
+                    self.save(&salvaged)?;
+                    tracing::warn!(
+                        kept = salvaged.len(),
+                        dropped = dropped.len(),
+                        "salvaged marker saved with every readable entry"
+                    );
+                }
+                Ok(LoadOutcome::Quarantined {
+                    moved_to,
+                    reason,
+                    salvaged,
+                })
             }
             Err(e) => Err(e),
         }

@@ -123,13 +123,16 @@ fn every_field_survives_save_and_load() {
     assert_eq!(loaded(&f), m);
 }
 
-fn assert_quarantined(content: &[u8], what: &str) {
+fn assert_quarantined(content: &[u8], what: &str) -> Marker {
     let tmp = tempfile::tempdir().unwrap();
     let f = MarkerFile::new(tmp.path());
     fs::write(f.path(), content).unwrap();
-    match f.load().unwrap() {
-        LoadOutcome::Quarantined { moved_to, reason } => {
-            assert!(!f.path().exists(), "{what}: original must be gone");
+    let kept = match f.load().unwrap() {
+        LoadOutcome::Quarantined {
+            moved_to,
+            reason,
+            salvaged,
+        } => {
             assert_eq!(moved_to.parent().unwrap(), tmp.path().join("quarantine"));
             let name = moved_to.file_name().unwrap().to_string_lossy().into_owned();
             assert!(
@@ -142,12 +145,19 @@ fn assert_quarantined(content: &[u8], what: &str) {
                 "{what}: byte-identical"
             );
             assert!(!reason.is_empty());
+            salvaged
         }
         other => panic!("{what}: expected quarantine, got {other:?}"),
+    };
+    // Afterwards the marker holds exactly the salvaged entries (or is
+    // missing when none could be read); a new save works.
+    if kept.is_empty() {
+        assert!(matches!(f.load().unwrap(), LoadOutcome::Missing));
+    } else {
+        assert_eq!(loaded(&f), kept, "{what}: salvaged marker saved");
     }
-    // Afterwards the state is simply missing; a new save works.
-    assert!(matches!(f.load().unwrap(), LoadOutcome::Missing));
     f.save(&Marker::new()).unwrap();
+    kept
 }
 
 #[test]
@@ -159,11 +169,35 @@ fn corrupt_markers_are_quarantined_byte_identically() {
     assert_quarantined(&good[..good.len() / 2], "truncated");
     assert_quarantined(b"\x00\x01\x02 definitely not json", "not JSON");
     assert_quarantined(b"", "empty file");
-    assert_quarantined(
+    let kept = assert_quarantined(
         br#"{"version":1,"networks":[
             {"owner":"service:web","kind":"linux-bridge","name":"a","id":"1","subnet":"10.0.0.0/24"},
             {"owner":"service:web","kind":"linux-bridge","name":"b","id":"2","subnet":"10.0.1.0/24"}]}"#,
         "duplicate owners",
+    );
+    assert_eq!(kept.len(), 1);
+}
+
+/// One bad entry (a duplicated owner, an entry missing fields) costs only
+/// that entry: every good one is kept, a foreign kind (which no Linux host
+/// object could rebuild) included, and the original is quarantined.
+#[test]
+fn a_bad_entry_keeps_every_good_entry_including_foreign_kinds() {
+    let kept = assert_quarantined(
+        br#"{"version":1,"networks":[
+            {"owner":"base","kind":"linux-wireguard","name":"ovl0","id":"u","subnet":"10.200.0.0/28"},
+            {"owner":"iso:win","kind":"hcn-internal","name":"h","id":"g","subnet":"10.9.0.0/24","hcn_extra":1},
+            {"owner":"base","kind":"linux-wireguard","name":"dup","id":"v","subnet":"10.200.0.0/28"},
+            {"owner":"service:half"}]}"#,
+        "one duplicated owner, one broken entry",
+    );
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept.get_str("base").unwrap().name, "ovl0");
+    let foreign = kept.get_str("iso:win").unwrap();
+    assert_eq!(foreign.kind, "hcn-internal");
+    assert!(
+        foreign.extra.contains_key("hcn_extra"),
+        "unknown fields kept"
     );
 }
 

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod fake;
+mod fdleak;
 mod genl;
 pub mod kernel;
 pub mod key;

@@ -36,10 +36,18 @@ use crate::WgBackend;
 
 /// How long to wait for a TUN link to disappear after its device stopped.
 const LINK_GONE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait, at create, for a TUN link of the device's name that
+/// this instance does not run to go away: right after a `kill -9` the dead
+/// process's TUN device lingers until the kernel has closed its last file
+/// descriptor.
+pub const TUN_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A device this backend runs.
 struct Running {
     ifindex: u32,
+    /// boringtun's event descriptors, closed once the device is gone (see
+    /// the `fdleak` module).
+    event_fds: Vec<std::os::fd::RawFd>,
     // Drop order matters: the relay closes the control channel first, then the
     // boringtun handle tells its threads to exit.
     relay: UapiRelay,
@@ -126,14 +134,15 @@ impl UserspaceBackend {
             UnixStream::pair().map_err(|e| WgError::io("creating UAPI socketpair", e))?;
         let name = cfg.name.clone();
         let threads = self.threads;
-        let (device, ifindex) = self.worker.run(move || {
+        let (device, ifindex, event_fds) = self.worker.run(move || {
+            let uapi_fd = theirs.into_raw_fd();
             let bt_cfg = boringtun::device::DeviceConfig {
                 n_threads: threads,
                 // Unconnected sockets keep all traffic on the listen sockets,
                 // whose buffers we can size.
                 use_connected_socket: false,
                 use_multi_queue: true,
-                uapi_fd: theirs.into_raw_fd(),
+                uapi_fd,
             };
             let device = boringtun::device::DeviceHandle::new(&name, bt_cfg).map_err(|e| {
                 WgError::Userspace {
@@ -147,7 +156,11 @@ impl UserspaceBackend {
                     detail: "TUN link vanished right after creation".into(),
                 }
             })?;
-            Ok((device, facts.index))
+            Ok((
+                device,
+                facts.index,
+                crate::fdleak::device_event_fds(uapi_fd),
+            ))
         })?;
         let relay = UapiRelay::start(
             &self.socket_path(&cfg.name),
@@ -156,6 +169,7 @@ impl UserspaceBackend {
         )?;
         Ok(Running {
             ifindex,
+            event_fds,
             relay,
             _device: device,
         })
@@ -180,19 +194,62 @@ impl UserspaceBackend {
 
     fn stop(&self, name: &str, running: Running) -> Result<()> {
         let ifindex = running.ifindex;
+        let event_fds = running.event_fds.clone();
         tracing::debug!(device = name, socket = %running.relay.path().display(), "stopping userspace device");
         drop(running);
         let deadline = Instant::now() + LINK_GONE_TIMEOUT;
         loop {
             match self.link(name)? {
                 Some(f) if f.index == ifindex => {}
-                _ => return Ok(()),
+                _ => {
+                    // The TUN link goes only when boringtun's threads have
+                    // dropped the device: its leaked descriptors are free.
+                    let closed = crate::fdleak::close_event_fds(&event_fds, LINK_GONE_TIMEOUT);
+                    tracing::debug!(
+                        device = name,
+                        closed,
+                        "closed descriptors boringtun leaves open"
+                    );
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 // The device threads did not let go in time; remove the link directly.
                 self.worker
                     .run(move || netlink::delete_link(&NlSocket::route()?, ifindex))?;
                 return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A TUN link of this name that this instance does not run is the
+    /// device of a process that died (a restart right after `kill -9`): it
+    /// goes away once the kernel has released the dead process's file
+    /// descriptor, so wait for that (up to [`TUN_RELEASE_TIMEOUT`]) instead
+    /// of refusing. Links of other kinds are never waited for.
+    fn wait_for_released_tun(&self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + TUN_RELEASE_TIMEOUT;
+        let mut waited = false;
+        loop {
+            match self.link(name)? {
+                Some(f) if f.kind.as_deref() == Some("tun") => {}
+                _ => {
+                    if waited {
+                        tracing::info!(
+                            device = name,
+                            "previous process's TUN device released; recreating it"
+                        );
+                    }
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(()); // create_or_adopt then refuses it as not ours
+            }
+            if !waited {
+                tracing::info!(device = name, "TUN device of a previous process still exists; waiting for the kernel to release it");
+                waited = true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -216,6 +273,9 @@ impl WgBackend for UserspaceBackend {
     fn create_or_adopt(&self, cfg: &DeviceConfig) -> Result<DeviceHandle> {
         cfg.validate()?;
         self.ensure_dir()?;
+        if !self.lock()?.contains_key(&cfg.name) {
+            self.wait_for_released_tun(&cfg.name)?;
+        }
         let mut devices = self.lock()?;
         let live = self.link(&cfg.name)?;
         let adopt = match (devices.get(&cfg.name), &live) {

@@ -1,6 +1,9 @@
 //! Kernel backend against a real `wireguard` module, inside a namespace the
-//! test creates. Skipped (with a message) when not root or when the kernel
-//! has no WireGuard support, as on the development machines.
+//! test creates. The development and CI machines have no WireGuard module, so
+//! the test is `#[ignore]`d (reported as ignored, never as a pass); run it with
+//! `cargo test -p overlayd-wg --test kernel_e2e -- --ignored` where the module
+//! is loaded. Run that way, a missing module or missing root is skipped with a
+//! message, or fails under `OVERLAYD_REQUIRE_ROOT=1`.
 
 mod common;
 
@@ -10,9 +13,9 @@ use overlayd_wg::{
 };
 
 #[test]
+#[ignore = "needs the wireguard kernel module; run with --ignored where it is loaded"]
 fn kernel_create_adopt_peer_delete() {
-    if !common::is_root() {
-        eprintln!("skipping kernel_create_adopt_peer_delete: needs root");
+    if !common::need_root("kernel_create_adopt_peer_delete") {
         return;
     }
     let ns = common::Netns::new("k");
@@ -20,7 +23,11 @@ fn kernel_create_adopt_peer_delete() {
     let b = match KernelBackend::with_netns(Some(&ns_path)) {
         Ok(b) => b,
         Err(overlayd_wg::WgError::KernelUnavailable) => {
-            eprintln!("skipping kernel_create_adopt_peer_delete: no wireguard kernel module");
+            overlayd_lab::need(
+                "kernel_create_adopt_peer_delete",
+                false,
+                "no wireguard kernel module",
+            );
             return;
         }
         Err(e) => panic!("{e}"),

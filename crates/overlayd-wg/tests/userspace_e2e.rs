@@ -40,8 +40,7 @@ fn wg_show(dir: &std::path::Path) -> String {
 
 #[test]
 fn two_nodes_ping_over_userspace_wireguard() {
-    if !common::is_root() {
-        eprintln!("skipping two_nodes_ping_over_userspace_wireguard: needs root");
+    if !common::need_root("two_nodes_ping_over_userspace_wireguard") {
         return;
     }
     let (n1, n2) = underlay();
@@ -189,8 +188,7 @@ fn two_nodes_ping_over_userspace_wireguard() {
 
 #[test]
 fn auto_selects_userspace_without_kernel_module_and_refuses_foreign_links() {
-    if !common::is_root() {
-        eprintln!("skipping auto_selects_userspace…: needs root");
+    if !common::need_root("auto_selects_userspace") {
         return;
     }
     let ns = common::Netns::new("s");

@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/overlayd";
 /// Default node-global WireGuard port.
 pub const DEFAULT_WG_PORT: u16 = 51820;
+/// Default cap on simultaneous client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default idle timeout of a client connection, in seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// Resolved configuration of one daemon instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +62,12 @@ pub struct Config {
     pub dns_port: u16,
     /// Upstream resolvers (`ip:port`); empty = from /etc/resolv.conf.
     pub dns_upstreams: Vec<String>,
+    /// Most client connections served at once; further ones get an `err`
+    /// frame and are closed.
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent between requests before it is
+    /// closed (0: never); event subscribers are exempt.
+    pub idle_timeout_secs: u64,
     /// Serve Prometheus metrics over HTTP on this address (`ip:port`, e.g.
     /// `127.0.0.1:9469`); absent = no metrics endpoint.
     pub metrics_listen: Option<String>,
@@ -85,6 +95,8 @@ impl Default for Config {
             dns_listen: Vec::new(),
             dns_port: 53,
             dns_upstreams: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             metrics_listen: None,
         }
     }
@@ -156,6 +168,9 @@ impl Config {
         }
         if self.wg_port == 0 {
             bail!("wg_port must not be 0");
+        }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
         }
         if let Some(mtu) = self.mtu {
             if !(1280..=9000).contains(&mtu) {

@@ -28,11 +28,7 @@ const CHECKS: &[&str] = &[
 ];
 
 fn is_root(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create network namespaces");
-        return false;
-    }
-    true
+    overlayd_lab::need_root(test)
 }
 
 /// Namespaces left by the demo process `pid`.
@@ -200,6 +196,9 @@ fn demo_cleans_up_on_ctrl_c() {
 #[test]
 fn demo_refuses_without_root() {
     if !is_root("demo_non_root") {
+        return;
+    }
+    if !overlayd_lab::need_tool("demo_non_root", "setpriv", "--version") {
         return;
     }
     let out = Command::new("setpriv")

@@ -248,8 +248,7 @@ async fn socket_is_0660_and_peer_credentials_are_checked() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o660);
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping the peer-credential half: needs root to act as another user");
+    if !overlayd_lab::need_root("socket_is_0660_and_peer_credentials_are_checked") {
         let _ = inst.shutdown().await;
         return;
     }

@@ -3,7 +3,8 @@
 //! Attach, in order: validate everything that can be checked (names, target
 //! namespace, bridge, host name free or ours); create the pair in one request
 //! with the host end in the daemon's namespace and the peer created directly in
-//! the container's namespace under its final name; then, through a netlink
+//! the container's namespace under its final name, the host end carrying a MAC
+//! derived from its tag (the kernel ignores `ifalias` at creation); then, through a netlink
 //! connection opened inside the container namespace, address the peer, bring up
 //! `lo` and the peer and add the default route; last, enslave the host end to the
 //! bridge and bring it up. Once the pair exists, any failure (or cancellation of
@@ -87,8 +88,7 @@ pub(crate) async fn attach(
         });
     }
     if let Some(existing) = links::get_by_name(h, &spec.host_ifname).await? {
-        if existing.alias.as_deref() != Some(spec.alias.as_str()) || existing.kind != LinkKind::Veth
-        {
+        if !spec.owns(&existing) {
             return Err(HostError::ForeignLink {
                 name: existing.name,
                 alias: existing.alias,
@@ -105,8 +105,11 @@ pub(crate) async fn attach(
         .mtu(mtu)
         .setns_by_fd(target.fd.as_raw_fd())
         .build();
+    // The MAC is set by this very request (the alias cannot be): identity
+    // from the first instant, see `veth_mac`.
     let msg = LinkVeth::new(&spec.host_ifname, &spec.container_ifname)
         .mtu(mtu)
+        .address(crate::types::veth_mac(&spec.alias).to_vec())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
     if let Err(e) = h.link().add(msg).execute().await {

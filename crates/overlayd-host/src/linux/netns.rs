@@ -41,8 +41,15 @@ impl NsHandle {
     }
 }
 
+/// Opens `path` without ever blocking (a FIFO or a device given as a netns
+/// path must not stall the caller until someone opens its other end) and
+/// reports whether it is an nsfs file.
 fn open_nsfs(path: &Path) -> std::io::Result<(File, bool)> {
-    let file = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
     let is_nsfs = match fstatfs(file.as_fd()) {
         Ok(st) => st.filesystem_type() == NSFS_MAGIC,
         Err(e) => return Err(std::io::Error::from(e)),
@@ -172,4 +179,36 @@ pub(crate) async fn connect_in(ns: Option<Arc<OwnedFd>>) -> Result<NlConn> {
     let (conn, handle, _unsolicited) = rtnetlink::from_socket(socket);
     let task = tokio::spawn(conn);
     Ok(NlConn { handle, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A FIFO given as a netns path is refused at once; a blocking open would
+    /// wait until someone opened its other end, holding up every request.
+    #[test]
+    fn fifo_netns_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("not-a-netns");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let target = NetnsTarget::Path(fifo.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(open_target(&target).map(|_| ()));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO as a netns must not block");
+        assert!(matches!(r, Err(HostError::NotANetns { .. })), "{r:?}");
+        assert!(!target_alive(&NetnsTarget::Path(fifo)).unwrap());
+    }
+
+    #[test]
+    fn regular_file_is_not_a_netns() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let r = open_target(&NetnsTarget::Path(f.path().to_path_buf()));
+        assert!(matches!(r, Err(HostError::NotANetns { .. })), "{r:?}");
+    }
 }

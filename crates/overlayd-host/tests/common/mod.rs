@@ -16,20 +16,12 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Whether the test runs as root (namespaces need it).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Returns early from a test with a clear message when not root.
+/// Returns early from a test with a clear message when not root (or fails
+/// it when `OVERLAYD_REQUIRE_ROOT=1`, see `overlayd_lab::need_root`).
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !common::is_root() {
-            eprintln!(
-                "SKIPPED {}: needs root to create network namespaces",
-                module_path!()
-            );
+        if !overlayd_lab::need_root(module_path!()) {
             return;
         }
     };

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Whether the tests may create host objects.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// Whether the test may create host objects: root, else skipped (or failed
+/// when `OVERLAYD_REQUIRE_ROOT=1`).
+pub fn need_root(test: &str) -> bool {
+    overlayd_lab::need_root(test)
 }
 
 /// Runs a command, returning its output (never panics on non-zero exit).

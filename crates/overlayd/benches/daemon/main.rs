@@ -26,7 +26,6 @@ mod restart;
 mod shell;
 mod stats;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use interrupt::catch_interrupts;
@@ -62,22 +61,11 @@ const DAEMON_TIMEOUT: Duration = Duration::from_secs(60);
 const HELLO_POLL: Duration = Duration::from_millis(2);
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        println!(
-            "daemon bench skipped: it needs root to create network namespaces \
-             (run bench/daemon.sh as root)"
-        );
+    if !overlayd_lab::need_root("daemon bench (run bench/daemon.sh as root)") {
         return;
     }
     for tool in ["ip", "ping"] {
-        if Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            println!("daemon bench skipped: `{tool}` is not installed (run scripts/setup.sh)");
+        if !overlayd_lab::need_tool("daemon bench", tool, "-V") {
             return;
         }
     }

@@ -28,7 +28,14 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
     }
     let mut rows = Vec::new();
     let mut drift = 0;
+    let mut attachment_notes = Vec::new();
     for n in &networks {
+        if let Some(list) = n.extra.get("attachment_drift").and_then(|d| d.as_array()) {
+            for note in list.iter().filter_map(|d| d.as_str()) {
+                drift += 1;
+                attachment_notes.push(format!("{}: {note}", n.owner));
+            }
+        }
         let (state, fix) = if !n.managed {
             (
                 "foreign kind",
@@ -57,6 +64,9 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
     }
     for l in output::render_table(&["OWNER", "KIND", "NAME", "STATE", "SUGGESTED FIX"], &rows) {
         outln!("{l}")?;
+    }
+    for note in &attachment_notes {
+        outln!("ATTACHMENT DRIFT {note}")?;
     }
     outln!(
         "{} recorded network(s), {} with drift",

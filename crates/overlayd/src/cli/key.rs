@@ -21,12 +21,17 @@ pub fn rotate(cli: &Cli, args: &RotateKeyArgs) -> Result<ExitCode> {
     let mut marker = match marker_file.load().context("cannot read the marker")? {
         LoadOutcome::Loaded(m) => Some(m),
         LoadOutcome::Missing => None,
-        LoadOutcome::Quarantined { moved_to, reason } => {
+        LoadOutcome::Quarantined {
+            moved_to,
+            reason,
+            salvaged,
+        } => {
             eprintln!(
-                "overlayd: the marker was corrupt ({reason}); moved to {}; the daemon rebuilds it at start",
-                moved_to.display()
+                "overlayd: the marker was corrupt ({reason}); moved to {}; its {} readable entries were kept, the daemon rebuilds the rest at start",
+                moved_to.display(),
+                salvaged.len()
             );
-            None
+            (!salvaged.is_empty()).then_some(salvaged)
         }
     };
     let kp = NodeKeyFile::rotate(&cfg.data_dir).context("cannot write the new node key")?;

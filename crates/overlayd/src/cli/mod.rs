@@ -147,6 +147,11 @@ pub struct RunArgs {
     /// Only report tagged host objects nothing records; do not delete them.
     #[arg(long)]
     pub no_gc: bool,
+    /// Start even though the state store is missing, empty or damaged while
+    /// the marker records networks: set it aside and rebuild from the marker
+    /// and the live host (leases and peers only the store knew are lost).
+    #[arg(long)]
+    pub rebuild_store: bool,
 }
 
 /// `overlayd doctor`.

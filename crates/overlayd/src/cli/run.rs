@@ -86,7 +86,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let wg = overlayd_wg::select(kind, &uapi_dir).context("cannot start the WireGuard backend")?;
     daemon::run(
         cfg,
-        RunOptions { no_gc: args.no_gc },
+        RunOptions {
+            no_gc: args.no_gc,
+            rebuild_store: args.rebuild_store,
+        },
         Arc::new(host),
         Arc::from(wg),
     )

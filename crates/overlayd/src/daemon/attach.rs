@@ -16,7 +16,7 @@ use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::plan;
-use super::records::{lease_key, Attachment, Lease, ServiceRecord, ALLOC_HOLDER};
+use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord, ALLOC_HOLDER};
 
 /// What `attach_container` asks for.
 #[derive(Debug, Clone)]
@@ -231,20 +231,23 @@ impl Node {
             .store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
         {
-            if existing.network != network.to_string() || existing.service != service {
+            let committed = existing.state == AttachState::Attached;
+            if committed && (existing.network != network.to_string() || existing.service != service)
+            {
                 return Err(OpError::Conflict(format!(
                     "{key} is already attached to {} for service {}; detach it first to move it",
                     existing.network, existing.service
                 )));
             }
-            if self.host.link(&existing.host_ifname).await?.is_some() {
+            if committed && self.attachment_problem(&existing).await?.is_none() {
                 return Ok(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
                 });
             }
-            // Record without its veth (a crash mid-attach): start over.
-            self.drop_attachment(&existing)?;
+            // Half-done (a crash mid-attach or mid-detach) or broken: finish
+            // undoing it, then attach afresh.
+            self.undo_attachment(&existing).await?;
         }
         if !self.host.netns_alive(&target).await? {
             return Err(OpError::NotFound(match &target {
@@ -273,21 +276,39 @@ impl Node {
             guest_private_key: None,
             dns_server,
             dns_domain,
+            state: AttachState::Attaching,
         };
-        // The record and lease are committed first; a crash before the veth
-        // exists leaves a record without a veth, which start-up reclaims.
+        // 1. Lease and `attaching` record in one transaction, before any host
+        //    effect: whatever a crash leaves on the host from here on is
+        //    named by this record (veth name, and MAC derived from its tag).
         let (ip, prefix_len) = self.lease(&network, &key, Some(record.clone()))?;
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
-        let spec = self.veth_spec(&record, &entry, target).await?;
-        if let Err(e) = self.host.attach_veth(&spec).await {
+        // 2. The veth (the host backend deletes it again on its own failure).
+        let made = match self.veth_spec(&record, &entry, target).await {
+            Ok(spec) => self.host.attach_veth(&spec).await.map_err(OpError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = made {
             if let Err(re) = self.drop_attachment(&record) {
-                warn!(error = %re, "rolling back the attachment record failed");
+                warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
             }
-            return Err(e.into());
+            return Err(e);
         }
-        self.register_attachment_names(&record, ip);
+        // 3. Commit point: `attached` and the DNS names in one transaction.
+        //    If it cannot be written, undo the veth: a refused attach
+        //    changes nothing on the host.
+        record.state = AttachState::Attached;
+        if let Err(e) = self.commit_attached(&record, ip) {
+            if let Err(de) = self.host.detach_veth(&host_ifname).await {
+                warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
+            }
+            if let Err(re) = self.drop_attachment(&record) {
+                warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
+            }
+            return Err(e);
+        }
         info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
         Ok(Response::Attached {
             ip: ip.to_string(),
@@ -393,23 +414,23 @@ impl Node {
         })
     }
 
-    /// Register the container's name and its service's name (when the
-    /// service name is a valid DNS label) for its address.
-    fn register_attachment_names(&self, a: &Attachment, ip: IpAddr) {
+    /// Mark an attachment `attached` and register the container's name and
+    /// its service's name (when the service name is a valid DNS label) for
+    /// its address, in one store transaction.
+    fn commit_attached(&self, a: &Attachment, ip: IpAddr) -> OpResult<()> {
         let keys = self.attachment_dns_keys(a);
-        let stored = self.store.write(|tx| {
+        let key = a.handle.key();
+        self.store.write(|tx| {
+            tx.put(Table::Attachments, &key, a)?;
             for k in &keys {
                 put_dns_ip(tx, k, ip)?;
             }
             Ok(())
-        });
-        if let Err(e) = stored {
-            warn!(error = %e, "cannot register DNS names for attachment");
-            return;
-        }
+        })?;
         for k in &keys {
             let _ = self.records.add(k, ip);
         }
+        Ok(())
     }
 
     /// Zone keys of an attachment's DNS name and its service's name (when
@@ -460,11 +481,13 @@ impl Node {
         Ok(())
     }
 
-    /// `detach_container`: idempotent. The veth goes first, then the record,
-    /// so a crash in between leaves a record without a veth (reclaimed at start).
+    /// `detach_container`: idempotent. The record is marked `detaching`
+    /// first (a refused detach — the store cannot write — touches nothing on
+    /// the host), then the veth goes, then the record and lease. Past the
+    /// mark, a crash or failure is finished by start-up or the periodic check.
     pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
         let key = handle.key();
-        let Some(a) = self
+        let Some(mut a) = self
             .store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
         else {
@@ -472,24 +495,22 @@ impl Node {
         };
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
-        } else {
-            self.delete_attachment_veth(&a).await?;
+            self.drop_attachment(&a)?;
+            info!(handle = %key, ip = %a.ip, "guest detached");
+            return Ok(Response::Ok);
         }
-        self.drop_attachment(&a)?;
+        if a.state != AttachState::Detaching {
+            a.state = AttachState::Detaching;
+            self.store
+                .write(|tx| tx.put(Table::Attachments, &key, &a))?;
+        }
+        self.delete_attachment_veth(&a).await?;
+        if let Err(e) = self.drop_attachment(&a) {
+            // The detach is decided and durable; only the bookkeeping lags.
+            warn!(handle = %key, error = %e, "veth removed; the record and lease are released by the periodic check");
+        }
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)
-    }
-
-    /// Delete an attachment's veth if it is there and carries its tag.
-    pub async fn delete_attachment_veth(&self, a: &Attachment) -> OpResult<()> {
-        if let Some(link) = self.host.link(&a.host_ifname).await? {
-            if plan::attach_tag_matches(link.alias.as_deref(), &a.handle.key(), &a.id) {
-                self.host.detach_veth(&a.host_ifname).await?;
-            } else {
-                warn!(veth = %a.host_ifname, "link with the attachment's name is not tagged as ours; left alone");
-            }
-        }
-        Ok(())
     }
 }
 

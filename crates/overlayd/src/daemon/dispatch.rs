@@ -35,7 +35,8 @@ impl Dispatcher {
                 r
             }
             Err(e) => {
-                warn!(op, error = %e, "request failed");
+                let error = e.to_string();
+                warn!(op, error = %super::error::clip(&error, super::error::LOG_ECHO_MAX), "request failed");
                 Response::err_with_code(e.code(), e.to_string())
             }
         }
@@ -64,6 +65,26 @@ impl Dispatcher {
                 let mut node = self.node.lock().await;
                 node.check_peer_health(std::time::SystemTime::now()).await;
                 Ok(Response::Ok)
+            }
+            Request::AddPeer {
+                public_key,
+                endpoint,
+                allowed_ips,
+                persistent_keepalive_secs,
+                scope,
+            } if endpoint.parse::<std::net::SocketAddr>().is_err() => {
+                // Name resolution outside the node lock: a slow or dead
+                // resolver holds up only this request.
+                let ep = super::overlay::parse_endpoint(&endpoint).await?;
+                let mut node = self.node.lock().await;
+                node.handle(Request::AddPeer {
+                    public_key,
+                    endpoint: ep.to_string(),
+                    allowed_ips,
+                    persistent_keepalive_secs,
+                    scope,
+                })
+                .await
             }
             other => {
                 let mut node = self.node.lock().await;

@@ -59,3 +59,34 @@ impl OpError {
 
 /// Result of an operation.
 pub type OpResult<T> = Result<T, OpError>;
+
+/// Most bytes of client-supplied text a log line repeats.
+pub const LOG_ECHO_MAX: usize = 256;
+
+/// `s` cut to at most `max` bytes (on a character boundary) with a note of
+/// how much was left out: error messages may echo a client's input, and a
+/// log must not grow by a client's 8 MiB frame per request.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} more bytes)", &s[..end], s.len() - end))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::clip;
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary() {
+        assert_eq!(clip("short", 256), "short");
+        let long = "é".repeat(1000);
+        let c = clip(&long, 255);
+        assert!(c.len() < 300, "{}", c.len());
+        assert!(c.ends_with("(1746 more bytes)"), "{c}");
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod address_plan;
 pub mod attach;
+pub mod attach_state;
 pub mod dispatch;
 pub mod dns;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod purge;
 pub mod reconcile;
 pub mod records;
 pub mod server;
+pub mod state_files;
 pub mod views;
 
 use std::sync::Arc;
@@ -41,6 +43,9 @@ use node::Node;
 pub struct RunOptions {
     /// Only report tagged orphans instead of deleting them.
     pub no_gc: bool,
+    /// Set a missing, empty or damaged state store aside and start afresh
+    /// (`overlayd run --rebuild-store`); without it such a store is refused.
+    pub rebuild_store: bool,
 }
 
 /// Run the daemon until SIGTERM, SIGINT or a `shutdown` request.
@@ -52,10 +57,10 @@ pub async fn run(
 ) -> Result<()> {
     let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host, wg, events.clone())
+    let mut node = Node::open(cfg.clone(), host, wg, events.clone(), opts.rebuild_store)
         .await
         .context("cannot load overlayd state")?;
-    let report = node.reconcile(!opts.no_gc && cfg.gc).await;
+    let report = node.reconcile(!opts.no_gc && node.cfg.gc).await;
     info!(
         adopted = report.adopted,
         recreated = report.recreated,
@@ -87,7 +92,12 @@ pub async fn run(
     };
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
     let signals = spawn_signal_watch(stop_tx.clone())?;
-    server::serve(listener, dispatcher, policy, events, stop_rx).await;
+    let limits = server::ConnLimits {
+        max_connections: cfg.max_connections,
+        idle_timeout: (cfg.idle_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(cfg.idle_timeout_secs)),
+    };
+    server::serve(listener, dispatcher, policy, events, stop_rx, limits).await;
 
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use overlayd_host::Host;
 use overlayd_proto::{Event, Request, Response};
 use overlayd_state::{
-    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, NodeKeyFile, Owner, PortBand,
-    Store, Table,
+    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, Owner, PortBand, Store, Table,
 };
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
@@ -54,31 +53,47 @@ impl Node {
     /// Load (or create) everything from the data dir. A corrupt marker is
     /// quarantined and rebuilt from the host at reconcile time; a marker of a
     /// newer version is refused.
+    ///
+    /// The store and node key are checked against the marker
+    /// ([`super::state_files`]); `rebuild_store` lets a lost or damaged
+    /// store be set aside and started afresh (gc is then off for this run,
+    /// so live containers' veths that only the lost store recorded survive).
     pub async fn open(
-        cfg: Config,
+        mut cfg: Config,
         host: Arc<dyn Host>,
         wg: Arc<dyn overlayd_wg::WgBackend>,
         events: broadcast::Sender<Event>,
+        rebuild_store: bool,
     ) -> anyhow::Result<Self> {
         let data = DataDir::new(&cfg.data_dir);
         let marker_file = MarkerFile::new(&cfg.data_dir);
         let (marker, rebuild_marker) = match marker_file.load()? {
             LoadOutcome::Loaded(m) => (m, false),
             LoadOutcome::Missing => (Marker::default(), true),
-            LoadOutcome::Quarantined { moved_to, reason } => {
+            LoadOutcome::Quarantined {
+                moved_to,
+                reason,
+                salvaged,
+            } => {
                 error!(
                     moved_to = %moved_to.display(),
                     %reason,
-                    "network-state marker was corrupt: quarantined it; rebuilding from host objects tagged by overlayd"
+                    kept = salvaged.len(),
+                    "network-state marker was corrupt: quarantined it, kept every readable entry; rebuilding the rest from host objects tagged by overlayd"
                 );
-                (Marker::default(), true)
+                (salvaged, true)
             }
         };
         for e in marker.iter().filter(|e| !e.is_linux_managed()) {
             warn!(owner = %e.owner, kind = %e.kind, "marker entry of a kind this platform cannot manage: kept untouched");
         }
-        let store = Store::open(&cfg.data_dir)?;
-        let key = NodeKeyFile::load_or_create(&cfg.data_dir)?;
+        let (store, rebuilt) =
+            super::state_files::open_store(&cfg.data_dir, &marker, rebuild_store)?;
+        if rebuilt {
+            warn!("state store rebuilt: tagged objects nothing records are reported, not deleted, until the next start");
+            cfg.gc = false;
+        }
+        let key = super::state_files::load_node_key(&cfg.data_dir, &marker)?;
         let global_port = store
             .read(|tx| {
                 tx.get::<super::records::GlobalRecord>(Table::Global, super::records::GLOBAL_KEY)
@@ -290,7 +305,7 @@ impl Node {
                     recreated: n(r.recreated),
                     created: n(r.created),
                     orphans: n(r.orphans),
-                    reclaimed: n(r.reclaimed),
+                    reclaimed: n(r.reclaimed + r.finished + r.replugged),
                     conflicts: n(r.conflicts),
                 })
             }

@@ -44,7 +44,12 @@ pub fn parse_pubkey(s: &str) -> OpResult<[u8; 32]> {
     })
 }
 
-/// Parse `host:port`.
+/// How long resolving a peer endpoint's host name may take.
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Parse `host:port`, resolving a host name (at most [`RESOLVE_TIMEOUT`]).
+/// The dispatcher resolves names before it takes the node lock, so a slow
+/// resolver delays only the request that named the host.
 pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -59,8 +64,14 @@ pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
     if host.is_empty() {
         return Err(bad());
     }
-    tokio::net::lookup_host(s)
+    tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s))
         .await
+        .map_err(|_| {
+            OpError::Invalid(format!(
+                "endpoint {s:?}: resolving {host} took longer than {}s; give an IP address",
+                RESOLVE_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| OpError::Invalid(format!("endpoint {s:?}: cannot resolve {host}: {e}")))?
         .next()
         .ok_or_else(bad)

@@ -27,12 +27,17 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
     let entries = match marker_file.load() {
         Ok(LoadOutcome::Loaded(m)) => m.iter().cloned().collect::<Vec<_>>(),
         Ok(LoadOutcome::Missing) => Vec::new(),
-        Ok(LoadOutcome::Quarantined { moved_to, reason }) => {
+        Ok(LoadOutcome::Quarantined {
+            moved_to,
+            reason,
+            salvaged,
+        }) => {
             r.lines.push(format!(
-                "marker was corrupt ({reason}); moved to {}; sweeping tagged objects instead",
-                moved_to.display()
+                "marker was corrupt ({reason}); moved to {}; {} readable entries kept, sweeping tagged objects for the rest",
+                moved_to.display(),
+                salvaged.len()
             ));
-            Vec::new()
+            salvaged.iter().cloned().collect()
         }
         Err(e) => {
             r.errors.push(format!("cannot read the marker: {e}"));

@@ -20,7 +20,7 @@ use super::attach::netns_target;
 use super::error::OpResult;
 use super::node::Node;
 use super::plan;
-use super::records::{Attachment, IsolationRecord, ServiceRecord};
+use super::records::{AttachState, Attachment, IsolationRecord, ServiceRecord};
 
 /// What a reconcile pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,6 +42,10 @@ pub struct ReconcileReport {
     pub conflicts: usize,
     /// Entries rebuilt from host tags after a lost or corrupt marker.
     pub rebuilt: usize,
+    /// Interrupted attaches rolled back and interrupted detaches completed.
+    pub finished: usize,
+    /// Attached containers whose veth was down or off its bridge, plugged in again.
+    pub replugged: usize,
 }
 
 fn live_view(links: &[LinkInfo], addrs: impl Fn(&LinkInfo) -> Vec<ipnet::IpNet>) -> Vec<LiveLink> {
@@ -353,20 +357,23 @@ impl Node {
         }
     }
 
-    /// Reclaim attachments whose container is gone or whose veth vanished,
-    /// and orphan veths that carry our tag but no record.
+    /// Finish interrupted attaches (rolled back) and detaches (completed),
+    /// reclaim attachments whose container is gone or whose veth vanished,
+    /// delete orphan veths that carry our tag but no record, and plug in
+    /// again attached veths someone unplugged.
     pub async fn reconcile_attachments(
         &mut self,
         gc: bool,
         rep: &mut ReconcileReport,
     ) -> OpResult<()> {
+        rep.finished += self.finish_half_done().await?;
         let (_, live) = self.live(false).await?;
         // Guests run their own WireGuard: no veth, nothing to reconcile here.
         let atts: Vec<(String, Attachment)> = self
             .store
             .read(|tx| tx.list::<Attachment>(Table::Attachments))?
             .into_iter()
-            .filter(|(_, a)| a.guest_private_key.is_none())
+            .filter(|(_, a)| a.guest_private_key.is_none() && a.state == AttachState::Attached)
             .collect();
         let mut records = Vec::with_capacity(atts.len());
         for (key, a) in &atts {
@@ -420,6 +427,7 @@ impl Node {
                 }
             }
         }
+        rep.replugged += self.replug_unplugged().await?;
         Ok(())
     }
 

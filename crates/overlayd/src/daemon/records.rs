@@ -66,6 +66,30 @@ pub fn lease_key(network: &str, ip: &str) -> String {
     format!("{network}|{ip}")
 }
 
+/// Where an attachment is in its life (the crash-safe state machine of
+/// docs/architecture.md, "Order of effects"). Written durably *before* the
+/// host effect it announces, so a crash at any instruction leaves a record
+/// that says which way to finish: an `attaching` record is rolled back, a
+/// `detaching` one completed, at start-up and by the periodic check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachState {
+    /// Lease and record committed; the veth may exist in any half-made state.
+    Attaching,
+    /// The veth is complete (records written before states existed load as this).
+    #[default]
+    Attached,
+    /// Detach decided; the veth may or may not still exist.
+    Detaching,
+}
+
+impl AttachState {
+    /// Whether this is [`AttachState::Attached`] (omitted from the record then).
+    pub fn is_attached(&self) -> bool {
+        *self == AttachState::Attached
+    }
+}
+
 /// An attached container (`Table::Attachments`, key = handle key).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
@@ -96,6 +120,9 @@ pub struct Attachment {
     /// DNS domain the runtime asked for at attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_domain: Option<String>,
+    /// Phase of attach/detach the host may be in.
+    #[serde(default, skip_serializing_if = "AttachState::is_attached")]
+    pub state: AttachState,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -158,6 +185,7 @@ impl std::fmt::Debug for Attachment {
             .field("dns_name", &self.dns_name)
             .field("dns_server", &self.dns_server)
             .field("dns_domain", &self.dns_domain)
+            .field("state", &self.state)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),

@@ -1,10 +1,18 @@
 //! The IPC server: a Unix socket created `0660` before anyone can connect,
 //! peer credentials checked on accept, one task per connection so a slow
 //! client never blocks the others, and events pushed to subscribers.
+//!
+//! Resources are bounded: at most [`ConnLimits::max_connections`] clients
+//! are served at once (the next one gets an `err` frame and is closed), a
+//! connection silent for [`ConnLimits::idle_timeout`] is closed, and a
+//! failing `accept` (out of file descriptors, say) backs off instead of
+//! spinning and logs at most once a second.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use overlayd_proto::{
@@ -94,6 +102,41 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Limits on client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Close a connection silent this long between requests (event
+    /// subscribers are exempt); `None` never does.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(Duration::from_secs(
+                crate::config::DEFAULT_IDLE_TIMEOUT_SECS,
+            )),
+        }
+    }
+}
+
+/// First pause after a failed `accept`; doubled per further failure.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause after failed `accept`s.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Counts a served connection while alive.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serve connections until `stop` turns true.
 pub async fn serve(
     listener: UnixListener,
@@ -101,7 +144,13 @@ pub async fn serve(
     policy: AccessPolicy,
     events: broadcast::Sender<Event>,
     mut stop: watch::Receiver<bool>,
+    limits: ConnLimits,
 ) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
+    let mut backoff = Duration::ZERO;
+    let mut last_warning: Option<Instant> = None;
+    let mut failures = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -109,9 +158,22 @@ pub async fn serve(
             }
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff = Duration::ZERO;
+                        a
+                    }
                     Err(e) => {
-                        warn!(error = %e, "accept failed");
+                        failures += 1;
+                        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            warn!(error = %e, failures, "accept failed; backing off");
+                            last_warning = Some(Instant::now());
+                            failures = 0;
+                        }
+                        backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => {}
+                        }
                         continue;
                     }
                 };
@@ -127,17 +189,69 @@ pub async fn serve(
                     tokio::spawn(reject(stream));
                     continue;
                 }
+                if active.load(Ordering::Acquire) >= limits.max_connections {
+                    refuse_busy(stream, limits.max_connections, &refusing);
+                    continue;
+                }
+                active.fetch_add(1, Ordering::AcqRel);
+                let counted = Active(active.clone());
                 let d = dispatcher.clone();
                 let ev = events.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, d, ev, stop).await {
+                    let _counted = counted;
+                    if let Err(e) = connection(stream, d, ev, stop, limits.idle_timeout).await {
                         debug!(error = %e, "connection closed");
                     }
                 });
             }
         }
     }
+}
+
+/// Most refused connections kept open at once while they are told why.
+const MAX_REFUSING: usize = 64;
+/// How long a refused connection is kept open for its request to arrive.
+const REFUSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Tell a client over the connection cap why it is refused: the answer is
+/// written at once, then its request is drained (bounded in time and size)
+/// so its own write does not fail before it reads the answer. At most
+/// [`MAX_REFUSING`] such connections linger; beyond that they are closed.
+fn refuse_busy(stream: UnixStream, max: usize, refusing: &Arc<AtomicUsize>) {
+    debug!(max, "connection refused: connection cap reached");
+    if refusing.load(Ordering::Acquire) >= MAX_REFUSING {
+        return;
+    }
+    refusing.fetch_add(1, Ordering::AcqRel);
+    let counted = Active(refusing.clone());
+    tokio::spawn(async move {
+        let _counted = counted;
+        let mut stream = stream;
+        let body = encode_frame(&Frame::Response {
+            id: 0,
+            response: Response::err_with_code(
+                overlayd_proto::ErrorCode::Unavailable,
+                format!(
+                    "overlayd is serving its maximum of {max} connections (max_connections); retry later"
+                ),
+            ),
+        });
+        let _ = tokio::time::timeout(REFUSE_LINGER, async {
+            write_frame(&mut stream, &body).await?;
+            let mut sink = [0u8; 4096];
+            let mut total = 0usize;
+            loop {
+                use tokio::io::AsyncReadExt;
+                let n = stream.read(&mut sink).await?;
+                total += n;
+                if n == 0 || total > 64 * 1024 {
+                    return Ok::<(), FrameError>(());
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Refuse a peer: read its first request (briefly) so the answer can echo
@@ -171,6 +285,7 @@ async fn connection(
     dispatcher: Arc<Dispatcher>,
     events: broadcast::Sender<Event>,
     mut stop: watch::Receiver<bool>,
+    idle_timeout: Option<Duration>,
 ) -> Result<(), FrameError> {
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -184,9 +299,15 @@ async fn connection(
     });
     let mut subscribed = false;
     let result = loop {
+        // Subscribers wait for events, not requests: no idle limit for them.
+        let idle = idle_timeout.filter(|_| !subscribed);
         let body = tokio::select! {
             r = read_frame(&mut rd) => r,
             _ = stop.changed() => break Ok(()),
+            _ = sleep_or_never(idle) => {
+                debug!("closing a connection idle for {:?}", idle.unwrap_or_default());
+                break Ok(());
+            }
         };
         let body = match body {
             Ok(Some(b)) => b,
@@ -232,6 +353,13 @@ async fn connection(
     drop(out_tx);
     let _ = writer.await;
     result
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn spawn_event_pump(mut rx: broadcast::Receiver<Event>, out: tokio::sync::mpsc::Sender<Vec<u8>>) {

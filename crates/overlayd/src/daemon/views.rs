@@ -9,11 +9,12 @@ use overlayd_proto::{DedicatedServiceStatus, NetworkView, PeerStatus, Response, 
 use overlayd_state::{Owner, Table};
 use serde_json::{json, Map};
 
+use super::attach_state::attachment_problem;
 use super::error::OpResult;
 use super::node::Node;
 use super::overlay::wg_call;
 use super::plan;
-use super::records::{PeerRecord, ServiceRecord};
+use super::records::{Attachment, PeerRecord, ServiceRecord};
 
 impl Node {
     /// Live peers of a device, as the protocol reports them.
@@ -96,12 +97,32 @@ impl Node {
     /// `list_networks`.
     pub async fn list_networks(&self) -> OpResult<Response> {
         let links = self.host.links().await?;
+        let attachments: Vec<Attachment> = self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
         let collisions = self.subnet_collisions();
         let mut networks = Vec::with_capacity(self.marker.len());
         for e in self.marker.iter() {
             let managed = e.is_linux_managed();
             let live = links.iter().find(|l| l.name == e.name);
             let mut extra = Map::new();
+            if managed {
+                let owner = e.owner.to_string();
+                let drift: Vec<String> = attachments
+                    .iter()
+                    .filter(|a| a.network == owner)
+                    .filter_map(|a| {
+                        let veth = links.iter().find(|l| l.name == a.host_ifname);
+                        attachment_problem(a, veth, live)
+                    })
+                    .collect();
+                if !drift.is_empty() {
+                    extra.insert("attachment_drift".into(), json!(drift));
+                }
+            }
             let present = match live {
                 Some(l) if managed => {
                     extra.insert("ifindex".into(), json!(l.index));

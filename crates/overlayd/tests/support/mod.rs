@@ -17,16 +17,9 @@ use overlayd_proto::{Request, Response};
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// True when the tests may create namespaces (root and `ip` present).
+/// Otherwise the test is skipped, or fails under `OVERLAYD_REQUIRE_ROOT=1`.
 pub fn can_run_root_tests(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create network namespaces");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipping {test}: iproute2 (`ip`) is not installed");
-        return false;
-    }
-    true
+    overlayd_lab::need_root(test) && overlayd_lab::need_tool(test, "ip", "-V")
 }
 
 /// A unique short name for this run.
