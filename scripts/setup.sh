@@ -9,6 +9,10 @@ command -v wg >/dev/null || need+=(wireguard-tools)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+# Cluster mode: etcd-client's build needs protoc; its tests run Debian's etcd 3.4.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing packages ${need[*]}; run as root (or install them) first" >&2

@@ -25,6 +25,13 @@ pub enum Event {
         /// New `host:port`.
         endpoint: String,
     },
+    /// **ext**: cluster mode lost (or regained) etcd; the data plane is kept.
+    ClusterDegraded {
+        /// Whether the node is degraded now.
+        degraded: bool,
+        /// Why, when degraded.
+        reason: String,
+    },
 }
 
 /// One frame on the wire.
@@ -125,4 +132,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "cluster_status",
+    "cluster_leave",
 ];

@@ -13,7 +13,8 @@ pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
-    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response, StatusInfo,
+    ClusterMemberView, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,
+    PeerStatus, Response, StatusInfo,
 };
 
 /// The protocol version this build speaks.
@@ -31,4 +32,6 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "cluster_status",
+    "cluster_leave",
 ];

@@ -280,6 +280,15 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: cluster mode's view: members, this node's leases, etcd health.
+    ClusterStatus,
+    /// **ext**: leave the cluster gracefully (drop the presence; keep the
+    /// slice lease unless `release`).
+    ClusterLeave {
+        /// Also give up the slice and service subnet leases.
+        #[serde(default)]
+        release: bool,
+    },
 }
 
 impl Request {
@@ -313,6 +322,8 @@ impl Request {
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
+            Request::ClusterStatus => "cluster_status",
+            Request::ClusterLeave { .. } => "cluster_leave",
         }
     }
 }

@@ -117,6 +117,22 @@ pub fn print(r: &Response, json: bool) -> Result<()> {
                 .collect();
             table(&["NAME", "ADDRESSES"], &rows);
         }
+        Response::ClusterStatus {
+            node_name,
+            degraded,
+            reason,
+            slice,
+            subnets,
+            members,
+            ..
+        } => super::cluster::print_status(
+            node_name,
+            *degraded,
+            reason,
+            slice.as_deref(),
+            subnets,
+            members,
+        ),
         Response::IsolationNetwork {
             network,
             subnet,

@@ -2,6 +2,7 @@
 //! that leaves every host network in place.
 
 pub mod attach;
+pub mod cluster;
 pub mod dispatch;
 pub mod dns;
 pub mod error;
@@ -50,6 +51,8 @@ pub async fn run(
     let mut node = Node::open(cfg.clone(), host, wg, events.clone())
         .await
         .context("cannot load overlayd state")?;
+    let cluster = cluster::connect(&cfg).await?;
+    node.cluster = cluster.clone();
     let report = node.reconcile(!opts.no_gc && cfg.gc).await;
     info!(
         adopted = report.adopted,
@@ -72,12 +75,17 @@ pub async fn run(
     notify_ready();
 
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
+    let cluster_task =
+        cluster.map(|h| cluster::driver::spawn(h, node.clone(), events.clone(), stop_rx.clone()));
     let signals = spawn_signal_watch(stop_tx.clone())?;
     server::serve(listener, dispatcher, policy, events, stop_rx).await;
 
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();
     checker.abort();
+    if let Some(t) = cluster_task {
+        t.abort();
+    }
     let node = node.lock().await;
     if let Err(e) = node.flush() {
         warn!(error = %e, "flushing state at stop failed");

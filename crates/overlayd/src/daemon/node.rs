@@ -48,6 +48,8 @@ pub struct Node {
     /// Set when the marker was quarantined or missing while the store
     /// recorded networks: entries are rebuilt from host tags at reconcile.
     pub rebuild_marker: bool,
+    /// Cluster mode, when `[cluster]` is configured.
+    pub cluster: Option<Arc<super::cluster::ClusterHandle>>,
 }
 
 impl Node {
@@ -103,6 +105,7 @@ impl Node {
             records,
             dns,
             rebuild_marker,
+            cluster: None,
         })
     }
 
@@ -212,11 +215,18 @@ impl Node {
                 wg_port,
                 nat_enabled,
             } => {
-                let slice_cidr = slice_cidr.ok_or_else(|| {
-                    OpError::Invalid(
+                let requested = slice_cidr
+                    .as_deref()
+                    .map(super::plan::parse_cidr)
+                    .transpose()?;
+                let leased = self.cluster_slice(&cluster_cidr, requested).await?;
+                let slice_cidr = match (slice_cidr, leased) {
+                    (_, Some(s)) => s.to_string(),
+                    (Some(s), None) => s,
+                    (None, None) => return Err(OpError::Invalid(
                         "slice_cidr is required: give this node's slice of the cluster CIDR (e.g. 10.200.1.0/24)".into(),
-                    )
-                })?;
+                    )),
+                };
                 self.setup_global(super::records::GlobalRecord {
                     deployment,
                     instance_id,
@@ -271,6 +281,8 @@ impl Node {
                     conflicts: n(r.conflicts),
                 })
             }
+            Request::ClusterStatus => self.cluster_status().await,
+            Request::ClusterLeave { release } => self.cluster_leave(release).await,
             Request::Hello { .. }
             | Request::Shutdown
             | Request::SubscribeEvents
