@@ -1,15 +1,17 @@
 //! [`ClusterStore`] on etcd v3 through the `etcd-client` crate (gRPC).
 //! Works against etcd 3.4 (Debian's `etcd-server`) and later.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
     Certificate, Client, Compare as ECompare, CompareOp, ConnectOptions, EventType, GetOptions,
-    Identity, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    Identity, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 
 use crate::store::{
     ClusterStore, Compare, KeyValue, Op, StoreError, StoreResult, WatchEvent, WatchItem,
@@ -26,10 +28,17 @@ pub struct EtcdTls {
     pub key_file: Option<PathBuf>,
 }
 
+/// One open keep-alive stream per lease.
+type Keepers = HashMap<i64, (LeaseKeeper, LeaseKeepAliveStream)>;
+
 /// A connection to an etcd cluster.
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// Keep-alive streams are long-lived (etcd expects one stream per
+    /// lease; opening and dropping one per refresh breaks the connection).
+    keepers: Arc<Mutex<Keepers>>,
+    timeout: Duration,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -99,7 +108,11 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(opts))
             .await
             .map_err(unavailable)?;
-        Ok(EtcdStore { client })
+        Ok(EtcdStore {
+            client,
+            keepers: Arc::new(Mutex::new(HashMap::new())),
+            timeout,
+        })
     }
 
     /// Compact history at `revision` (tests and operators use this).
@@ -174,21 +187,56 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn keep_alive(&self, lease: i64) -> StoreResult<i64> {
-        let (mut keeper, mut stream) = self
-            .client
-            .lease_client()
-            .keep_alive(lease)
-            .await
-            .map_err(unavailable)?;
-        // keep_alive() already sent the first request; wait for its answer.
-        let _ = &mut keeper;
-        match stream.message().await.map_err(unavailable)? {
-            Some(r) => Ok(r.ttl().max(0)),
-            None => Err(StoreError::Unavailable("keep-alive stream closed".into())),
+        let mut keepers = self.keepers.lock().await;
+        let reply = match keepers.get_mut(&lease) {
+            Some((keeper, stream)) => match keeper.keep_alive().await {
+                Ok(()) => tokio::time::timeout(self.timeout, stream.message())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(etcd_client::Error::LeaseKeepAliveError("timed out".into()))
+                    }),
+                Err(e) => Err(e),
+            },
+            None => Err(etcd_client::Error::LeaseKeepAliveError(
+                "no stream yet".into(),
+            )),
+        };
+        let reply = match reply {
+            Ok(Some(r)) => r,
+            _ => {
+                // No stream yet, or it broke: open a fresh one. Opening
+                // consumes the first answer (and fails for a gone lease);
+                // refresh once more on it to learn the TTL.
+                keepers.remove(&lease);
+                let (mut keeper, mut stream) =
+                    match self.client.lease_client().keep_alive(lease).await {
+                        Ok(ks) => ks,
+                        Err(etcd_client::Error::LeaseKeepAliveError(m))
+                            if m.contains("not found") =>
+                        {
+                            return Ok(0)
+                        }
+                        Err(e) => return Err(unavailable(e)),
+                    };
+                keeper.keep_alive().await.map_err(unavailable)?;
+                let r = tokio::time::timeout(self.timeout, stream.message())
+                    .await
+                    .map_err(|_| StoreError::Unavailable("keep-alive timed out".into()))?
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Unavailable("keep-alive stream closed".into()))?;
+                keepers.insert(lease, (keeper, stream));
+                r
+            }
+        };
+        let ttl = reply.ttl().max(0);
+        if ttl == 0 {
+            keepers.remove(&lease);
         }
+        Ok(ttl)
     }
 
     async fn revoke(&self, lease: i64) -> StoreResult<()> {
+        self.keepers.lock().await.remove(&lease);
         match self.client.lease_client().revoke(lease).await {
             Ok(_) => Ok(()),
             Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
