@@ -134,4 +134,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "inspect_attachment",
     "cluster_status",
     "cluster_leave",
+    "move_network",
 ];

@@ -34,4 +34,5 @@ pub const EXTENSIONS: &[&str] = &[
     "inspect_attachment",
     "cluster_status",
     "cluster_leave",
+    "move_network",
 ];

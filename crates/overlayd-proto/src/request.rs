@@ -289,6 +289,18 @@ pub enum Request {
         #[serde(default)]
         release: bool,
     },
+    /// **ext**: give a recorded network (`service:<name>`, `iso:<net>`,
+    /// `shared-nat`) another subnet — the explicit fix when two nodes use
+    /// the same one. Refused while containers are attached. Answers
+    /// `networks` with the moved network.
+    MoveNetwork {
+        /// The network's owner string.
+        network: String,
+        /// The subnet to move to; absent = the next one the address plan
+        /// (or `local_pool`) offers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+    },
 }
 
 impl Request {
@@ -324,6 +336,7 @@ impl Request {
             Request::InspectAttachment { .. } => "inspect_attachment",
             Request::ClusterStatus => "cluster_status",
             Request::ClusterLeave { .. } => "cluster_leave",
+            Request::MoveNetwork { .. } => "move_network",
         }
     }
 }

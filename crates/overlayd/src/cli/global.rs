@@ -16,8 +16,9 @@ pub enum GlobalCmd {
         /// Cluster CIDR.
         #[arg(long)]
         cidr: String,
-        /// This node's slice of the cluster CIDR (in cluster mode leased
-        /// from etcd when left out).
+        /// This node's slice of the cluster CIDR; without it the address
+        /// plan derives one unique to this node (and keeps it) — in cluster
+        /// mode it is leased from etcd instead.
         #[arg(long)]
         slice: Option<String>,
         /// WireGuard listen port.

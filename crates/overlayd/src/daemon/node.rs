@@ -215,6 +215,9 @@ impl Node {
                 wg_port,
                 nat_enabled,
             } => {
+                // ZLayer's daemon never sends a slice: the address plan
+                // picks (and records) one unique to this node; in cluster
+                // mode the slice is leased from etcd instead.
                 let requested = slice_cidr
                     .as_deref()
                     .map(super::plan::parse_cidr)
@@ -223,9 +226,7 @@ impl Node {
                 let slice_cidr = match (slice_cidr, leased) {
                     (_, Some(s)) => s.to_string(),
                     (Some(s), None) => s,
-                    (None, None) => return Err(OpError::Invalid(
-                        "slice_cidr is required: give this node's slice of the cluster CIDR (e.g. 10.200.1.0/24)".into(),
-                    )),
+                    (None, None) => self.planned_slice(&cluster_cidr)?,
                 };
                 self.setup_global(super::records::GlobalRecord {
                     deployment,
@@ -283,6 +284,9 @@ impl Node {
             }
             Request::ClusterStatus => self.cluster_status().await,
             Request::ClusterLeave { release } => self.cluster_leave(release).await,
+            Request::MoveNetwork { network, subnet } => {
+                self.move_network(&network, subnet.as_deref()).await
+            }
             Request::Hello { .. }
             | Request::Shutdown
             | Request::SubscribeEvents

@@ -22,12 +22,6 @@ use crate::config::Config;
 
 /// Cluster CIDR every node of a cluster uses (the SPEC's default).
 pub const CLUSTER_CIDR: &str = "10.200.0.0/16";
-/// Prefix length of node slices.
-pub const SLICE_PREFIX_LEN: u8 = 24;
-/// Range cross-node (dedicated) service subnets are leased from.
-pub const SERVICE_RANGE: &str = "10.202.0.0/16";
-/// Prefix length of service subnets.
-pub const SERVICE_PREFIX_LEN: u8 = 24;
 /// Per-request timeout towards etcd.
 pub const ETCD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Keepalive of cluster-managed peers (keeps NAT mappings and health fresh).
@@ -47,14 +41,15 @@ pub struct ClusterHandle {
     pub remote_dns: StdMutex<BTreeMap<String, Vec<String>>>,
 }
 
-/// The cluster-wide parameters this node brings: the single place that maps
-/// the daemon's address plan to cluster mode's.
+/// The cluster-wide parameters this node brings: the address plan's ranges
+/// (`slice_prefix_len`, `service_range`, `service_prefix_len`), leased from
+/// etcd instead of derived, and the global port.
 pub fn cluster_config(cfg: &Config) -> overlayd_cluster::ClusterConfig {
     overlayd_cluster::ClusterConfig {
         cluster_cidr: CLUSTER_CIDR.into(),
-        slice_prefix_len: SLICE_PREFIX_LEN,
-        service_range: SERVICE_RANGE.into(),
-        service_prefix_len: SERVICE_PREFIX_LEN,
+        slice_prefix_len: cfg.slice_prefix_len,
+        service_range: cfg.service_range.clone(),
+        service_prefix_len: cfg.service_prefix_len,
         global_port: cfg.wg_port,
     }
 }
