@@ -85,6 +85,13 @@ pub enum Event {
         /// Attachments reclaimed.
         reclaimed: u32,
     },
+    /// **ext**: cluster mode lost (or regained) etcd; the data plane is kept.
+    ClusterDegraded {
+        /// Whether the node is degraded now.
+        degraded: bool,
+        /// Why, when degraded.
+        reason: String,
+    },
     /// An event kind this version does not know (sent by a newer daemon);
     /// decoding it never breaks a subscriber.
     #[serde(other)]
@@ -191,6 +198,8 @@ pub const KNOWN_OPS: &[&str] = &[
     "inspect_attachment",
     "inspect_interface",
     "list_attachments",
+    "cluster_status",
+    "cluster_leave",
     "move_network",
     "list_services",
 ];

@@ -15,8 +15,8 @@ pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use listing::{AttachmentView, ServiceView};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
-    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
-    StatusInfo,
+    ClusterMemberView, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,
+    PeerStatus, Response, StatusInfo,
 };
 
 /// The protocol version this build speaks.
@@ -36,6 +36,8 @@ pub const EXTENSIONS: &[&str] = &[
     "inspect_attachment",
     "inspect_interface",
     "list_attachments",
+    "cluster_status",
+    "cluster_leave",
     "move_network",
     "list_services",
 ];

@@ -315,6 +315,15 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: cluster mode's view: members, this node's leases, etcd health.
+    ClusterStatus,
+    /// **ext**: leave the cluster gracefully (drop the presence; keep the
+    /// slice lease unless `release`).
+    ClusterLeave {
+        /// Also give up the slice and service subnet leases.
+        #[serde(default)]
+        release: bool,
+    },
     /// **ext**: give a recorded network (`service:<name>`, `iso:<net>`,
     /// `shared-nat`) another subnet — the explicit fix when two nodes use
     /// the same one. Refused while containers are attached. Answers
@@ -366,6 +375,8 @@ impl Request {
             Request::InspectAttachment { .. } => "inspect_attachment",
             Request::InspectInterface { .. } => "inspect_interface",
             Request::ListAttachments => "list_attachments",
+            Request::ClusterStatus => "cluster_status",
+            Request::ClusterLeave { .. } => "cluster_leave",
             Request::MoveNetwork { .. } => "move_network",
             Request::ListServices => "list_services",
         }

@@ -119,6 +119,23 @@ pub struct DnsRecordView {
     pub ips: Vec<String>,
 }
 
+/// A cluster member as `cluster_status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMemberView {
+    /// Node name.
+    pub name: String,
+    /// Its slice.
+    pub slice: String,
+    /// Underlay `host:port` it is dialled on.
+    pub endpoint: String,
+    /// Public key of its base WireGuard device.
+    pub public_key: String,
+    /// Unix seconds it was last seen present in etcd.
+    pub last_seen: u64,
+    /// `present`, or `gone` while its grace period runs.
+    pub state: String,
+}
+
 /// A response, tagged by `result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -284,6 +301,27 @@ pub enum Response {
     Attachments {
         /// Attachments.
         attachments: Vec<crate::AttachmentView>,
+    },
+    /// **ext**: cluster mode's view, as `cluster_status` reports it.
+    ClusterStatus {
+        /// This node's name.
+        node_name: String,
+        /// The cluster's key prefix.
+        prefix: String,
+        /// etcd is unreachable (or refused this node): last known state kept.
+        degraded: bool,
+        /// Why, when degraded.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+        /// Whether this node's member record is published.
+        registered: bool,
+        /// This node's slice lease.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slice: Option<String>,
+        /// This node's service subnet leases (`network owner → subnet`).
+        subnets: std::collections::BTreeMap<String, String>,
+        /// Members, this node included, sorted by name.
+        members: Vec<ClusterMemberView>,
     },
     /// **ext**: an isolation network.
     IsolationNetwork {

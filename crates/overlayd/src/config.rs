@@ -71,6 +71,101 @@ pub struct Config {
     /// Serve Prometheus metrics over HTTP on this address (`ip:port`, e.g.
     /// `127.0.0.1:9469`); absent = no metrics endpoint.
     pub metrics_listen: Option<String>,
+    /// Cluster mode on etcd v3 (`[cluster]`); absent = standalone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Default presence lease TTL of cluster mode.
+pub const DEFAULT_PRESENCE_TTL_SECS: u64 = 15;
+/// Default grace before a vanished member's peers are removed.
+pub const DEFAULT_PEER_GRACE_SECS: u64 = 60;
+/// Name of the cluster in the default prefix.
+pub const DEFAULT_CLUSTER_NAME: &str = "default";
+
+/// The `[cluster]` table: cluster mode on etcd v3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`http://10.0.0.1:2379`).
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix (default `/overlayd/v1/default`).
+    pub prefix: Option<String>,
+    /// This node's name (default: the hostname `uname -n` reports).
+    pub node_name: Option<String>,
+    /// `ip:port` other nodes dial (default: the uplink's address and the global port).
+    pub endpoint: Option<String>,
+    /// Presence lease TTL in seconds.
+    pub presence_ttl_secs: u64,
+    /// Seconds a vanished member's peers are kept before removal.
+    pub peer_grace_secs: u64,
+    /// CA bundle (PEM) that signed etcd's server certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    pub cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for etcd.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            etcd_endpoints: Vec::new(),
+            prefix: None,
+            node_name: None,
+            endpoint: None,
+            presence_ttl_secs: DEFAULT_PRESENCE_TTL_SECS,
+            peer_grace_secs: DEFAULT_PEER_GRACE_SECS,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The key prefix in force.
+    pub fn prefix(&self) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| format!("/overlayd/v1/{DEFAULT_CLUSTER_NAME}"))
+    }
+
+    /// The node name in force (`uname -n` when not configured).
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(hostname)
+    }
+
+    /// Check values that cannot be typed.
+    pub fn validate(&self) -> Result<()> {
+        if self.etcd_endpoints.is_empty() {
+            bail!("[cluster] etcd_endpoints is empty; give at least one etcd URL (e.g. \"http://10.0.0.1:2379\")");
+        }
+        let prefix = self.prefix();
+        if !prefix.starts_with('/') || prefix.len() < 2 {
+            bail!(
+                "[cluster] prefix {prefix:?} must be an absolute key path like /overlayd/v1/prod"
+            );
+        }
+        let name = self.node_name();
+        if name.is_empty() || name.contains('/') || name.contains('|') {
+            bail!("[cluster] node_name {name:?} must be non-empty and contain no '/' or '|'");
+        }
+        if self.presence_ttl_secs < 2 {
+            bail!("[cluster] presence_ttl_secs must be at least 2 (etcd's minimum lease TTL)");
+        }
+        if let Some(ep) = &self.endpoint {
+            let ok = ep
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                bail!("[cluster] endpoint {ep:?} must be HOST:PORT (e.g. 192.0.2.10:51820)");
+            }
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            bail!("[cluster] cert_file and key_file must be given together");
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -98,6 +193,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             metrics_listen: None,
+            cluster: None,
         }
     }
 }
@@ -188,6 +284,9 @@ impl Config {
                 format!("metrics_listen {m:?} is not an ip:port address (e.g. 127.0.0.1:9469)")
             })?;
         }
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
         Ok(())
     }
 
@@ -223,4 +322,14 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/run/overlayd"))
         })
     }
+}
+
+/// The node name `uname -n` reports (the UTS namespace's hostname, which
+/// the kernel also exposes as `/proc/sys/kernel/hostname`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

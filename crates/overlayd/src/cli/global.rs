@@ -17,7 +17,8 @@ pub enum GlobalCmd {
         #[arg(long)]
         cidr: String,
         /// This node's slice of the cluster CIDR; without it the address
-        /// plan derives one unique to this node (and keeps it).
+        /// plan derives one unique to this node (and keeps it) — in cluster
+        /// mode it is leased from etcd instead.
         #[arg(long)]
         slice: Option<String>,
         /// WireGuard listen port.

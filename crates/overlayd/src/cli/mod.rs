@@ -3,6 +3,7 @@
 
 mod attach;
 mod call;
+pub(crate) mod cluster;
 mod cni;
 mod demo;
 mod dns;
@@ -32,6 +33,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 pub use attach::{AttachArgs, DetachArgs};
+pub use cluster::ClusterCmd;
 pub use cni::CniCmd;
 pub use dns::DnsCmd;
 pub use global::GlobalCmd;
@@ -96,6 +98,9 @@ pub enum Command {
     /// DNS records.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// Cluster mode on etcd: members, leases, leave.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Compare recorded and live host state and suggest fixes.
     Doctor(DoctorArgs),
     /// Replace the node's WireGuard keypair (daemon stopped).
@@ -212,6 +217,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Detach(ref a) => rt.block_on(attach::detach(&cli, a)),
         Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
         Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
+        Command::Cluster(ref c) => rt.block_on(cluster::run(&cli, c)),
         Command::Doctor(ref a) => rt.block_on(doctor::run(&cli, a)),
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),

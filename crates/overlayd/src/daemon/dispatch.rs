@@ -88,7 +88,9 @@ impl Dispatcher {
             }
             other => {
                 let mut node = self.node.lock().await;
-                node.handle(other).await
+                let r = node.handle(other).await;
+                node.cluster_changed();
+                r
             }
         }
     }

@@ -22,6 +22,9 @@ pub enum OpError {
     /// Durable state could not be read or written.
     #[error("state error: {0}")]
     State(String),
+    /// A service the daemon depends on (etcd in cluster mode) cannot answer now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<overlayd_state::StateError> for OpError {
@@ -53,6 +56,7 @@ impl OpError {
             OpError::Unsupported(_) => ErrorCode::Unsupported,
             OpError::Host(_) => ErrorCode::Host,
             OpError::State(_) => ErrorCode::State,
+            OpError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }

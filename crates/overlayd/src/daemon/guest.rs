@@ -80,6 +80,7 @@ impl Node {
             endpoint: String::new(),
             allowed_ips: vec![host_cidr(&att.ip)?],
             persistent_keepalive_secs: 0,
+            cluster: false,
         };
         let pkey = peer_key(&peer.network, &peer.public_key);
         let applied = self.apply_peer(&dev, &peer).await;

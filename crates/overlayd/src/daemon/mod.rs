@@ -4,6 +4,7 @@
 pub mod address_plan;
 pub mod attach;
 pub mod attach_state;
+pub mod cluster;
 pub mod dispatch;
 pub mod dns;
 pub mod error;
@@ -60,6 +61,8 @@ pub async fn run(
     let mut node = Node::open(cfg.clone(), host, wg, events.clone(), opts.rebuild_store)
         .await
         .context("cannot load overlayd state")?;
+    let cluster = cluster::connect(&node.cfg).await?;
+    node.cluster = cluster.clone();
     let report = node.reconcile(!opts.no_gc && node.cfg.gc).await;
     info!(
         adopted = report.adopted,
@@ -91,6 +94,8 @@ pub async fn run(
         None => None,
     };
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
+    let cluster_task =
+        cluster.map(|h| cluster::driver::spawn(h, node.clone(), events.clone(), stop_rx.clone()));
     let signals = spawn_signal_watch(stop_tx.clone())?;
     let limits = server::ConnLimits {
         max_connections: cfg.max_connections,
@@ -104,6 +109,9 @@ pub async fn run(
     checker.abort();
     if let Some(m) = metrics {
         m.abort();
+    }
+    if let Some(t) = cluster_task {
+        t.abort();
     }
     let wg = {
         let node = node.lock().await;

@@ -378,7 +378,15 @@ impl Node {
                 node.ports.release(p);
             }
         };
-        let mut entry = match self.ensure_bridge(owner.clone(), None).await {
+        // In cluster mode a new service's subnet is leased from etcd.
+        let leased = match self.cluster_subnet(&owner).await {
+            Ok(s) => s,
+            Err(e) => {
+                release(self);
+                return Err(e);
+            }
+        };
+        let mut entry = match self.ensure_bridge(owner.clone(), leased).await {
             Ok(e) => e,
             Err(e) => {
                 release(self);
@@ -444,6 +452,7 @@ impl Node {
         if self.marker.get(&owner).is_some() {
             self.remove_bridge(&owner).await?;
             self.forget_peers(&owner)?;
+            self.cluster_release(&owner).await;
         }
         Ok(Response::Ok)
     }

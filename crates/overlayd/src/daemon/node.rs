@@ -47,6 +47,8 @@ pub struct Node {
     /// Set when the marker was quarantined or missing while the store
     /// recorded networks: entries are rebuilt from host tags at reconcile.
     pub rebuild_marker: bool,
+    /// Cluster mode, when `[cluster]` is configured.
+    pub cluster: Option<Arc<super::cluster::ClusterHandle>>,
 }
 
 impl Node {
@@ -118,6 +120,7 @@ impl Node {
             records,
             dns,
             rebuild_marker,
+            cluster: None,
         })
     }
 
@@ -250,10 +253,17 @@ impl Node {
                 nat_enabled,
             } => {
                 // ZLayer's daemon never sends a slice: the address plan
-                // picks (and records) one unique to this node.
-                let slice_cidr = match slice_cidr {
-                    Some(s) => s,
-                    None => self.planned_slice(&cluster_cidr)?,
+                // picks (and records) one unique to this node; in cluster
+                // mode the slice is leased from etcd instead.
+                let requested = slice_cidr
+                    .as_deref()
+                    .map(super::plan::parse_cidr)
+                    .transpose()?;
+                let leased = self.cluster_slice(&cluster_cidr, requested).await?;
+                let slice_cidr = match (slice_cidr, leased) {
+                    (_, Some(s)) => s.to_string(),
+                    (Some(s), None) => s,
+                    (None, None) => self.planned_slice(&cluster_cidr)?,
                 };
                 self.setup_global(super::records::GlobalRecord {
                     deployment,
@@ -309,6 +319,8 @@ impl Node {
                     conflicts: n(r.conflicts),
                 })
             }
+            Request::ClusterStatus => self.cluster_status().await,
+            Request::ClusterLeave { release } => self.cluster_leave(release).await,
             Request::MoveNetwork { network, subnet } => {
                 self.move_network(&network, subnet.as_deref()).await
             }

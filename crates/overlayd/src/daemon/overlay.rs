@@ -420,14 +420,30 @@ impl Node {
             )));
         }
         let (owner, dev) = self.scope_device(scope)?;
-        self.check_allowed(&owner, public_key, &nets)?;
         let rec = PeerRecord {
             network: owner.to_string(),
             public_key: public_key.trim().to_string(),
             endpoint: ep.to_string(),
             allowed_ips: nets.iter().map(ToString::to_string).collect(),
             persistent_keepalive_secs: keepalive,
+            cluster: false,
         };
+        self.put_peer(&owner, &dev, rec, &nets).await?;
+        Ok(Response::Ok)
+    }
+
+    /// Record and program one peer on `owner`'s device `dev` (add or
+    /// replace); on failure the device and the store are as before. Used by
+    /// `add_peer` and by cluster mode, so routes and records stay consistent.
+    pub(crate) async fn put_peer(
+        &mut self,
+        owner: &Owner,
+        dev: &str,
+        rec: PeerRecord,
+        nets: &[IpNet],
+    ) -> OpResult<()> {
+        let dev = dev.to_string();
+        self.check_allowed(owner, &rec.public_key, nets)?;
         let key = peer_key(&rec.network, &rec.public_key);
         let old: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
         // Desired state first: a crash after this is finished by the next
@@ -453,10 +469,10 @@ impl Node {
             return Err(e);
         }
         if let Some(o) = &old {
-            self.drop_routes(&dev, o, &nets).await;
+            self.drop_routes(&dev, o, nets).await;
         }
         self.sync_firewall_or_warn().await;
-        Ok(Response::Ok)
+        Ok(())
     }
 
     pub(crate) async fn drop_routes(&self, dev: &str, p: &PeerRecord, keep: &[IpNet]) {

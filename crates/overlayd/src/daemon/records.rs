@@ -138,6 +138,10 @@ pub struct PeerRecord {
     pub allowed_ips: Vec<String>,
     /// Keepalive seconds (0 = off).
     pub persistent_keepalive_secs: u64,
+    /// Configured by cluster mode's watcher (never set for `add_peer`
+    /// peers, which the watcher never touches).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 /// Store key of a peer.

@@ -345,6 +345,22 @@ fn print_human(r: &Response) -> Result<()> {
         } => line(&format!(
             "reconciled: {adopted} adopted, {recreated} recreated, {created} created, {orphans} orphan(s), {reclaimed} attachment(s) reclaimed, {conflicts} conflict(s)"
         ))?,
+        Response::ClusterStatus {
+            node_name,
+            degraded,
+            reason,
+            slice,
+            subnets,
+            members,
+            ..
+        } => crate::cli::cluster::print_status(
+            node_name,
+            *degraded,
+            reason,
+            slice.as_deref(),
+            subnets,
+            members,
+        )?,
         Response::IsolationNetwork {
             network,
             subnet,

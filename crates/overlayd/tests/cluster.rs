@@ -1,0 +1,581 @@
+//! Cluster mode end to end, as root, inside namespaces this test creates: a
+//! 3-member etcd cluster (Debian's etcd 3.4, each member in its own
+//! namespace, data on tmpfs) and overlayd nodes in their own namespaces, all
+//! on one test LAN (TEST-NET-1 addresses, a bridge in a namespace of its
+//! own). No `peer add` anywhere: nodes find each other through etcd.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use overlayd_proto::{Handle, Request, Response, ServiceMode};
+use support::*;
+
+const TTL: u64 = 3;
+const GRACE: u64 = 10;
+
+fn etcd_ip(i: usize) -> String {
+    format!("192.0.2.{}", 101 + i)
+}
+
+fn endpoints() -> String {
+    (0..3)
+        .map(|i| format!("http://{}:2379", etcd_ip(i)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Cluster-mode tests need root, `ip` and Debian's etcd; CI demands them.
+fn can_run(test: &str) -> bool {
+    let required = std::env::var("OVERLAYD_REQUIRE_ROOT").is_ok_and(|v| v == "1");
+    let ok = can_run_root_tests(test)
+        && Command::new("etcd").arg("--version").output().is_ok()
+        && Command::new("etcdctl").arg("version").output().is_ok();
+    if !ok {
+        assert!(
+            !required,
+            "{test}: OVERLAYD_REQUIRE_ROOT=1 but root, ip, etcd or etcdctl is missing (scripts/setup.sh installs them)"
+        );
+        eprintln!("skipping {test}: needs root, etcd and etcdctl");
+    }
+    ok
+}
+
+/// The test LAN: a bridge in its own namespace; every member plugs a veth into it.
+struct Lan {
+    ns: Netns,
+    n: u32,
+}
+
+impl Lan {
+    fn new() -> Self {
+        let ns = Netns::new("lan");
+        ns.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
+        ns.exec(&["ip", "addr", "add", "192.0.2.254/24", "dev", "br0"]);
+        ns.exec(&["ip", "link", "set", "br0", "up"]);
+        Lan { ns, n: 0 }
+    }
+
+    /// Plug `ns` in as `eth0` with `ip`, default route via the LAN's bridge.
+    fn plug(&mut self, ns: &Netns, ip: &str) {
+        self.n += 1;
+        let port = format!("p{}", self.n);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &port,
+            "netns",
+            &self.ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns.name,
+        ]);
+        self.ns
+            .exec(&["ip", "link", "set", &port, "master", "br0", "up"]);
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        ns.exec(&["ip", "link", "set", "eth0", "up"]);
+        ns.exec(&["ip", "route", "add", "default", "via", "192.0.2.254"]);
+    }
+}
+
+/// One etcd member in its own namespace, data on tmpfs; killed on drop.
+struct Etcd {
+    _ns: Netns,
+    child: Option<Child>,
+    data: PathBuf,
+}
+
+impl Etcd {
+    fn start(lan: &mut Lan, i: usize, token: &str) -> Self {
+        let ns = Netns::new(&format!("e{i}"));
+        lan.plug(&ns, &etcd_ip(i));
+        let data = PathBuf::from("/dev/shm").join(format!("{}-{token}", ns.name));
+        let cluster: Vec<String> = (0..3)
+            .map(|j| format!("e{j}=http://{}:2380", etcd_ip(j)))
+            .collect();
+        let ip = etcd_ip(i);
+        let log = std::fs::File::create(data.with_extension("log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "etcd"])
+            .args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &format!("http://{ip}:2379")])
+            .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
+            .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://{ip}:2380"),
+            ])
+            .args(["--initial-cluster", &cluster.join(",")])
+            .args(["--initial-cluster-token", token])
+            .args(["--initial-cluster-state", "new"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        Etcd {
+            _ns: ns,
+            child: Some(child),
+            data,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_file(self.data.with_extension("log"));
+    }
+}
+
+/// etcdctl from the LAN namespace.
+fn etcdctl(lan: &Lan, args: &[&str]) -> (bool, String) {
+    let eps = endpoints();
+    let mut v = vec![
+        "etcdctl",
+        "--endpoints",
+        eps.as_str(),
+        "--dial-timeout=1s",
+        "--command-timeout=2s",
+    ];
+    v.extend_from_slice(args);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lan.ns.name])
+        .args(&v)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("etcdctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+struct Node {
+    name: String,
+    ns: Netns,
+    d: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn start_node(lan: &mut Lan, name: &str, ip: &str) -> Node {
+    let ns = Netns::new(name);
+    lan.plug(&ns, ip);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("overlayd.toml");
+    let eps: Vec<String> = endpoints().split(',').map(|e| format!("{e:?}")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "dns_port = 5353\n[cluster]\netcd_endpoints = [{}]\nnode_name = \"{name}\"\npresence_ttl_secs = {TTL}\npeer_grace_secs = {GRACE}\n",
+            eps.join(", ")
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&ns, dir.path(), &["--config", cfg.to_str().unwrap()]);
+    Node {
+        name: name.into(),
+        ns,
+        d,
+        _dir: dir,
+    }
+}
+
+struct View {
+    degraded: bool,
+    registered: bool,
+    slice: Option<String>,
+    members: Vec<(String, String)>,
+}
+
+fn cluster_status(n: &Node) -> View {
+    match n.d.ok(Request::ClusterStatus) {
+        Response::ClusterStatus {
+            degraded,
+            registered,
+            slice,
+            members,
+            ..
+        } => View {
+            degraded,
+            registered,
+            slice,
+            members: members.into_iter().map(|m| (m.name, m.state)).collect(),
+        },
+        r => panic!("{r:?}"),
+    }
+}
+
+fn present(n: &Node) -> Vec<String> {
+    cluster_status(n)
+        .members
+        .into_iter()
+        .filter(|(_, s)| s == "present")
+        .map(|(n, _)| n)
+        .collect()
+}
+
+fn base_peers(n: &Node) -> Vec<String> {
+    match n.d.ok(Request::Status) {
+        Response::Status(s) => s
+            .peers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.allowed_ips)
+            .collect(),
+        r => panic!("{r:?}"),
+    }
+}
+
+fn service_peer_count(n: &Node, svc: &str) -> u32 {
+    match n.d.ok(Request::Status) {
+        Response::Status(s) => s
+            .dedicated_services
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| d.service == svc)
+            .map_or(0, |d| d.peer_count),
+        r => panic!("{r:?}"),
+    }
+}
+
+fn attach(n: &Node, c: &Container, service: &str, join_global: bool) -> String {
+    match n.d.ok(Request::AttachContainer {
+        handle: Handle::LinuxPid { pid: c.pid() },
+        service: service.into(),
+        join_global,
+        dns_server: None,
+        dns_domain: None,
+        isolation: None,
+        name: None,
+    }) {
+        Response::Attached { ip, .. } => ip,
+        r => panic!("{r:?}"),
+    }
+}
+
+/// Wait for `cond`; on timeout fail with the node's view and log.
+fn wait_node(n: &Node, what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() > deadline {
+            let v = cluster_status(n);
+            let log = n.d.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "{}: timed out waiting until it {what}; members {:?}, degraded {}, registered {}\nlog tail:\n{}",
+                n.name,
+                v.members,
+                v.degraded,
+                v.registered,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn names(v: &[&Node]) -> Vec<String> {
+    let mut n: Vec<String> = v.iter().map(|n| n.name.clone()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn nodes_join_through_etcd_mesh_themselves_and_survive_restarts_partitions_and_compaction() {
+    if !can_run("cluster") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut lan = Lan::new();
+    let token = unique("tok");
+    let mut etcd: Vec<Etcd> = (0..3).map(|i| Etcd::start(&mut lan, i, &token)).collect();
+    wait_for("etcd cluster healthy", Duration::from_secs(30), || {
+        etcdctl(&lan, &["endpoint", "health"]).0
+    });
+
+    // 1. Four nodes join with no peer add; containers ping across every pair.
+    let mut nodes: Vec<Node> = (1..=4)
+        .map(|i| start_node(&mut lan, &format!("n{i}"), &format!("192.0.2.{i}")))
+        .collect();
+    let all = names(&nodes.iter().collect::<Vec<_>>());
+    for n in &nodes {
+        wait_node(n, "sees every member", 30, || {
+            let mut p = present(n);
+            p.sort();
+            p == all
+        });
+        wait_node(n, "has 3 base peers", 20, || base_peers(n).len() == 3);
+    }
+    let slices: Vec<String> = nodes
+        .iter()
+        .map(|n| cluster_status(n).slice.expect("slice lease"))
+        .collect();
+    let mut uniq = slices.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 4, "slices collide: {slices:?}");
+    for n in &nodes {
+        n.d.ok(Request::SetupServiceOverlay {
+            service: "web".into(),
+            mode: ServiceMode::Shared,
+        });
+    }
+    let containers: Vec<Container> = nodes.iter().map(|_| Container::new()).collect();
+    let ips: Vec<String> = nodes
+        .iter()
+        .zip(&containers)
+        .map(|(n, c)| attach(n, c, "web", true))
+        .collect();
+    for (i, c) in containers.iter().enumerate() {
+        for (j, ip) in ips.iter().enumerate() {
+            if i != j {
+                wait_for(
+                    &format!("container on n{} pings {ip}", i + 1),
+                    Duration::from_secs(20),
+                    || c.ping(ip),
+                );
+            }
+        }
+    }
+    eprintln!("joined and meshed 4 nodes in {:?}", t0.elapsed());
+
+    // A dedicated service on n1..n3 is meshed among exactly those three.
+    for n in &nodes[..3] {
+        match n.d.ok(Request::SetupServiceOverlay {
+            service: "db".into(),
+            mode: ServiceMode::Dedicated,
+        }) {
+            Response::ServiceOverlay { .. } => {}
+            r => panic!("{r:?}"),
+        }
+    }
+    for n in &nodes[..3] {
+        wait_for(
+            &format!("{} has 2 db peers", n.name),
+            Duration::from_secs(20),
+            || service_peer_count(n, "db") == 2,
+        );
+    }
+    assert_eq!(service_peer_count(&nodes[3], "db"), 0, "n4 runs no db");
+    let (db1, db2) = (Container::new(), Container::new());
+    let _ip1 = attach(&nodes[0], &db1, "db", false);
+    let ip2 = attach(&nodes[1], &db2, "db", false);
+    wait_for(
+        "db containers ping across nodes",
+        Duration::from_secs(20),
+        || db1.ping(&ip2),
+    );
+
+    // A hand-configured peer is never touched by the watcher.
+    let hand = overlayd_state::KeyPair::generate().public_base64();
+    nodes[0].d.ok(Request::AddPeer {
+        public_key: hand.clone(),
+        endpoint: "192.0.2.250:51820".into(),
+        allowed_ips: "10.200.250.0/24".into(),
+        persistent_keepalive_secs: 0,
+        scope: None,
+    });
+
+    // 2. n4 restarts (SIGTERM, then kill -9): same slice and key; others keep pinging.
+    let before = cluster_status(&nodes[3]).slice;
+    let key_before = match nodes[3].d.ok(Request::Status) {
+        Response::Status(s) => s.public_key,
+        r => panic!("{r:?}"),
+    };
+    nodes[3].d.restart();
+    wait_for(
+        "n4 registered after restart",
+        Duration::from_secs(20),
+        || cluster_status(&nodes[3]).registered,
+    );
+    assert!(
+        containers[0].ping(&ips[1]),
+        "n1→n2 lost a ping during n4's restart"
+    );
+    nodes[3].d.kill();
+    nodes[3].d.start_again();
+    wait_for(
+        "n4 registered after kill -9",
+        Duration::from_secs(20),
+        || cluster_status(&nodes[3]).registered,
+    );
+    assert_eq!(
+        cluster_status(&nodes[3]).slice,
+        before,
+        "slice changed across restarts"
+    );
+    match nodes[3].d.ok(Request::Status) {
+        Response::Status(s) => assert_eq!(s.public_key, key_before),
+        r => panic!("{r:?}"),
+    }
+    wait_for(
+        "n1 pings n4's container after restarts",
+        Duration::from_secs(20),
+        || containers[0].ping(&ips[3]),
+    );
+    assert!(
+        base_peers(&nodes[0]).contains(&"10.200.250.0/24".to_string()),
+        "hand peer touched"
+    );
+
+    // 5. n2 partitioned from etcd longer than its TTL: data plane kept,
+    //    degraded reported, same slice re-registered when healed.
+    let n2_slice = cluster_status(&nodes[1]).slice;
+    // Longer than the presence TTL, shorter than TTL + grace: other nodes
+    // keep n2's peers meanwhile, as the grace period promises.
+    let cut = Instant::now();
+    nodes[1].ns.exec(&["nft", "add", "table", "inet", "part"]);
+    nodes[1].ns.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "part",
+        "out",
+        "{ type filter hook output priority 0; }",
+    ]);
+    nodes[1].ns.exec(&[
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "part",
+        "out",
+        "ip",
+        "daddr",
+        "192.0.2.101-192.0.2.103",
+        "drop",
+    ]);
+    wait_for("n2 reports degraded", Duration::from_secs(20), || {
+        cluster_status(&nodes[1]).degraded
+    });
+    while cut.elapsed() < Duration::from_secs(TTL + 2) {
+        assert!(
+            containers[1].ping(&ips[0]),
+            "n2's data plane broke while partitioned"
+        );
+    }
+    nodes[1]
+        .ns
+        .exec(&["nft", "delete", "table", "inet", "part"]);
+    wait_for(
+        "n2 healthy and registered again",
+        Duration::from_secs(30),
+        || {
+            let v = cluster_status(&nodes[1]);
+            !v.degraded && v.registered
+        },
+    );
+    assert_eq!(cluster_status(&nodes[1]).slice, n2_slice);
+    wait_for("n1 sees n2 present", Duration::from_secs(20), || {
+        present(&nodes[0]).contains(&"n2".to_string())
+    });
+    assert!(containers[0].ping(&ips[1]));
+
+    // 6. Compaction while nodes watch: they recover without a hot loop.
+    let (ok, out) = etcdctl(&lan, &["endpoint", "status", "-w", "json"]);
+    assert!(ok, "etcdctl endpoint status");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rev = st[0]["Status"]["header"]["revision"].as_i64().unwrap();
+    assert!(etcdctl(&lan, &["compact", &rev.to_string()]).0, "compact");
+    nodes[2].d.ok(Request::RegisterDns {
+        name: "after-compact".into(),
+        ip: ips[2].clone(),
+    });
+    wait_for(
+        "n1 serves n3's name registered after compaction",
+        Duration::from_secs(20),
+        || match nodes[0].d.ok(Request::ListDnsRecords) {
+            Response::DnsRecords { records, .. } => {
+                records.iter().any(|r| r.name.starts_with("after-compact"))
+            }
+            r => panic!("{r:?}"),
+        },
+    );
+
+    // 4. The etcd leader is killed: the cluster keeps working and a new node joins.
+    let leader = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["Status"]["leader"] == e["Status"]["header"]["member_id"])
+        .expect("a leader");
+    etcd[leader].kill();
+    let n5 = start_node(&mut lan, "n5", "192.0.2.5");
+    wait_node(&n5, "joins after the leader died", 40, || {
+        present(&n5).len() == 5
+    });
+    wait_for("n1 sees n5", Duration::from_secs(20), || {
+        present(&nodes[0]).contains(&"n5".to_string())
+    });
+    let c5 = Container::new();
+    n5.d.ok(Request::SetupServiceOverlay {
+        service: "web".into(),
+        mode: ServiceMode::Shared,
+    });
+    let ip5 = attach(&n5, &c5, "web", true);
+    wait_for("n1 pings n5's container", Duration::from_secs(20), || {
+        containers[0].ping(&ip5)
+    });
+
+    // 3. n4 leaves gracefully, n3 is killed for good: both vanish from
+    //    every peer list (n3 after the grace period).
+    let out = nodes[3].d.cli(&["cluster", "leave"]);
+    assert!(
+        out.status.success(),
+        "cluster leave: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nodes[2].d.kill();
+    let gone = Instant::now();
+    for n in [&nodes[0], &nodes[1], &n5] {
+        wait_for(
+            &format!("{} drops n3 and n4", n.name),
+            Duration::from_secs(TTL + GRACE + 20),
+            || {
+                let p = cluster_status(n).members;
+                !p.iter().any(|(m, _)| m == "n3" || m == "n4")
+                    && base_peers(n).len() == if n.name == "n1" { 3 } else { 2 }
+            },
+        );
+    }
+    assert!(
+        gone.elapsed() >= Duration::from_secs(GRACE),
+        "removed before the grace period"
+    );
+    let out = nodes[0].d.cli(&["--json", "cluster", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["degraded"], false);
+    let listed: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["n1", "n2", "n5"]);
+    for m in v["members"].as_array().unwrap() {
+        for k in ["name", "slice", "endpoint", "public_key"] {
+            assert!(m[k].is_string(), "member record lacks {k}: {m}");
+        }
+    }
+    eprintln!("cluster e2e done in {:?}", t0.elapsed());
+    drop(n5);
+    nodes.clear();
+}
