@@ -55,6 +55,8 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_attachments"}),
         json!({"op":"move_network","network":"service:db"}),
         json!({"op":"list_services"}),
+        json!({"op":"cluster_status"}),
+        json!({"op":"cluster_leave","release":false}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
