@@ -210,9 +210,9 @@ fn two_default_nodes_pick_unique_subnets_and_ping_across() {
         || x1.ping(&ip_x2) && x2.ping(&ip_x1),
     );
 
-    // A collision is named, never silent: node 2's db subnet offered to
-    // node 1 as a base peer's allowed IP overlaps nothing of node 1, but
-    // node 1's own db subnet does.
+    // A collision is named, never silent: offering node 2 a peer whose
+    // allowed IPs include node 2's own db subnet is refused, naming
+    // service:db, the subnet and the fix.
     let out = d2.cli(&[
         "peer",
         "add",

@@ -130,6 +130,19 @@ async fn shared_service_overlay_names_the_shared_bridge() {
     assert_eq!(name, nat.name);
 }
 
+/// Another node's half of `db`, whose subnet is `subnet`.
+fn db_peer(subnet: &str) -> Request {
+    Request::AddPeer {
+        public_key: PEER.into(),
+        endpoint: "192.0.2.9:51821".into(),
+        allowed_ips: subnet.to_string(),
+        persistent_keepalive_secs: 0,
+        scope: Some(Scope::Service {
+            service: "db".into(),
+        }),
+    }
+}
+
 #[tokio::test]
 async fn a_collision_is_named_reported_and_moved_explicitly() {
     let inst = Instance::start().await;
@@ -150,18 +163,7 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
         r => panic!("{r:?}"),
     };
     // Another node's db half that picked the same subnet.
-    let r = c
-        .call(Request::AddPeer {
-            public_key: PEER.into(),
-            endpoint: "192.0.2.9:51821".into(),
-            allowed_ips: subnet.clone(),
-            persistent_keepalive_secs: 0,
-            scope: Some(Scope::Service {
-                service: "db".into(),
-            }),
-        })
-        .await
-        .unwrap();
+    let r = c.call(db_peer(&subnet)).await.unwrap();
     let Response::Err { code, .. } = &r else {
         panic!("{r:?}")
     };
@@ -195,18 +197,7 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
     assert_eq!(moved.wg_public_key, before.wg_public_key);
     assert_eq!(moved.wg_port, before.wg_port);
     assert_eq!(moved.name, before.name);
-    let r = c
-        .call(Request::AddPeer {
-            public_key: PEER.into(),
-            endpoint: "192.0.2.9:51821".into(),
-            allowed_ips: subnet.clone(),
-            persistent_keepalive_secs: 0,
-            scope: Some(Scope::Service {
-                service: "db".into(),
-            }),
-        })
-        .await
-        .unwrap();
+    let r = c.call(db_peer(&subnet)).await.unwrap();
     assert!(matches!(r, Response::Ok), "{r:?}");
 
     // Moving onto a peer's allowed IPs, or a network that does not exist, is refused.
@@ -240,4 +231,25 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
         .await
         .unwrap();
     assert!(err_message(r).contains("--slice"));
+
+    // A collision that is recorded (here: an isolation network given the
+    // peer's subnet explicitly) is reported by list_networks, which doctor reads.
+    let r = c
+        .call(Request::SetupIsolationNetwork {
+            network: "clash".into(),
+            subnet: Some(subnet.clone()),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
+    let Response::Networks { networks } = c.call(Request::ListNetworks).await.unwrap() else {
+        panic!()
+    };
+    let clash = networks.iter().find(|n| n.owner == "iso:clash").unwrap();
+    let drift = clash.extra["drift"].as_str().unwrap_or_default();
+    assert!(
+        drift.contains(&subnet) && drift.contains("network move"),
+        "the collision is reported as drift: {:?}",
+        clash.extra
+    );
 }
