@@ -163,7 +163,12 @@ async fn join(h: &ClusterHandle, node: &Mutex<Node>) -> Result<(), JoinError> {
                 })?;
                 n.cluster_slice(&cluster_cidr, Some(slice))
                     .await
-                    .map_err(|e| JoinError::Refused(format!("recorded slice {slice}: {e}")))?;
+                    .map_err(|e| match e {
+                        // etcd went away between the config check and the
+                        // lease (a leader election, a partition): retry.
+                        crate::daemon::error::OpError::Unavailable(m) => JoinError::Retry(m),
+                        e => JoinError::Refused(format!("recorded slice {slice}: {e}")),
+                    })?;
             }
             None => {
                 let req = Request::SetupGlobalOverlay {
