@@ -13,7 +13,8 @@ pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
-    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response, StatusInfo,
+    DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
+    StatusInfo,
 };
 
 /// The protocol version this build speaks.

@@ -79,6 +79,7 @@ impl Lab {
         self.daemon.ok(Request::SetupServiceOverlay {
             service: name.into(),
             mode: ServiceMode::Shared,
+            recreate: false,
         });
     }
 

@@ -38,6 +38,7 @@ fn shared(service: &str) -> Request {
     Request::SetupServiceOverlay {
         service: service.into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     }
 }
 
@@ -84,6 +85,7 @@ async fn failed_slice_or_port_change_keeps_the_old_base_and_band() {
         .call(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()
@@ -231,6 +233,7 @@ async fn lost_marker_on_a_rebooted_host_brings_overlays_back_with_their_identity
         .call(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()

@@ -1,4 +1,4 @@
-//! `overlayd service up NAME [--mode] | down NAME`.
+//! `overlayd service up NAME [--mode] [--recreate] | down NAME`.
 
 use std::process::ExitCode;
 
@@ -18,6 +18,11 @@ pub enum ServiceCmd {
         /// auto | shared | dedicated.
         #[arg(long, default_value = "auto")]
         mode: ServiceMode,
+        /// Replace the service's recorded identity: change its mode, or mint a
+        /// new WireGuard key, port and subnet for a dedicated service (peers on
+        /// other nodes must then be given the new key).
+        #[arg(long)]
+        recreate: bool,
     },
     /// Tear a service's network down.
     Down {
@@ -29,9 +34,14 @@ pub enum ServiceCmd {
 /// Run a `service` subcommand.
 pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> Result<ExitCode> {
     let req = match cmd {
-        ServiceCmd::Up { name, mode } => Request::SetupServiceOverlay {
+        ServiceCmd::Up {
+            name,
+            mode,
+            recreate,
+        } => Request::SetupServiceOverlay {
             service: name.clone(),
             mode: *mode,
+            recreate: *recreate,
         },
         ServiceCmd::Down { name } => Request::TeardownServiceOverlay {
             service: name.clone(),

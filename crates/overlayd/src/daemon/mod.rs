@@ -7,6 +7,7 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod identity;
 pub mod networks;
 pub mod node;
 pub mod overlay;

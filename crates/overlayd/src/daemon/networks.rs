@@ -290,36 +290,49 @@ impl Node {
         Ok(Response::Ok)
     }
 
-    /// `setup_service_overlay`.
-    pub async fn setup_service(&mut self, service: &str, mode: ServiceMode) -> OpResult<Response> {
+    /// `setup_service_overlay`. `auto` keeps a recorded mode; changing a
+    /// recorded mode, or minting a new identity for a dedicated service,
+    /// needs `recreate`.
+    pub async fn setup_service(
+        &mut self,
+        service: &str,
+        mode: ServiceMode,
+        recreate: bool,
+    ) -> OpResult<Response> {
         overlayd_state::owner::validate_name(service)?;
-        let mode = mode.resolve();
+        let dedicated_owner = Owner::service(service)?;
         let existing: Option<ServiceRecord> =
             self.store.read(|tx| tx.get(Table::Services, service))?;
-        if let Some(prev) = &existing {
-            if prev.mode != mode {
-                let on = self.service_network(service, prev.mode)?;
+        // A dedicated network left without its service record (an
+        // interrupted request) still holds a recorded key: it counts.
+        let recorded = existing.as_ref().map(|r| r.mode).or_else(|| {
+            self.marker
+                .get(&dedicated_owner)
+                .filter(|e| e.wg_private_key.is_some())
+                .map(|_| ServiceMode::Dedicated)
+        });
+        let mode = super::identity::resolve_service_mode(service, mode, recorded, recreate)?;
+        if let Some(prev) = recorded {
+            if prev != mode || recreate {
+                let on = self.service_network(service, prev)?;
                 if !self
                     .attachments_on(&on.to_string())?
                     .iter()
                     .all(|a| a.service != service)
                 {
                     return Err(OpError::Conflict(format!(
-                        "service {service} is {} with attached containers; detach them before changing its mode to {}",
-                        prev.mode.as_str(),
+                        "service {service} is {} with attached containers; detach them before changing its mode to {} or recreating it",
+                        prev.as_str(),
                         mode.as_str()
                     )));
                 }
             }
         }
-        if existing
-            .as_ref()
-            .is_some_and(|p| p.mode == ServiceMode::Dedicated)
-            && mode != ServiceMode::Dedicated
-        {
-            let old = Owner::service(service)?;
-            self.remove_bridge(&old).await?;
-            self.forget_peers(&old)?;
+        let replace_dedicated = recreate || mode != ServiceMode::Dedicated;
+        if replace_dedicated && self.marker.get(&dedicated_owner).is_some() {
+            info!(%service, "recreate: removing the service's dedicated network and its identity");
+            self.remove_bridge(&dedicated_owner).await?;
+            self.forget_peers(&dedicated_owner)?;
         }
         let response = match mode {
             ServiceMode::Dedicated => self.setup_dedicated(service).await?,

@@ -232,7 +232,8 @@ impl Node {
                     self.realize_device(&entry).await?;
                 } else {
                     // No identity survived: make a new one like a fresh setup.
-                    self.setup_service(name, ServiceMode::Dedicated).await?;
+                    self.setup_service(name, ServiceMode::Dedicated, false)
+                        .await?;
                 }
                 Ok(true)
             }
