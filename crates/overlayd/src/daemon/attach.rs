@@ -450,15 +450,22 @@ impl Node {
         Ok(())
     }
 
-    /// `detach_container`: idempotent. The veth goes first, then the record,
-    /// so a crash in between leaves a record without a veth (reclaimed at start).
+    /// `detach_container`: idempotent for a container that was attached (a
+    /// handle never attached is `not_found`). The veth goes first, then the
+    /// record, so a crash in between leaves a record without a veth
+    /// (reclaimed at start).
     pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
         let key = handle.key();
         let Some(a) = self
             .store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
         else {
-            return Ok(Response::Ok);
+            if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
+                return Ok(Response::Ok);
+            }
+            return Err(OpError::NotFound(format!(
+                "{key} is not attached (never attached here); see `overlayd network inspect OWNER` for attached containers"
+            )));
         };
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
@@ -466,8 +473,19 @@ impl Node {
             self.delete_attachment_veth(&a).await?;
         }
         self.drop_attachment(&a)?;
+        self.bury_attachment(&key);
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)
+    }
+
+    /// Remember that a container was detached, so a repeated detach is `ok`.
+    pub fn bury_attachment(&self, key: &str) {
+        if let Err(e) = self
+            .store
+            .write(|tx| super::missing::bury(tx, &format!("attach:{key}")))
+        {
+            warn!(error = %e, "cannot record the detach tombstone");
+        }
     }
 
     /// Delete an attachment's veth if it is there and carries its tag.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod guest;
 pub mod health;
 pub mod identity;
+pub mod missing;
 pub mod networks;
 pub mod node;
 pub mod overlay;

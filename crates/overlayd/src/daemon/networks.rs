@@ -9,6 +9,7 @@ use overlayd_state::{NetworkEntry, Owner, Table};
 use tracing::info;
 
 use super::error::{OpError, OpResult};
+use super::missing;
 use super::node::Node;
 use super::records::{Attachment, IsolationRecord, ServiceRecord};
 use crate::daemon::plan;
@@ -269,7 +270,8 @@ impl Node {
                 &IsolationRecord {
                     subnet: entry.subnet.clone(),
                 },
-            )
+            )?;
+            missing::unbury(tx, &entry.owner.to_string())
         })?;
         Ok(Response::IsolationNetwork {
             network: network.to_string(),
@@ -278,14 +280,32 @@ impl Node {
         })
     }
 
-    /// `teardown_isolation_network`: idempotent.
+    /// `teardown_isolation_network`: idempotent for a network that existed;
+    /// a name never recorded is `not_found`.
     pub async fn teardown_isolation(&mut self, network: &str) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
+        let recorded: Option<IsolationRecord> =
+            self.store.read(|tx| tx.get(Table::Isolation, network))?;
+        if recorded.is_none() && self.marker.get(&owner).is_none() {
+            let known: Vec<(String, IsolationRecord)> =
+                self.store.read(|tx| tx.list(Table::Isolation))?;
+            missing::already_gone_or(
+                &self.store,
+                &owner.to_string(),
+                "isolation network",
+                network,
+                known.iter().map(|(k, _)| k.as_str()),
+                "overlayd network ls",
+            )?;
+            return Ok(Response::Ok);
+        }
         self.ensure_unattached(&owner)?;
         // Desired state goes first: a failure below is finished by a retry
         // or by the next start, never undone into a resurrection.
-        self.store
-            .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()))?;
+        self.store.write(|tx| {
+            tx.remove(Table::Isolation, network)?;
+            missing::bury(tx, &owner.to_string())
+        })?;
         self.remove_bridge(&owner).await?;
         Ok(Response::Ok)
     }
@@ -354,7 +374,8 @@ impl Node {
                 Table::Services,
                 service,
                 &self.service_record(service, mode),
-            )
+            )?;
+            missing::unbury(tx, &dedicated_owner.to_string())
         })?;
         Ok(response)
     }
@@ -409,11 +430,25 @@ impl Node {
         })
     }
 
-    /// `teardown_service_overlay`: idempotent; refuses while containers are attached.
+    /// `teardown_service_overlay`: idempotent for a service that existed (a
+    /// name never recorded is `not_found`); refuses while containers are attached.
     pub async fn teardown_service(&mut self, service: &str) -> OpResult<Response> {
         overlayd_state::owner::validate_name(service)?;
         let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
         let owner = Owner::service(service)?;
+        if rec.is_none() && self.marker.get(&owner).is_none() {
+            let known: Vec<(String, ServiceRecord)> =
+                self.store.read(|tx| tx.list(Table::Services))?;
+            missing::already_gone_or(
+                &self.store,
+                &owner.to_string(),
+                "service",
+                service,
+                known.iter().map(|(k, _)| k.as_str()),
+                "overlayd network ls",
+            )?;
+            return Ok(Response::Ok);
+        }
         let mode = rec
             .map(|r| r.mode)
             .unwrap_or(if self.marker.get(&owner).is_some() {
@@ -433,8 +468,10 @@ impl Node {
                 attached.len()
             )));
         }
-        self.store
-            .write(|tx| tx.remove(Table::Services, service).map(|_| ()))?;
+        self.store.write(|tx| {
+            tx.remove(Table::Services, service)?;
+            missing::bury(tx, &owner.to_string())
+        })?;
         // Also clears a dedicated network left behind by an interrupted
         // mode change.
         if self.marker.get(&owner).is_some() {

@@ -455,7 +455,7 @@ impl Node {
         }
     }
 
-    /// `remove_peer`: idempotent.
+    /// `remove_peer`: a peer neither recorded nor on the device is `not_found`.
     pub async fn remove_peer(&mut self, pubkey: &str, scope: Option<Scope>) -> OpResult<Response> {
         let pk = parse_pubkey(pubkey)?;
         let (owner, dev) = self.scope_device(scope)?;
@@ -464,9 +464,15 @@ impl Node {
         // Removed from the device even without a record, so a peer left by
         // an interrupted add_peer can always be taken away.
         let d = dev.clone();
-        wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
+        let was_on_device = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
         let Some(rec) = rec else {
-            return Ok(Response::Ok);
+            if was_on_device {
+                return Ok(Response::Ok);
+            }
+            return Err(OpError::NotFound(format!(
+                "no peer {} on {owner}; see `overlayd wg show` for the peers there",
+                pubkey.trim()
+            )));
         };
         self.drop_routes(&dev, &rec, &[]).await;
         self.store

@@ -395,6 +395,7 @@ impl Node {
                     if let Some((_, a)) = atts.iter().find(|(k, _)| *k == key) {
                         self.drop_attachment(a)?;
                     }
+                    self.bury_attachment(&key);
                     rep.reclaimed += 1;
                     info!(handle = %key, "reclaimed attachment: container is gone");
                 }
