@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::firewall::FirewallSpec;
-use crate::types::{LinkInfo, NetnsTarget, Uplink, VethAttachment, VethSpec};
+use crate::types::{LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec};
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.
 ///
@@ -73,6 +73,14 @@ pub trait Host: Send + Sync {
     /// Whether the target namespace still exists (process alive and its netns
     /// readable, or the path is an nsfs handle).
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool>;
+
+    /// The identity (nsfs device and inode) of the target's namespace, `None`
+    /// when it does not exist. Handles of one namespace have equal identities.
+    /// The default knows no identities (a backend without namespaces).
+    async fn netns_identity(&self, target: &NetnsTarget) -> Result<Option<NetnsId>> {
+        let _ = target;
+        Ok(None)
+    }
 
     /// Replaces overlayd's firewall table(s) with the rules `fw` describes, atomically.
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()>;

@@ -436,3 +436,45 @@ async fn foreign_link_names_are_refused_and_untouched() {
     );
     assert!(!node.try_exec(&["ip", "link", "show", "stalepeer"]));
 }
+
+#[tokio::test]
+async fn namespace_identity_is_the_same_for_every_handle_of_one_namespace() {
+    require_root!();
+    let node = TestNetns::new("node");
+    let other = TestNetns::new("other");
+    let host = LinuxHost::new_in_netns(node.path()).await.unwrap();
+    let c = Sleeper::new();
+    let by_pid = host
+        .netns_identity(&NetnsTarget::Pid(c.pid()))
+        .await
+        .unwrap()
+        .expect("a live pid has an identity");
+    let by_path = host
+        .netns_identity(&NetnsTarget::Path(c.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(by_pid),
+        by_path,
+        "/proc/PID/ns/net is the PID's namespace"
+    );
+    let a = host
+        .netns_identity(&NetnsTarget::Path(node.path()))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = host
+        .netns_identity(&NetnsTarget::Path(other.path()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(a, b, "two namespaces, two identities");
+    assert_ne!(a, by_pid);
+    let pid = c.pid();
+    drop(c);
+    assert_eq!(
+        host.netns_identity(&NetnsTarget::Pid(pid)).await.unwrap(),
+        None,
+        "a gone process has no identity"
+    );
+}

@@ -119,3 +119,140 @@ async fn recreate_mints_a_new_identity_only_when_asked() {
     assert!(inst.wg.devices().is_empty());
     let _ = inst.shutdown().await;
 }
+
+mod netns_identity {
+    use overlayd_host::fake::Call;
+    use overlayd_host::NetnsTarget;
+    use overlayd_proto::{ErrorCode, Handle, Request, Response, ServiceMode};
+
+    use super::support::inproc::{err_code, Instance};
+
+    fn attach(handle: Handle) -> Request {
+        Request::AttachContainer {
+            handle,
+            service: "web".into(),
+            join_global: false,
+            dns_server: None,
+            dns_domain: None,
+            isolation: None,
+            name: None,
+        }
+    }
+
+    fn attached_ip(r: Response) -> String {
+        match r {
+            Response::Attached { ip, .. } => ip,
+            r => panic!("expected attached, got {r:?}"),
+        }
+    }
+
+    async fn web(inst: &Instance) -> overlayd_client::Client {
+        let mut c = inst.client().await;
+        c.call(Request::SetupServiceOverlay {
+            service: "web".into(),
+            mode: ServiceMode::Shared,
+            recreate: false,
+        })
+        .await
+        .unwrap();
+        c
+    }
+
+    fn veths_made(inst: &Instance) -> usize {
+        inst.host
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::AttachVeth(_)))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_container_is_its_namespace_whatever_handle_names_it() {
+        let inst = Instance::start().await;
+        let mut c = web(&inst).await;
+        let path = NetnsTarget::Path("/run/netns/c1".into());
+        inst.host.add_live_target(path.clone());
+        inst.host
+            .alias_target(NetnsTarget::Path("/proc/4242/ns/net".into()), &path);
+        inst.host.alias_target(NetnsTarget::Pid(4242), &path);
+        let ip = attached_ip(
+            c.call(attach(Handle::NetnsPath {
+                path: "/run/netns/c1".into(),
+            }))
+            .await
+            .unwrap(),
+        );
+        // Attaching the same namespace by PID is the same container.
+        assert_eq!(
+            attached_ip(
+                c.call(attach(Handle::LinuxPid { pid: 4242 }))
+                    .await
+                    .unwrap()
+            ),
+            ip
+        );
+        assert_eq!(veths_made(&inst), 1, "one veth for one namespace");
+
+        // Detached by /proc/PID/ns/net: the container loses eth0 and lease.
+        assert_eq!(
+            c.call(Request::DetachContainer {
+                handle: Handle::NetnsPath {
+                    path: "/proc/4242/ns/net".into(),
+                },
+            })
+            .await
+            .unwrap(),
+            Response::Ok
+        );
+        assert!(inst.host.container_ifaces(&path).is_empty(), "eth0 removed");
+        let (code, _) = err_code(
+            c.call(Request::InspectAttachment {
+                handle: Handle::NetnsPath {
+                    path: "/run/netns/c1".into(),
+                },
+            })
+            .await
+            .unwrap(),
+        );
+        assert_eq!(code, ErrorCode::NotFound, "the record is gone");
+        // And the original handle's detach is now an idempotent repeat.
+        assert_eq!(
+            c.call(Request::DetachContainer {
+                handle: Handle::NetnsPath {
+                    path: "/run/netns/c1".into(),
+                },
+            })
+            .await
+            .unwrap(),
+            Response::Ok
+        );
+        let _ = inst.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_reused_pid_is_a_different_container() {
+        let inst = Instance::start().await;
+        let mut c = web(&inst).await;
+        let pid = NetnsTarget::Pid(100);
+        inst.host.add_live_target(pid.clone());
+        attached_ip(c.call(attach(Handle::LinuxPid { pid: 100 })).await.unwrap());
+        assert_eq!(veths_made(&inst), 1);
+
+        // The container exits and its PID is reused by another one.
+        inst.host.renew_target(&pid);
+        attached_ip(c.call(attach(Handle::LinuxPid { pid: 100 })).await.unwrap());
+        assert_eq!(
+            veths_made(&inst),
+            2,
+            "the new container gets its own veth, not the old record's answer"
+        );
+
+        // Reconcile sees the record's namespace is gone when the PID moves on.
+        inst.host.renew_target(&pid);
+        match c.call(Request::Reconcile).await.unwrap() {
+            Response::Reconciled { reclaimed, .. } => assert_eq!(reclaimed, 1),
+            r => panic!("{r:?}"),
+        }
+        let _ = inst.shutdown().await;
+    }
+}

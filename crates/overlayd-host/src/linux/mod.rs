@@ -20,8 +20,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, LinkInfo, NetnsTarget, Uplink, VethAttachment,
-    VethSpec,
+    validate_alias, validate_ifname, validate_mtu, LinkInfo, NetnsId, NetnsTarget, Uplink,
+    VethAttachment, VethSpec,
 };
 
 use self::netns::{NlConn, NsHandle};
@@ -221,6 +221,17 @@ impl Host for LinuxHost {
 
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool> {
         netns::target_alive(target)
+    }
+
+    async fn netns_identity(&self, target: &NetnsTarget) -> Result<Option<NetnsId>> {
+        match netns::open_target(target) {
+            Ok(h) => Ok(Some(NetnsId {
+                dev: h.dev,
+                ino: h.ino,
+            })),
+            Err(HostError::NetnsGone { .. }) | Err(HostError::NotANetns { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()> {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use overlayd_host::{NetnsTarget, VethSpec};
+use overlayd_host::{NetnsId, NetnsTarget, VethSpec};
 use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
@@ -217,14 +217,28 @@ impl Node {
         let target = netns_target(&handle)?;
         let key = handle.key();
         let network = self.target_network(service, isolation, join_global)?;
-        if let Some(existing) = self
+        let ns_id = self.host.netns_identity(&target).await?;
+        let mut found = self
             .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        {
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;
+        if let Some(stale) = found.take_if(|a| is_other_namespace(a, ns_id)) {
+            // The handle (a reused PID) now names another namespace: the
+            // recorded container is gone and this is a different one.
+            info!(handle = %key, recorded = ?stale.netns_id, "handle names a different namespace than recorded: reclaiming the old attachment");
+            self.delete_attachment_veth(&stale).await?;
+            self.drop_attachment(&stale)?;
+        }
+        if found.is_none() {
+            // The same namespace attached under another handle form.
+            found = self.attachment_by_netns(ns_id)?;
+        }
+        if let Some(existing) = found {
             if existing.network != network.to_string() || existing.service != service {
                 return Err(OpError::Conflict(format!(
-                    "{key} is already attached to {} for service {}; detach it first to move it",
-                    existing.network, existing.service
+                    "{key} is already attached (as {}) to {} for service {}; detach it first to move it",
+                    existing.handle.key(),
+                    existing.network,
+                    existing.service
                 )));
             }
             if self.host.link(&existing.host_ifname).await?.is_some() {
@@ -263,6 +277,7 @@ impl Node {
             guest_private_key: None,
             dns_server,
             dns_domain,
+            netns_id: ns_id.map(|i| i.to_string()),
         };
         // The record and lease are committed first; a crash before the veth
         // exists leaves a record without a veth, which start-up reclaims.
@@ -456,10 +471,18 @@ impl Node {
     /// (reclaimed at start).
     pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
         let key = handle.key();
-        let Some(a) = self
+        let mut found = self
             .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        else {
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;
+        if found.is_none() {
+            // The container may have been attached under another handle
+            // form of the same namespace (netns path vs /proc/PID/ns/net).
+            if let Ok(target) = netns_target(handle) {
+                let ns_id = self.host.netns_identity(&target).await?;
+                found = self.attachment_by_netns(ns_id)?;
+            }
+        }
+        let Some(a) = found else {
             if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
                 return Ok(Response::Ok);
             }
@@ -474,8 +497,23 @@ impl Node {
         }
         self.drop_attachment(&a)?;
         self.bury_attachment(&key);
+        self.bury_attachment(&a.handle.key());
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)
+    }
+
+    /// The attachment recorded for a namespace identity, whatever handle it
+    /// was attached with.
+    pub fn attachment_by_netns(&self, ns_id: Option<NetnsId>) -> OpResult<Option<Attachment>> {
+        let Some(id) = ns_id.map(|i| i.to_string()) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .find(|a| a.netns_id.as_deref() == Some(id.as_str())))
     }
 
     /// Remember that a container was detached, so a repeated detach is `ok`.
@@ -498,6 +536,15 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a recorded attachment names a different namespace than the one
+/// its handle names now (both identities known and unequal).
+pub fn is_other_namespace(a: &Attachment, now: Option<NetnsId>) -> bool {
+    match (a.netns_id.as_deref(), now) {
+        (Some(rec), Some(now)) => rec != now.to_string(),
+        _ => false,
     }
 }
 

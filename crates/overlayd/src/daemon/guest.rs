@@ -57,6 +57,7 @@ impl Node {
             None => {
                 let kp = KeyPair::generate();
                 let rec = Attachment {
+                    netns_id: None,
                     handle: handle.clone(),
                     network: Owner::Base.to_string(),
                     service: service.to_string(),

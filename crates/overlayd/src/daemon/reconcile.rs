@@ -370,8 +370,16 @@ impl Node {
             .collect();
         let mut records = Vec::with_capacity(atts.len());
         for (key, a) in &atts {
+            // A handle that now names another namespace (a reused PID)
+            // means the recorded container is gone.
             let alive = match netns_target(&a.handle) {
-                Ok(t) => self.host.netns_alive(&t).await.unwrap_or(true),
+                Ok(t) => {
+                    self.host.netns_alive(&t).await.unwrap_or(true)
+                        && !super::attach::is_other_namespace(
+                            a,
+                            self.host.netns_identity(&t).await.unwrap_or(None),
+                        )
+                }
                 Err(_) => true,
             };
             records.push(AttachmentRecord {

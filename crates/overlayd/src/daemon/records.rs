@@ -96,6 +96,10 @@ pub struct Attachment {
     /// DNS domain the runtime asked for at attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_domain: Option<String>,
+    /// Identity of the container's network namespace (`DEV:INODE` of its
+    /// nsfs file) at attach: the container, whatever handle names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<String>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -158,6 +162,7 @@ impl std::fmt::Debug for Attachment {
             .field("dns_name", &self.dns_name)
             .field("dns_server", &self.dns_server)
             .field("dns_domain", &self.dns_domain)
+            .field("netns_id", &self.netns_id)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),
