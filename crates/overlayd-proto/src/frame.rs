@@ -125,4 +125,5 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "move_network",
 ];

@@ -32,4 +32,5 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "move_network",
 ];

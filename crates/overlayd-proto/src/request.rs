@@ -285,6 +285,18 @@ pub enum Request {
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
+    /// **ext**: give a recorded network (`service:<name>`, `iso:<net>`,
+    /// `shared-nat`) another subnet — the explicit fix when two nodes use
+    /// the same one. Refused while containers are attached. Answers
+    /// `networks` with the moved network.
+    MoveNetwork {
+        /// The network's owner string.
+        network: String,
+        /// The subnet to move to; absent = the next one the address plan
+        /// (or `local_pool`) offers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+    },
 }
 
 impl Request {
@@ -318,6 +330,7 @@ impl Request {
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
+            Request::MoveNetwork { .. } => "move_network",
         }
     }
 }

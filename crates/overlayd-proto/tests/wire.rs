@@ -50,6 +50,7 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_dns_records"}),
         json!({"op":"reconcile"}),
         json!({"op":"inspect_attachment","handle":{"platform":"linux_pid","pid":4242}}),
+        json!({"op":"move_network","network":"service:db"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {

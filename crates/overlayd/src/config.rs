@@ -30,6 +30,16 @@ pub struct Config {
     pub local_pool: String,
     /// Prefix length of each node-local network.
     pub local_prefix_len: u8,
+    /// Prefix length of this node's slice of an IPv4 cluster CIDR when the
+    /// caller of `setup_global_overlay` gives none (the slice is then
+    /// derived from the node identity: docs/architecture.md, "Address
+    /// plan"); slices of an IPv6 cluster CIDR are /64.
+    pub slice_prefix_len: u8,
+    /// Range dedicated service subnets are derived from (per service and
+    /// node); must not overlap `local_pool`.
+    pub service_range: String,
+    /// Prefix length of a dedicated service's subnet on one node.
+    pub service_prefix_len: u8,
     /// Node-global WireGuard port; dedicated ports come from the band above it.
     pub wg_port: u16,
     /// MTU override for bridges and tunnels.
@@ -60,6 +70,9 @@ impl Default for Config {
             interface_prefix: "ovl".into(),
             local_pool: "10.201.0.0/16".into(),
             local_prefix_len: 24,
+            slice_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SLICE_PREFIX,
+            service_range: overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE.into(),
+            service_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SERVICE_PREFIX,
             wg_port: DEFAULT_WG_PORT,
             mtu: None,
             gc: true,
@@ -98,9 +111,33 @@ impl Config {
                 self.interface_prefix
             );
         }
-        self.local_pool
+        let pool = self
+            .local_pool
             .parse::<ipnet::IpNet>()
             .with_context(|| format!("local_pool {:?} is not a CIDR", self.local_pool))?;
+        let range = self
+            .service_range
+            .parse::<ipnet::IpNet>()
+            .with_context(|| {
+                format!(
+                    "service_range {:?} is not a CIDR (e.g. {})",
+                    self.service_range,
+                    overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE
+                )
+            })?;
+        if overlayd_engine::ipam::overlaps(&pool, &range) {
+            bail!(
+                "local_pool {pool} overlaps service_range {range}: dedicated service subnets are routed by other nodes, node-local networks are not, so the two ranges must be disjoint; change one of them"
+            );
+        }
+        overlayd_engine::ipam::SubnetPlanner::new(range, self.service_prefix_len)
+            .map_err(|e| anyhow::anyhow!("service_prefix_len {}: {e}", self.service_prefix_len))?;
+        if !(8..=30).contains(&self.slice_prefix_len) {
+            bail!(
+                "slice_prefix_len {} must be between 8 and 30 (it applies to IPv4 cluster CIDRs; IPv6 ones get /64 slices)",
+                self.slice_prefix_len
+            );
+        }
         if self.wg_port == 0 {
             bail!("wg_port must not be 0");
         }

@@ -551,7 +551,12 @@ fn uninstall_keeps_networks_and_purge_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = lab.daemon.child.take().map(|mut c| c.wait());
+    let mut child = lab.daemon.child.take().expect("daemon running");
+    wait_for(
+        "the daemon exits after uninstall",
+        Duration::from_secs(30),
+        || matches!(child.try_wait(), Ok(Some(_))),
+    );
     assert_eq!(lab.tagged_links(), links, "plain uninstall leaves networks");
     assert!(lab
         .node

@@ -24,12 +24,12 @@ struct Node {
 fn start_node(ns: Netns, underlay: &str, n: u8) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("overlayd.toml");
-    std::fs::write(
-        &cfg,
-        format!("local_pool = \"10.21{n}.0.0/16\"\ndns_port = 5353\n"),
-    )
-    .unwrap();
+    std::fs::write(&cfg, "dns_port = 5353\n").unwrap();
     let d = Daemon::start(&ns, dir.path(), &["--config", cfg.to_str().unwrap()]);
+    // A node id makes the address plan's dedicated subnets fixed per node.
+    d.ok(Request::SetLocalNodeId {
+        node_id: u64::from(n),
+    });
     Node {
         ns,
         d,
@@ -368,7 +368,12 @@ fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = n1.d.child.take().map(|mut c| c.wait());
+    let mut child = n1.d.child.take().expect("daemon running");
+    wait_for(
+        "the daemon exits after uninstall",
+        Duration::from_secs(30),
+        || matches!(child.try_wait(), Ok(Some(_))),
+    );
     let mut left = n1.ns.links();
     left.sort();
     assert_eq!(left, vec!["lo".to_string(), "und1".to_string()]);

@@ -5,6 +5,7 @@
 //! store transaction so two callers never get the same answer.
 
 pub mod address;
+pub mod plan;
 pub mod subnet;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

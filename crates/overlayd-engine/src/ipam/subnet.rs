@@ -139,24 +139,87 @@ impl SubnetPlanner {
     /// `used` or `reserved`. Runs in O((used + reserved)²), independent of
     /// the pool size.
     pub fn allocate(&self, used: &[UsedSubnet], reserved: &[Reserved]) -> Result<IpNet> {
-        let exhausted = || EngineError::PoolExhausted {
+        let (pool_start, pool_end) = bounds(&self.pool);
+        self.first_free(pool_start, pool_end, used, reserved)?
+            .ok_or_else(|| self.exhausted())
+    }
+
+    /// How many aligned `/prefix_len` blocks the pool holds (saturating at
+    /// `u128::MAX`).
+    pub fn slots(&self) -> u128 {
+        let bits = u32::from(self.prefix_len - self.pool.prefix_len());
+        1u128.checked_shl(bits).unwrap_or(u128::MAX)
+    }
+
+    /// The aligned block number `slot` of the pool.
+    pub fn slot(&self, slot: u128) -> Option<IpNet> {
+        let size = self.block_size();
+        let (pool_start, pool_end) = bounds(&self.pool);
+        let start = slot.checked_mul(size)?.checked_add(pool_start)?;
+        if start > pool_end {
+            return None;
+        }
+        IpNet::new(from_u128(start, self.pool.network()), self.prefix_len).ok()
+    }
+
+    /// The first free block at or after block number `slot`, wrapping around
+    /// to the start of the pool once: the search a deterministic plan uses
+    /// when its preferred block is taken.
+    pub fn allocate_from(
+        &self,
+        slot: u128,
+        used: &[UsedSubnet],
+        reserved: &[Reserved],
+    ) -> Result<IpNet> {
+        let (pool_start, pool_end) = bounds(&self.pool);
+        let slot = slot % self.slots().max(1);
+        let from = pool_start + slot * self.block_size();
+        if let Some(n) = self.first_free(from, pool_end, used, reserved)? {
+            return Ok(n);
+        }
+        if from > pool_start {
+            if let Some(n) = self.first_free(pool_start, from - 1, used, reserved)? {
+                return Ok(n);
+            }
+        }
+        Err(self.exhausted())
+    }
+
+    fn block_size(&self) -> u128 {
+        let host_bits = family_bits(&self.pool) - self.prefix_len;
+        1u128.checked_shl(u32::from(host_bits)).unwrap_or(0)
+    }
+
+    fn exhausted(&self) -> EngineError {
+        EngineError::PoolExhausted {
             pool: self.pool,
             prefix_len: self.prefix_len,
-        };
-        let host_bits = family_bits(&self.pool) - self.prefix_len;
-        let size: u128 = 1u128 << host_bits;
-        let (pool_start, pool_end) = bounds(&self.pool);
+        }
+    }
+
+    /// The lowest aligned block inside `[lo, hi]` (integers; `lo` aligned)
+    /// overlapping nothing in `used` or `reserved`, in O((used + reserved)²).
+    fn first_free(
+        &self,
+        lo: u128,
+        hi: u128,
+        used: &[UsedSubnet],
+        reserved: &[Reserved],
+    ) -> Result<Option<IpNet>> {
+        let size = self.block_size();
         let conflicts: Vec<IpNet> = used
             .iter()
             .map(|u| u.subnet)
             .chain(reserved.iter().map(|r| r.net))
             .filter(|n| family_bits(n) == family_bits(&self.pool))
             .collect();
-        let mut start = pool_start;
+        let mut start = lo;
         loop {
-            let end = start.checked_add(size - 1).ok_or_else(exhausted)?;
-            if end > pool_end {
-                return Err(exhausted());
+            let Some(end) = start.checked_add(size - 1) else {
+                return Ok(None);
+            };
+            if end > hi {
+                return Ok(None);
             }
             let blocking_end = conflicts
                 .iter()
@@ -167,15 +230,19 @@ impl SubnetPlanner {
             match blocking_end {
                 None => {
                     let addr = from_u128(start, self.pool.network());
-                    return IpNet::new(addr, self.prefix_len).map_err(|_| exhausted());
+                    return IpNet::new(addr, self.prefix_len)
+                        .map(Some)
+                        .map_err(|_| self.exhausted());
                 }
                 Some(c1) => {
                     // Jump past the blocking range, to the next aligned block.
-                    let next = c1.checked_add(1).ok_or_else(exhausted)?;
-                    start = next
-                        .checked_add(size - 1)
-                        .map(|v| v & !(size - 1))
-                        .ok_or_else(exhausted)?;
+                    let Some(next) = c1.checked_add(1) else {
+                        return Ok(None);
+                    };
+                    match next.checked_add(size - 1) {
+                        Some(v) => start = v & !(size - 1),
+                        None => return Ok(None),
+                    }
                 }
             }
         }

@@ -16,9 +16,10 @@ pub enum GlobalCmd {
         /// Cluster CIDR.
         #[arg(long)]
         cidr: String,
-        /// This node's slice of the cluster CIDR.
+        /// This node's slice of the cluster CIDR; without it the address
+        /// plan derives one unique to this node (and keeps it).
         #[arg(long)]
-        slice: String,
+        slice: Option<String>,
         /// WireGuard listen port.
         #[arg(long, default_value_t = crate::config::DEFAULT_WG_PORT)]
         port: u16,
@@ -50,7 +51,7 @@ pub async fn run(cli: &Cli, cmd: &GlobalCmd) -> Result<ExitCode> {
             deployment: deployment.clone(),
             instance_id: instance_id.clone(),
             cluster_cidr: cidr.clone(),
-            slice_cidr: Some(slice.clone()),
+            slice_cidr: slice.clone(),
             wg_port: *port,
             nat_enabled: *nat,
         },

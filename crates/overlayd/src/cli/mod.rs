@@ -150,7 +150,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Run(ref a) => rt.block_on(run::run(&cli, a)),
         Command::Uninstall(ref a) => rt.block_on(uninstall::uninstall(&cli, a)),
         Command::Status => rt.block_on(status::run(&cli)),
@@ -166,5 +166,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
-    }
+    };
+    // A blocking task stuck in a kernel call must not keep a finished
+    // daemon (lock released, state flushed) alive: the runtime gets a
+    // bounded time to wind down, then the process exits regardless.
+    rt.shutdown_timeout(RUNTIME_WIND_DOWN);
+    result
 }
+
+/// How long a finished command waits for the runtime's blocking tasks.
+const RUNTIME_WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(3);

@@ -18,6 +18,15 @@ pub enum NetworkCmd {
         /// Owner key (`base`, `shared-nat`, `service:NAME`, `iso:NET`).
         owner: String,
     },
+    /// Give a network another subnet (the explicit fix when two nodes use
+    /// the same one); no container may be attached to it.
+    Move {
+        /// Owner key (`shared-nat`, `service:NAME`, `iso:NET`).
+        owner: String,
+        /// The subnet to move to; without it the next free one is taken.
+        #[arg(long)]
+        subnet: Option<String>,
+    },
 }
 
 /// Run a `network` subcommand.
@@ -36,6 +45,24 @@ pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
             };
             output::print_inspect(&view, cli.json)?;
             Ok(ExitCode::SUCCESS)
+        }
+        NetworkCmd::Move { owner, subnet } => {
+            let req = Request::MoveNetwork {
+                network: owner.clone(),
+                subnet: subnet.clone(),
+            };
+            match call::call(cli, req).await? {
+                Response::Networks { networks } if !cli.json => {
+                    for n in &networks {
+                        println!("{} moved to {}", n.owner, n.subnet);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                r => {
+                    output::print(&r, cli.json)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
     }
 }

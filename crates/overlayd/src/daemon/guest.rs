@@ -13,9 +13,6 @@ use super::node::Node;
 use super::overlay::wg_call;
 use super::records::{peer_key, Attachment, PeerRecord, ServiceRecord};
 
-/// Listen port suggested to guests.
-pub const GUEST_LISTEN_PORT: u16 = 51820;
-
 impl Node {
     /// Attach a guest: idempotent (a repeated attach returns the same config).
     pub async fn attach_guest(&mut self, handle: Handle, service: &str) -> OpResult<Response> {
@@ -104,7 +101,7 @@ impl Node {
             prefix_len: att.prefix_len,
             private_key: kp.private_base64(),
             public_key: kp.public_base64(),
-            listen_port: GUEST_LISTEN_PORT,
+            listen_port: global.wg_port,
             peers: vec![GuestPeer {
                 public_key: self.key.public_base64(),
                 endpoint: uplink

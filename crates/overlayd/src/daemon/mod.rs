@@ -1,6 +1,7 @@
 //! The daemon: start-up (lock, load, reconcile), serving, and a clean stop
 //! that leaves every host network in place.
 
+pub mod address_plan;
 pub mod attach;
 pub mod dispatch;
 pub mod dns;

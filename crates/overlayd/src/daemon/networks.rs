@@ -119,19 +119,34 @@ impl Node {
     }
 
     /// Pick a subnet for a new network.
-    fn plan_subnet(&self, owner: &Owner, requested: Option<IpNet>) -> OpResult<IpNet> {
+    pub(crate) fn plan_subnet(&self, owner: &Owner, requested: Option<IpNet>) -> OpResult<IpNet> {
         let pool: IpNet = self.cfg.local_pool.parse().map_err(|_| {
             OpError::Invalid(format!(
                 "local_pool {:?} is not a CIDR",
                 self.cfg.local_pool
             ))
         })?;
+        if requested.is_none() {
+            if let Owner::Service(service) = owner {
+                // Other nodes route to a dedicated service's subnet: it comes
+                // from the address plan, unique per node.
+                return self.planned_service_subnet(service);
+            }
+        }
         let used = self.used_subnets();
-        // The base network *is* the node slice; everything else avoids it.
+        // The base network *is* the node slice; everything else avoids it,
+        // and node-local networks avoid the range other nodes' dedicated
+        // service subnets come from.
         let reserved = if *owner == Owner::Base {
             Vec::new()
         } else {
-            self.reserved_subnets()
+            let mut r = self.reserved_subnets();
+            if requested.is_none() {
+                if let Ok(range) = self.cfg.service_range.parse() {
+                    r.push(range);
+                }
+            }
+            r
         };
         plan::pick_subnet(
             owner,
@@ -359,8 +374,10 @@ impl Node {
             _ => {
                 let entry = self.ensure_bridge(Owner::SharedNat, None).await?;
                 let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
+                // As upstream: `name` is the network's interface, the bridge
+                // containers of this service attach to.
                 Response::ServiceOverlay {
-                    name: service.to_string(),
+                    name: entry.name.clone(),
                     mode: ServiceMode::Shared.as_str().to_string(),
                     wg_public_key: None,
                     wg_port: None,
@@ -421,7 +438,7 @@ impl Node {
         }
         let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
         Ok(Response::ServiceOverlay {
-            name: service.to_string(),
+            name: entry.name.clone(),
             mode: ServiceMode::Dedicated.as_str().to_string(),
             wg_public_key: entry.wg_public_key.clone(),
             wg_port: entry.wg_port,

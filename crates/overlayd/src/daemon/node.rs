@@ -214,11 +214,12 @@ impl Node {
                 wg_port,
                 nat_enabled,
             } => {
-                let slice_cidr = slice_cidr.ok_or_else(|| {
-                    OpError::Invalid(
-                        "slice_cidr is required: give this node's slice of the cluster CIDR (e.g. 10.200.1.0/24)".into(),
-                    )
-                })?;
+                // ZLayer's daemon never sends a slice: the address plan
+                // picks (and records) one unique to this node.
+                let slice_cidr = match slice_cidr {
+                    Some(s) => s,
+                    None => self.planned_slice(&cluster_cidr)?,
+                };
                 self.setup_global(super::records::GlobalRecord {
                     deployment,
                     instance_id,
@@ -272,6 +273,9 @@ impl Node {
                     reclaimed: n(r.reclaimed),
                     conflicts: n(r.conflicts),
                 })
+            }
+            Request::MoveNetwork { network, subnet } => {
+                self.move_network(&network, subnet.as_deref()).await
             }
             Request::Hello { .. }
             | Request::Shutdown

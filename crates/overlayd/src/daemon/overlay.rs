@@ -361,8 +361,11 @@ impl Node {
         for (o, s) in self.used_subnets() {
             for n in nets {
                 if overlayd_engine::ipam::overlaps(n, &s) {
-                    return Err(OpError::Invalid(format!(
-                        "allowed IP {n} overlaps this node's own network {o} ({s})"
+                    return Err(OpError::Conflict(super::address_plan::collision_message(
+                        n,
+                        pubkey.trim(),
+                        &o,
+                        &s,
                     )));
                 }
             }

@@ -96,6 +96,7 @@ impl Node {
     /// `list_networks`.
     pub async fn list_networks(&self) -> OpResult<Response> {
         let links = self.host.links().await?;
+        let collisions = self.subnet_collisions();
         let mut networks = Vec::with_capacity(self.marker.len());
         for e in self.marker.iter() {
             let managed = e.is_linux_managed();
@@ -132,6 +133,18 @@ impl Node {
                 }
                 _ => false,
             };
+            let owner = e.owner.to_string();
+            let clashes: Vec<String> = collisions
+                .iter()
+                .filter(|c| c.owner == owner)
+                .map(|c| c.describe())
+                .collect();
+            if !clashes.is_empty() {
+                extra.insert("collisions".into(), json!(clashes));
+                if managed && present && !extra.contains_key("drift") {
+                    extra.insert("drift".into(), json!(clashes.join("; ")));
+                }
+            }
             networks.push(NetworkView {
                 owner: e.owner.to_string(),
                 kind: e.kind.clone(),

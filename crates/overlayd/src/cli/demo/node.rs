@@ -28,7 +28,8 @@ pub struct Node {
     pub ns: String,
     /// Address on the underlay.
     pub underlay_ip: String,
-    /// This node's slice of the cluster CIDR.
+    /// This node's slice of the cluster CIDR, as the node reports it once
+    /// the base overlay is up (chosen by its address plan).
     pub slice: String,
     /// Data directory.
     pub data_dir: PathBuf,
@@ -44,7 +45,7 @@ pub struct Node {
 
 impl Node {
     /// Lay out the node's directory under `workdir` and write its config:
-    /// a node-unique local pool, DNS on port 53 of every gateway, and the
+    /// default address plan, DNS on port 53 of every gateway, and the
     /// outside as the (silent) upstream so no query leaves the lab.
     pub fn new(workdir: &Path, ns: String, index: u8, exe: PathBuf) -> Result<Node> {
         let label = format!("n{index}");
@@ -54,16 +55,14 @@ impl Node {
         let config = dir.join("overlayd.toml");
         std::fs::write(
             &config,
-            format!(
-                "local_pool = \"10.21{index}.0.0/16\"\ndns_port = 53\ndns_upstreams = [\"{OUTSIDE_IP}:53\"]\n"
-            ),
+            format!("dns_port = 53\ndns_upstreams = [\"{OUTSIDE_IP}:53\"]\n"),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
         Ok(Node {
             label,
             ns,
             underlay_ip: node_ip(index),
-            slice: format!("10.200.{index}.0/24"),
+            slice: String::new(),
             data_dir: dir.join("data"),
             socket: dir.join("run").join("overlayd.sock"),
             config,

@@ -157,7 +157,7 @@ pub async fn bring_up(lab: &mut Lab, report: &Report) -> Result<Cluster> {
         ));
     }
 
-    let keys = base_overlay(&lab.nodes).await?;
+    let keys = base_overlay(&mut lab.nodes).await?;
     report.step(format!(
         "base overlay {CLUSTER}: slices {}, WireGuard port {WG_PORT}, full mesh of {} peerings",
         lab.nodes
@@ -230,21 +230,30 @@ pub async fn status(n: &Node) -> Result<StatusInfo> {
     }
 }
 
-/// Global overlay on every node, then every node peers with every other.
-async fn base_overlay(nodes: &[Node]) -> Result<Vec<String>> {
+/// Global overlay on every node, as an orchestrator does it (node id, no
+/// slice: the address plan picks each node's), then every node peers with
+/// every other using the slice it reports.
+async fn base_overlay(nodes: &mut [Node]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
-    for n in nodes {
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.call(Request::SetLocalNodeId {
+            node_id: i as u64 + 1,
+        })
+        .await?;
         n.call(Request::SetupGlobalOverlay {
             deployment: "demo".into(),
             instance_id: n.label.clone(),
             cluster_cidr: CLUSTER.into(),
-            slice_cidr: Some(n.slice.clone()),
+            slice_cidr: None,
             wg_port: WG_PORT,
             nat_enabled: true,
         })
         .await?;
-        let key = status(n)
-            .await?
+        let st = status(n).await?;
+        n.slice = st
+            .slice_cidr
+            .with_context(|| format!("{} reports no slice", n.label))?;
+        let key = st
             .public_key
             .with_context(|| format!("{} reports no public key", n.label))?;
         keys.push(key);
