@@ -14,7 +14,7 @@ pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
     DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
-    StatusInfo,
+    Secret, StatusInfo,
 };
 
 /// The protocol version this build speaks.

@@ -131,3 +131,27 @@ fn bad_bodies_keep_the_id_when_they_can() {
         decode_frame(br#"{"frame":"request","id":12,"request":{"op":"release_ip"}}"#).unwrap_err();
     assert!(e.message.contains("missing field `ip`"), "{}", e.message);
 }
+
+#[test]
+fn guest_config_debug_redacts_the_private_key_but_the_wire_carries_it() {
+    let r = Response::GuestConfig {
+        overlay_ip: "10.200.1.9".into(),
+        prefix_len: 24,
+        private_key: "c2VjcmV0LWtleS1ub3QtdG8tYmUtbG9nZ2VkLWV2ZXI="
+            .to_string()
+            .into(),
+        public_key: "b".into(),
+        listen_port: 51900,
+        peers: vec![],
+        dns_server: None,
+        dns_domain: None,
+    };
+    let dbg = format!("{r:?}");
+    assert!(!dbg.contains("c2VjcmV0"), "{dbg}");
+    assert!(dbg.contains("<redacted>"), "{dbg}");
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        json.contains(r#""private_key":"c2VjcmV0LWtleS1ub3QtdG8tYmUtbG9nZ2VkLWV2ZXI=""#),
+        "{json}"
+    );
+}

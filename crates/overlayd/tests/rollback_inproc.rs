@@ -282,3 +282,50 @@ async fn lost_marker_on_a_rebooted_host_brings_overlays_back_with_their_identity
     }
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failed_device_delete_does_not_stop_the_bridge_delete_and_a_retry_finishes() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    c.call(Request::SetupServiceOverlay {
+        service: "db".into(),
+        mode: ServiceMode::Dedicated,
+        recreate: false,
+    })
+    .await
+    .unwrap();
+    let bridges = |h: &overlayd_host::FakeHost| {
+        futures::executor::block_on(h.links())
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.kind == overlayd_host::LinkKind::Bridge)
+            .count()
+    };
+    assert_eq!(bridges(&inst.host), 1);
+    inst.wg.fail_next_delete();
+    let msg = err_message(
+        c.call(Request::TeardownServiceOverlay {
+            service: "db".into(),
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(msg.contains("WireGuard device"), "{msg}");
+    assert_eq!(
+        bridges(&inst.host),
+        0,
+        "the bridge was deleted although the device delete failed"
+    );
+    assert_eq!(inst.wg.devices().len(), 1, "the device that failed stays");
+    assert_eq!(
+        c.call(Request::TeardownServiceOverlay {
+            service: "db".into(),
+        })
+        .await
+        .unwrap(),
+        Response::Ok,
+        "the entry stayed recorded, so the retry finishes"
+    );
+    assert!(inst.wg.devices().is_empty());
+    let _ = inst.shutdown().await;
+}

@@ -99,7 +99,7 @@ impl Node {
         Ok(Response::GuestConfig {
             overlay_ip: att.ip.clone(),
             prefix_len: att.prefix_len,
-            private_key: kp.private_base64(),
+            private_key: kp.private_base64().into(),
             public_key: kp.public_base64(),
             listen_port: global.wg_port,
             peers: vec![GuestPeer {

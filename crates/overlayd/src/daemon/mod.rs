@@ -49,6 +49,11 @@ pub async fn run(
     wg: Arc<dyn overlayd_wg::WgBackend>,
 ) -> Result<()> {
     let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Signals are caught from before start-up reconcile: a SIGTERM during
+    // it lets the reconcile finish and then stops cleanly, instead of
+    // killing the process half-way through.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = spawn_signal_watch(stop_tx.clone())?;
     let (events, _) = broadcast::channel(256);
     let mut node = Node::open(cfg.clone(), host, wg, events.clone())
         .await
@@ -62,9 +67,17 @@ pub async fn run(
         reclaimed = report.reclaimed,
         "state reconciled"
     );
+    if *stop_rx.borrow() {
+        info!("stop requested during start-up: reconcile finished; host networks stay in place");
+        signals.abort();
+        if let Err(e) = node.flush() {
+            warn!(error = %e, "flushing state at stop failed");
+        }
+        drop(lock);
+        return Ok(());
+    }
     let group = resolve_group(cfg.socket_group.as_deref())?;
     let listener = server::bind(&cfg.socket, group)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let node = Arc::new(Mutex::new(node));
     let dispatcher = Arc::new(Dispatcher::new(node.clone(), stop_tx.clone()));
     let policy = server::AccessPolicy {
@@ -75,7 +88,6 @@ pub async fn run(
     notify_ready();
 
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
-    let signals = spawn_signal_watch(stop_tx.clone())?;
     server::serve(listener, dispatcher, policy, events, stop_rx).await;
 
     info!("stopping: flushing state; host networks stay in place");

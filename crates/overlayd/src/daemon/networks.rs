@@ -192,13 +192,29 @@ impl Node {
             return Ok(false);
         };
         self.ensure_unattached(owner)?;
+        // Every object is tried even when one fails; the errors are reported
+        // together and the entry stays recorded so a retry finishes the job.
+        let mut errors = Vec::new();
         if let Some(dev) = entry.interface.clone() {
-            super::overlay::wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
-        }
-        if let Some(link) = self.host.link(&entry.name).await? {
-            if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) {
-                self.host.delete_link(&entry.name).await?;
+            let d = dev.clone();
+            if let Err(e) = super::overlay::wg_call(&self.wg, move |wg| wg.delete(&d)).await {
+                errors.push(format!("WireGuard device {dev}: {e}"));
             }
+        }
+        match self.host.link(&entry.name).await {
+            Ok(Some(link)) if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) => {
+                if let Err(e) = self.host.delete_link(&entry.name).await {
+                    errors.push(format!("bridge {}: {e}", entry.name));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(format!("bridge {}: {e}", entry.name)),
+        }
+        if !errors.is_empty() {
+            return Err(OpError::Host(format!(
+                "cannot remove all of {owner} ({}); it stays recorded, retry to finish",
+                errors.join("; ")
+            )));
         }
         self.forget(owner)?;
         if let Some(port) = entry.wg_port {
