@@ -525,8 +525,12 @@ impl Host for FakeHost {
         let mut s = self.begin(call, Op::AddRoute)?;
         s.require(dev)?;
         let dest = dest.trunc();
-        // Replace semantics: one route per destination.
-        s.routes.retain(|(d, _)| *d != dest);
+        // Create, never replace: one route per destination.
+        if let Some((_, other)) = s.routes.iter().find(|(d, o)| *d == dest && o != dev) {
+            return Err(HostError::InvalidArgument(format!(
+                "a route to {dest} already exists (dev {other}) that overlayd did not add; refusing to replace it"
+            )));
+        }
         s.routes.insert((dest, dev.into()));
         Ok(())
     }

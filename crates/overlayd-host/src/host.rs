@@ -49,7 +49,9 @@ pub trait Host: Send + Sync {
     /// The addresses (with prefix lengths) on a link.
     async fn addresses(&self, name: &str) -> Result<Vec<IpNet>>;
 
-    /// Installs (or replaces) a route to `dest` out of `dev` in the main table.
+    /// Creates a route to `dest` out of `dev` in the main table, never
+    /// replacing one: the same route already there is fine, a route to `dest`
+    /// out of another link (one overlayd did not add) is refused and kept.
     async fn add_route(&self, dest: IpNet, dev: &str) -> Result<()>;
 
     /// Removes the route to `dest` out of `dev`. Returns `false` if it was not there.

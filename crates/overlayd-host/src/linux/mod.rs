@@ -183,7 +183,7 @@ impl Host for LinuxHost {
 
     async fn add_route(&self, dest: IpNet, dev: &str) -> Result<()> {
         let idx = self.index_of(dev).await?;
-        addr::replace_route(self.h(), dest, idx, None).await
+        addr::create_route(self.h(), dest.trunc(), idx).await
     }
 
     async fn delete_route(&self, dest: IpNet, dev: &str) -> Result<bool> {
