@@ -203,6 +203,9 @@ impl Node {
             s.parse::<IpAddr>()
                 .map_err(|_| OpError::Invalid(format!("dns_server {s:?} is not an IP address")))?;
         }
+        if let Some(d) = &dns_domain {
+            validate_dns_domain(d)?;
+        }
         if let Some(n) = &name {
             self.records
                 .normalize(n)
@@ -537,6 +540,35 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// A search domain the runtime writes into a container's resolv.conf: a DNS
+/// name (letters, digits, `-` in dot-separated labels of 1-63 bytes, 253
+/// bytes in all), so it can never inject a line or an option.
+pub fn validate_dns_domain(d: &str) -> OpResult<()> {
+    let bad =
+        |rule: &str| OpError::Invalid(format!("dns_domain {d:?} is not a DNS domain: {rule}"));
+    let name = d.strip_suffix('.').unwrap_or(d);
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad("it must be 1 to 253 bytes long"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("every dot-separated label must be 1 to 63 bytes"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad(
+                "labels may only contain letters, digits and '-' (no spaces, newlines or other characters)",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label must not start or end with '-'"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a recorded attachment names a different namespace than the one

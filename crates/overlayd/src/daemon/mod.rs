@@ -8,6 +8,7 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod host_guard;
 pub mod identity;
 pub mod missing;
 pub mod networks;

@@ -35,6 +35,8 @@ impl Node {
             return Ok(entry);
         }
         let subnet = self.plan_subnet(&owner, requested)?;
+        self.refuse_host_conflicts(&format!("subnet of {owner}"), &[subnet])
+            .await?;
         let name = self.namer().bridge(&owner);
         self.refuse_foreign(&name, &owner).await?;
         // A bridge tagged for this owner but unrecorded (left by a failed

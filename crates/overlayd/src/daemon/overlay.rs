@@ -47,6 +47,11 @@ pub fn parse_pubkey(s: &str) -> OpResult<[u8; 32]> {
 /// Parse `host:port`.
 pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(OpError::Invalid(format!(
+                "endpoint {s:?}: port 0 is not a port a peer listens on; give the peer's WireGuard port (1-65535)"
+            )));
+        }
         return Ok(a);
     }
     let bad = || {
@@ -55,8 +60,8 @@ pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
         ))
     };
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let _: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() {
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
         return Err(bad());
     }
     tokio::net::lookup_host(s)
@@ -140,6 +145,20 @@ impl Node {
             }
         }
         let previous = self.global()?;
+        // New ranges only: a recorded global overlay is restored as it was.
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.cluster_cidr != rec.cluster_cidr)
+        {
+            self.refuse_host_conflicts("cluster CIDR", &[cluster])
+                .await?;
+        }
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.slice_cidr != rec.slice_cidr)
+        {
+            self.refuse_host_conflicts("node slice", &[slice]).await?;
+        }
         if let Some(prev) = &previous {
             if prev.slice_cidr != rec.slice_cidr
                 && !self.attachments_on(&Owner::Base.to_string())?.is_empty()
@@ -409,7 +428,18 @@ impl Node {
             )));
         }
         let (owner, dev) = self.scope_device(scope)?;
+        let own = match &owner {
+            Owner::Base => Some(self.key.public_base64()),
+            o => self.marker.get(o).and_then(|e| e.wg_public_key.clone()),
+        };
+        if own.as_deref() == Some(public_key.trim()) {
+            return Err(OpError::Invalid(format!(
+                "public key {} is {owner}'s own key; a device cannot be its own peer — give the other node's key",
+                public_key.trim()
+            )));
+        }
         self.check_allowed(&owner, public_key, &nets)?;
+        self.refuse_host_conflicts("allowed IP", &nets).await?;
         let rec = PeerRecord {
             network: owner.to_string(),
             public_key: public_key.trim().to_string(),
@@ -510,6 +540,7 @@ impl Node {
                 return Ok(Response::Ok);
             }
             self.check_allowed(&owner, pubkey.trim(), &[net])?;
+            self.refuse_host_conflicts("allowed IP", &[net]).await?;
             rec.allowed_ips.push(s);
             self.apply_peer(&dev, &rec).await?;
         } else {
