@@ -90,6 +90,13 @@ pub trait Host: Send + Sync {
     /// Whether the live firewall table(s) are exactly what `fw` describes.
     async fn firewall_matches(&self, fw: &FirewallSpec) -> Result<bool>;
 
+    /// A stream that yields whenever the namespace's firewall changes (any
+    /// nftables table, chain or rule — overlayd's own applies included), so
+    /// drift is caught at once; `None` when the backend cannot watch.
+    async fn watch_firewall(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+
     /// Removes overlayd's firewall table(s). Returns `false` if there were none.
     async fn remove_firewall(&self) -> Result<bool>;
 }

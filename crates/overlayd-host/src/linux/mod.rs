@@ -10,6 +10,7 @@ mod attach;
 mod links;
 mod netns;
 mod nft;
+mod nft_monitor;
 
 use std::path::{Path, PathBuf};
 
@@ -231,6 +232,13 @@ impl Host for LinuxHost {
             })),
             Err(HostError::NetnsGone { .. }) | Err(HostError::NotANetns { .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    async fn watch_firewall(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        match self.config.firewall {
+            FirewallBackend::Nftables => nft_monitor::watch(self.ns.fd.clone()).await.map(Some),
+            FirewallBackend::None => Ok(None),
         }
     }
 

@@ -56,7 +56,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = spawn_signal_watch(stop_tx.clone())?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host, wg, events.clone())
+    let mut node = Node::open(cfg.clone(), host.clone(), wg, events.clone())
         .await
         .context("cannot load overlayd state")?;
     let report = node.reconcile(!opts.no_gc && cfg.gc).await;
@@ -89,11 +89,15 @@ pub async fn run(
     notify_ready();
 
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
+    let fw_watch = spawn_firewall_watch(host.as_ref(), node.clone(), stop_rx.clone()).await;
     server::serve(listener, dispatcher, policy, events, stop_rx).await;
 
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();
     checker.abort();
+    if let Some(w) = fw_watch {
+        w.abort();
+    }
     let node = node.lock().await;
     if let Err(e) = node.flush() {
         warn!(error = %e, "flushing state at stop failed");
@@ -112,6 +116,36 @@ fn spawn_signal_watch(stop: watch::Sender<bool>) -> Result<tokio::task::JoinHand
             _ = int.recv() => info!("SIGINT received"),
         }
         let _ = stop.send(true);
+    }))
+}
+
+/// Restore the firewall the moment it changes (isolation fails closed): an
+/// nftables change event triggers a comparison and, on drift, a re-apply.
+async fn spawn_firewall_watch(
+    host: &dyn Host,
+    node: Arc<Mutex<Node>>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut rx = match host.watch_firewall().await {
+        Ok(Some(rx)) => rx,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "cannot watch nftables changes; the periodic check restores drift");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    if ev.is_none() {
+                        break;
+                    }
+                    node.lock().await.restore_firewall_if_drifted().await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
     }))
 }
 

@@ -435,24 +435,34 @@ impl Node {
     /// The periodic check: restore our nftables table if it drifted and
     /// reclaim attachments of containers that went away.
     pub async fn periodic_check(&mut self) {
-        let spec = self.firewall_spec();
-        match self.host.firewall_matches(&spec).await {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(
-                    "overlayd's nftables table was flushed or edited by someone else; restoring it"
-                );
-                if let Err(e) = self.host.apply_firewall(&spec).await {
-                    error!(error = %e, "cannot restore overlayd's nftables table");
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read overlayd's nftables table"),
-        }
+        self.restore_firewall_if_drifted().await;
         self.check_peer_health(std::time::SystemTime::now()).await;
         let mut rep = ReconcileReport::default();
         let gc = self.cfg.gc;
         if let Err(e) = self.reconcile_attachments(gc, &mut rep).await {
             warn!(error = %e, "attachment check failed");
+        }
+    }
+
+    /// Compare the live firewall with what is recorded and re-apply it when
+    /// someone deleted or edited it. Returns whether it had drifted.
+    pub async fn restore_firewall_if_drifted(&self) -> bool {
+        let spec = self.firewall_spec();
+        match self.host.firewall_matches(&spec).await {
+            Ok(true) => false,
+            Ok(false) => {
+                warn!(
+                    "overlayd's nftables table was deleted, flushed or edited by someone else; restoring it"
+                );
+                if let Err(e) = self.host.apply_firewall(&spec).await {
+                    error!(error = %e, "cannot restore overlayd's nftables table");
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read overlayd's nftables table");
+                false
+            }
         }
     }
 }
