@@ -18,8 +18,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::FirewallSpec;
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, LinkInfo, LinkKind, NetnsId, NetnsTarget,
-    Uplink, VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind, NetnsId,
+    NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 /// An operation of the [`Host`] trait, used to inject failures.
@@ -61,6 +61,8 @@ pub enum Op {
     DetachVeth,
     /// [`Host::netns_alive`].
     NetnsAlive,
+    /// [`Host::container_interface`].
+    ContainerInterface,
     /// [`Host::apply_firewall`].
     ApplyFirewall,
     /// [`Host::firewall_matches`].
@@ -115,6 +117,10 @@ pub enum Call {
     AttachVeth(VethSpec),
     DetachVeth(String),
     NetnsAlive(NetnsTarget),
+    ContainerInterface {
+        target: NetnsTarget,
+        ifname: String,
+    },
     ApplyFirewall(FirewallSpec),
     FirewallMatches(FirewallSpec),
     RemoveFirewall,
@@ -130,6 +136,7 @@ impl Call {
                 | Call::Addresses(_)
                 | Call::Uplink
                 | Call::NetnsAlive(_)
+                | Call::ContainerInterface { .. }
                 | Call::FirewallMatches(_)
         )
     }
@@ -659,6 +666,43 @@ impl Host for FakeHost {
                 .copied()
                 .unwrap_or_else(|| own_ns_id(target)),
         ))
+    }
+
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>> {
+        let call = Call::ContainerInterface {
+            target: target.clone(),
+            ifname: ifname.to_string(),
+        };
+        let s = self.begin(call, Op::ContainerInterface)?;
+        validate_ifname(ifname)?;
+        if !s.live.contains(target) {
+            return Ok(None);
+        }
+        let Some(c) = s.containers.get(target).and_then(|m| m.get(ifname)) else {
+            return Ok(None);
+        };
+        // The container end's MAC: the host end's with a fixed first byte,
+        // as attach_veth reports it.
+        let mac = s
+            .links
+            .get(&c.host_ifname)
+            .and_then(|l| l.mac)
+            .map(|mut m| {
+                m[0] = 0x06;
+                m
+            });
+        Ok(Some(ContainerInterface {
+            name: c.ifname.clone(),
+            mac,
+            up: true,
+            mtu: c.mtu,
+            addresses: vec![c.address],
+            default_gateways: c.gateway.into_iter().collect(),
+        }))
     }
 
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()> {

@@ -6,7 +6,9 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::firewall::FirewallSpec;
-use crate::types::{LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec};
+use crate::types::{
+    ContainerInterface, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
+};
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.
 ///
@@ -83,6 +85,15 @@ pub trait Host: Send + Sync {
         let _ = target;
         Ok(None)
     }
+
+    /// Reads the interface `ifname` inside the target namespace (link,
+    /// addresses, default gateways) without changing anything; `None` when the
+    /// namespace or the interface is gone.
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>>;
 
     /// Replaces overlayd's firewall table(s) with the rules `fw` describes, atomically.
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()>;

@@ -23,6 +23,6 @@ pub use firewall::{FirewallBackend, FirewallSpec, MasqueradeNet};
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{
-    format_mac, validate_ifname, LinkInfo, LinkKind, NetnsId, NetnsTarget, Uplink, VethAttachment,
-    VethSpec,
+    format_mac, validate_ifname, ContainerInterface, LinkInfo, LinkKind, NetnsId, NetnsTarget,
+    Uplink, VethAttachment, VethSpec,
 };

@@ -25,6 +25,70 @@ pub enum Event {
         /// New `host:port`.
         endpoint: String,
     },
+    /// **ext**: a container was attached.
+    ContainerAttached {
+        /// The handle as one string (`pid:4242`, `netns:/run/netns/c1`).
+        key: String,
+        /// Its service.
+        service: String,
+        /// Owner of the network it joined.
+        network: String,
+        /// Its address.
+        ip: String,
+    },
+    /// **ext**: a container was detached.
+    ContainerDetached {
+        /// The handle as one string.
+        key: String,
+        /// Owner of the network it left.
+        network: String,
+    },
+    /// **ext**: a host network was created (or recreated) and recorded.
+    NetworkCreated {
+        /// Owner key.
+        owner: String,
+        /// Host object name.
+        name: String,
+    },
+    /// **ext**: a host network was deleted and forgotten.
+    NetworkRemoved {
+        /// Owner key.
+        owner: String,
+        /// Host object name.
+        name: String,
+    },
+    /// **ext**: a WireGuard peer was added or replaced.
+    PeerAdded {
+        /// Owner of the device carrying it (`base` or `service:<name>`).
+        network: String,
+        /// Peer public key.
+        pubkey: String,
+    },
+    /// **ext**: a WireGuard peer was removed.
+    PeerRemoved {
+        /// Owner of the device that carried it.
+        network: String,
+        /// Peer public key.
+        pubkey: String,
+    },
+    /// **ext**: a reconcile (at start, `reconcile`, or the periodic check
+    /// when it repaired something) finished.
+    Reconciled {
+        /// Recorded networks adopted.
+        adopted: u32,
+        /// Recorded networks recreated.
+        recreated: u32,
+        /// Desired networks created.
+        created: u32,
+        /// Tagged objects nothing records.
+        orphans: u32,
+        /// Attachments reclaimed.
+        reclaimed: u32,
+    },
+    /// An event kind this version does not know (sent by a newer daemon);
+    /// decoding it never breaks a subscriber.
+    #[serde(other)]
+    Other,
 }
 
 /// One frame on the wire.
@@ -125,5 +189,8 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
     "move_network",
+    "list_services",
 ];

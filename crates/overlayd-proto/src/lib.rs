@@ -6,11 +6,13 @@
 
 pub mod codec;
 pub mod frame;
+pub mod listing;
 pub mod request;
 pub mod response;
 
 pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
+pub use listing::{AttachmentView, ServiceView};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
     DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView, PeerStatus, Response,
@@ -21,8 +23,8 @@ pub use response::{
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Extension ops this build serves beyond the v1 set (reported by `hello`).
-/// The `netns_path` attach handle is an extension too, available whenever
-/// `hello` answers.
+/// The `netns_path` and `cni` attach handles are extensions too, available
+/// whenever `hello` answers (`cni` when `inspect_interface` is listed).
 pub const EXTENSIONS: &[&str] = &[
     "hello",
     "setup_isolation_network",
@@ -32,5 +34,8 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
     "move_network",
+    "list_services",
 ];

@@ -104,19 +104,26 @@ pub fn select_in(
         BackendKind::Kernel => "kernel",
         BackendKind::Userspace => "userspace",
     };
+    let uapi_dir: PathBuf = uapi_dir.into();
+    let uapi_dir_shown = uapi_dir.display().to_string();
     let worker = Arc::new(worker::Worker::spawn(label, netns)?);
     let backend: Box<dyn WgBackend> = match kind {
         BackendKind::Kernel => Box::new(KernelBackend::from_worker(worker)?),
-        BackendKind::Userspace => Box::new(UserspaceBackend::from_worker(uapi_dir.into(), worker)),
+        BackendKind::Userspace => Box::new(UserspaceBackend::from_worker(uapi_dir.clone(), worker)),
         BackendKind::Auto => match KernelBackend::from_worker(Arc::clone(&worker)) {
             Ok(k) => Box::new(k),
             Err(WgError::KernelUnavailable) => {
                 tracing::info!("kernel WireGuard unavailable; using the userspace backend");
-                Box::new(UserspaceBackend::from_worker(uapi_dir.into(), worker))
+                Box::new(UserspaceBackend::from_worker(uapi_dir.clone(), worker))
             }
             Err(e) => return Err(e),
         },
     };
-    tracing::info!(backend = %backend.kind(), netns = ?netns, "WireGuard backend selected");
+    tracing::info!(
+        backend = %backend.kind(),
+        uapi_dir = %uapi_dir_shown,
+        netns = netns.map(|p| tracing::field::display(p.display())),
+        "WireGuard backend selected"
+    );
     Ok(backend)
 }

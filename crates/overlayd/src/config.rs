@@ -58,6 +58,9 @@ pub struct Config {
     pub dns_port: u16,
     /// Upstream resolvers (`ip:port`); empty = from /etc/resolv.conf.
     pub dns_upstreams: Vec<String>,
+    /// Serve Prometheus metrics over HTTP on this address (`ip:port`, e.g.
+    /// `127.0.0.1:9469`); absent = no metrics endpoint.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             dns_listen: Vec::new(),
             dns_port: 53,
             dns_upstreams: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -138,10 +142,61 @@ impl Config {
                 self.slice_prefix_len
             );
         }
+        let max_len = match pool {
+            ipnet::IpNet::V4(_) => 30,
+            ipnet::IpNet::V6(_) => 126,
+        };
+        if self.local_prefix_len < pool.prefix_len() || self.local_prefix_len > max_len {
+            bail!(
+                "local_prefix_len {} is out of range: it must be between the pool's /{} and /{max_len} (local_pool {})",
+                self.local_prefix_len,
+                pool.prefix_len(),
+                self.local_pool
+            );
+        }
         if self.wg_port == 0 {
             bail!("wg_port must not be 0");
         }
+        if let Some(mtu) = self.mtu {
+            if !(1280..=9000).contains(&mtu) {
+                bail!("mtu {mtu} is out of range: it must be between 1280 and 9000");
+            }
+        }
+        if !(1..=3600).contains(&self.check_interval_secs) {
+            bail!(
+                "check_interval_secs {} is out of range: it must be between 1 and 3600",
+                self.check_interval_secs
+            );
+        }
+        if let Some(m) = &self.metrics_listen {
+            m.parse::<std::net::SocketAddr>().with_context(|| {
+                format!("metrics_listen {m:?} is not an ip:port address (e.g. 127.0.0.1:9469)")
+            })?;
+        }
         Ok(())
+    }
+
+    /// The effective configuration on one line, for the start-up log.
+    pub fn summary(&self) -> String {
+        format!(
+            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
+            self.data_dir.display(),
+            self.socket.display(),
+            self.run_dir().display(),
+            self.interface_prefix,
+            self.local_pool,
+            self.local_prefix_len,
+            self.wg_port,
+            self.wg_backend,
+            self.mtu.map(|m| m.to_string()).unwrap_or_else(|| "auto".into()),
+            self.gc,
+            self.check_interval_secs,
+            self.dns_zone,
+            self.dns_port,
+            self.dns_listen.join(","),
+            self.dns_upstreams.join(","),
+            self.metrics_listen.as_deref().unwrap_or("off"),
+        )
     }
 
     /// Runtime directory (UAPI sockets and other per-instance runtime files).

@@ -7,6 +7,7 @@
 
 mod addr;
 mod attach;
+mod inspect;
 mod links;
 mod netns;
 mod nft;
@@ -21,8 +22,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, LinkInfo, NetnsId, NetnsTarget, Uplink,
-    VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsId,
+    NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 use self::netns::{NlConn, NsHandle};
@@ -240,6 +241,14 @@ impl Host for LinuxHost {
             FirewallBackend::Nftables => nft_monitor::watch(self.ns.fd.clone()).await.map(Some),
             FirewallBackend::None => Ok(None),
         }
+    }
+
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>> {
+        inspect::container_interface(target, ifname).await
     }
 
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()> {

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use overlayd_proto::{Handle, Request};
 
+use super::suggest::{call_naming, NameKind};
 use super::{call, Cli};
 
 /// Which container.
@@ -69,11 +70,16 @@ pub async fn attach(cli: &Cli, a: &AttachArgs) -> Result<ExitCode> {
         isolation: a.iso.clone(),
         name: a.name.clone(),
     };
-    if cli.json {
-        return call::call_and_print(cli, req).await;
+    let (kind, name) = match &a.iso {
+        Some(net) => (NameKind::Isolation, net.as_str()),
+        None => (NameKind::Service, a.service.as_str()),
+    };
+    let r = call_naming(cli, req, kind, name).await?;
+    if cli.json || cli.format.is_some() {
+        super::output::print(&r, &cli.style(false))?;
+        return Ok(ExitCode::SUCCESS);
     }
     // People also get what to write into the container's resolv.conf.
-    call::call(cli, req).await?;
     call::call_and_print(cli, Request::InspectAttachment { handle }).await
 }
 

@@ -24,7 +24,8 @@ pub enum DnsCmd {
         name: String,
     },
     /// List the registered names.
-    Ls,
+    #[command(alias = "list")]
+    Ls(super::ListArgs),
 }
 
 /// Run a `dns` subcommand.
@@ -35,7 +36,11 @@ pub async fn run(cli: &Cli, cmd: &DnsCmd) -> Result<ExitCode> {
             ip: ip.clone(),
         },
         DnsCmd::Rm { name } => Request::UnregisterDns { name: name.clone() },
-        DnsCmd::Ls => Request::ListDnsRecords,
+        DnsCmd::Ls(a) => {
+            let r = call::call(cli, Request::ListDnsRecords).await?;
+            super::output::print(&r, &cli.style(a.quiet))?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     call::call_and_print(cli, req).await
 }

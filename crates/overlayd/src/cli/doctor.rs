@@ -4,6 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+
+use super::exit::Exit;
+use crate::outln;
 use overlayd_proto::{Request, Response};
 
 use super::{call, output, Cli, DoctorArgs};
@@ -13,14 +16,14 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
     if args.fix {
         let r = call::call(cli, Request::Reconcile).await?;
         if !cli.json {
-            output::print(&r, false)?;
+            output::print(&r, &output::Style::default())?;
         }
     }
     let Response::Networks { networks } = call::call(cli, Request::ListNetworks).await? else {
         bail!("unexpected answer to list_networks");
     };
     if cli.json {
-        output::print(&Response::Networks { networks }, true)?;
+        output::print(&Response::Networks { networks }, &cli.style(false))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = Vec::new();
@@ -52,15 +55,17 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
             fix,
         ]);
     }
-    output::table(&["OWNER", "KIND", "NAME", "STATE", "SUGGESTED FIX"], &rows);
-    println!(
+    for l in output::render_table(&["OWNER", "KIND", "NAME", "STATE", "SUGGESTED FIX"], &rows) {
+        outln!("{l}")?;
+    }
+    outln!(
         "{} recorded network(s), {} with drift",
         networks.len(),
         drift
-    );
+    )?;
     Ok(if drift == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(3)
+        Exit::Drift.into()
     })
 }

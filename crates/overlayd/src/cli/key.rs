@@ -10,6 +10,7 @@ use overlayd_state::{InstanceLock, LoadOutcome, MarkerFile, NodeKeyFile, Owner};
 
 use super::run::resolve_config;
 use super::{Cli, RotateKeyArgs};
+use crate::outln;
 
 /// Rotate the node key.
 pub fn rotate(cli: &Cli, args: &RotateKeyArgs) -> Result<ExitCode> {
@@ -40,15 +41,13 @@ pub fn rotate(cli: &Cli, args: &RotateKeyArgs) -> Result<ExitCode> {
     }
     drop(lock);
     if cli.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "public_key": kp.public_base64() })
-        );
+        )?;
     } else {
-        println!("new node public key: {}", kp.public_base64());
-        println!(
-            "start the daemon, then give this key to every peer (add_peer on the other nodes)"
-        );
+        outln!("new node public key: {}", kp.public_base64())?;
+        outln!("start the daemon, then give this key to every peer (add_peer on the other nodes)")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,19 +3,26 @@
 
 mod attach;
 mod call;
+mod cni;
 mod demo;
 mod dns;
+mod docs;
 mod doctor;
+mod events;
+pub mod exit;
 mod global;
 mod iso;
 mod key;
 mod network;
-mod output;
+pub mod output;
 mod peer;
+mod ps;
 mod run;
 mod service;
 mod status;
+mod suggest;
 mod uninstall;
+mod version;
 mod wg;
 
 use std::path::PathBuf;
@@ -25,6 +32,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 pub use attach::{AttachArgs, DetachArgs};
+pub use cni::CniCmd;
 pub use dns::DnsCmd;
 pub use global::GlobalCmd;
 pub use iso::IsoCmd;
@@ -45,6 +53,10 @@ pub struct Cli {
     /// Print the protocol payload as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Format output with a template (`{{json .}}`, `{{.name}}\t{{.subnet}}`)
+    /// applied to each listed item, or a comma-separated field list.
+    #[arg(long, global = true, value_name = "TEMPLATE|FIELDS")]
+    pub format: Option<String>,
     /// Log as JSON lines.
     #[arg(long, global = true)]
     pub log_json: bool,
@@ -60,6 +72,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show the daemon's status.
     Status,
+    /// List attached containers (handle, network, interface, addresses, DNS names).
+    Ps(ListArgs),
     /// Networks recorded in the marker.
     #[command(subcommand)]
     Network(NetworkCmd),
@@ -92,6 +106,36 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Run a self-contained multi-node demo in network namespaces.
     Demo(demo::DemoArgs),
+    /// The CNI plugin for containerd, podman and Kubernetes runtimes.
+    #[command(subcommand)]
+    Cni(CniCmd),
+    /// Show the client's and the daemon's versions and protocol.
+    Version,
+    /// Stream the daemon's events (attach, detach, networks, peers, reconcile).
+    Events,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (or write every page with --dir).
+    Man(docs::ManArgs),
+}
+
+/// Options of every list command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// Print only names or ids, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The output style the global flags ask for (`quiet` from a list command).
+    pub fn style(&self, quiet: bool) -> output::Style {
+        output::Style {
+            json: self.json,
+            format: self.format.clone(),
+            quiet,
+        }
+    }
 }
 
 /// `overlayd run`.
@@ -154,6 +198,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(ref a) => rt.block_on(run::run(&cli, a)),
         Command::Uninstall(ref a) => rt.block_on(uninstall::uninstall(&cli, a)),
         Command::Status => rt.block_on(status::run(&cli)),
+        Command::Ps(ref a) => rt.block_on(ps::run(&cli, a)),
         Command::Network(ref c) => rt.block_on(network::run(&cli, c)),
         Command::Global(ref c) => rt.block_on(global::run(&cli, c)),
         Command::Service(ref c) => rt.block_on(service::run(&cli, c)),
@@ -166,6 +211,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
+        Command::Cni(ref c) => cni::run(&cli, c),
+        Command::Version => rt.block_on(version::run(&cli)),
+        Command::Events => rt.block_on(events::run(&cli)),
+        Command::Completions(ref a) => docs::completions(a),
+        Command::Man(ref a) => docs::man(a),
     };
     // A blocking task stuck in a kernel call must not keep a finished
     // daemon (lock released, state flushed) alive: the runtime gets a

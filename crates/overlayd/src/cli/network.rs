@@ -1,21 +1,25 @@
-//! `overlayd network ls | inspect OWNER`.
+//! `overlayd network ls | inspect OWNER|NAME`.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use overlayd_proto::{Request, Response};
+use overlayd_proto::{NetworkView, Request, Response};
 
-use super::{call, output, Cli};
+use super::exit::{Exit, Failure};
+use super::{call, output, suggest, Cli, ListArgs};
 
 /// `network` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// List every marker entry (including kinds this platform cannot manage).
-    Ls,
-    /// Show one marker entry with its live state.
+    #[command(alias = "list")]
+    Ls(ListArgs),
+    /// Show one network with its live state and its members' addresses.
     Inspect {
-        /// Owner key (`base`, `shared-nat`, `service:NAME`, `iso:NET`).
+        /// Owner key (`base`, `shared-nat`, `service:NAME`, `iso:NET`), or a
+        /// bare service / isolation network name, bridge or device name
+        /// when that is unambiguous.
         owner: String,
     },
     /// Give a network another subnet (the explicit fix when two nodes use
@@ -32,18 +36,25 @@ pub enum NetworkCmd {
 /// Run a `network` subcommand.
 pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
     match cmd {
-        NetworkCmd::Ls => call::call_and_print(cli, Request::ListNetworks).await,
+        NetworkCmd::Ls(a) => {
+            let r = call::call(cli, Request::ListNetworks).await?;
+            output::print(&r, &cli.style(a.quiet))?;
+            Ok(ExitCode::SUCCESS)
+        }
         NetworkCmd::Inspect { owner } => {
             let Response::Networks { networks } = call::call(cli, Request::ListNetworks).await?
             else {
                 bail!("unexpected answer to list_networks");
             };
-            let Some(view) = networks.into_iter().find(|n| &n.owner == owner) else {
-                bail!(
-                    "no network with owner {owner:?} is recorded; `overlayd network ls` lists them"
-                );
+            let view = resolve(networks, owner)?;
+            let members = match call::call(cli, Request::ListAttachments).await? {
+                Response::Attachments { attachments } => attachments
+                    .into_iter()
+                    .filter(|a| a.network == view.owner)
+                    .collect(),
+                _ => Vec::new(),
             };
-            output::print_inspect(&view, cli.json)?;
+            output::print_inspect(&view, &members, &cli.style(false))?;
             Ok(ExitCode::SUCCESS)
         }
         NetworkCmd::Move { owner, subnet } => {
@@ -52,17 +63,103 @@ pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
                 subnet: subnet.clone(),
             };
             match call::call(cli, req).await? {
-                Response::Networks { networks } if !cli.json => {
+                Response::Networks { networks } if !cli.json && cli.format.is_none() => {
                     for n in &networks {
                         println!("{} moved to {}", n.owner, n.subnet);
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 r => {
-                    output::print(&r, cli.json)?;
+                    output::print(&r, &cli.style(false))?;
                     Ok(ExitCode::SUCCESS)
                 }
             }
         }
+    }
+}
+
+/// Find the network a user means: an exact owner, else the one whose bare
+/// name (`db` for `service:db` or `iso:db`), bridge or device is `arg`.
+pub fn resolve(networks: Vec<NetworkView>, arg: &str) -> Result<NetworkView> {
+    if let Some(i) = networks.iter().position(|n| n.owner == arg) {
+        return Ok(networks.into_iter().nth(i).expect("index from position"));
+    }
+    let bare = |n: &NetworkView| {
+        n.owner
+            .split_once(':')
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    };
+    let matches: Vec<usize> = networks
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| bare(n) == arg || n.name == arg || n.interface.as_deref() == Some(arg))
+        .map(|(i, _)| i)
+        .collect();
+    match matches.as_slice() {
+        [i] => Ok(networks.into_iter().nth(*i).expect("index from filter")),
+        [] => {
+            let mut names: Vec<String> = networks.iter().map(|n| n.owner.clone()).collect();
+            names.extend(networks.iter().map(bare).filter(|b| !b.is_empty()));
+            let h = suggest::hint(arg, names.iter().map(String::as_str));
+            Err(Failure::new(
+                Exit::NotFound,
+                format!("no network {arg:?} is recorded{h}; `overlayd network ls` lists them"),
+            )
+            .into())
+        }
+        many => {
+            let owners: Vec<&str> = many.iter().map(|i| networks[*i].owner.as_str()).collect();
+            Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "{arg:?} is ambiguous: it names {}; give the owner key",
+                    owners.join(" and ")
+                ),
+            )
+            .into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(owner: &str, name: &str, interface: Option<&str>) -> NetworkView {
+        NetworkView {
+            owner: owner.into(),
+            kind: "linux-bridge".into(),
+            name: name.into(),
+            id: "x".into(),
+            subnet: "10.0.0.0/24".into(),
+            wg_port: None,
+            wg_public_key: None,
+            interface: interface.map(str::to_string),
+            present: true,
+            managed: true,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn bare_names_resolve_when_unambiguous() {
+        let nets = || {
+            vec![
+                net("base", "ovl-base", None),
+                net("service:db", "ovl-db", Some("ovlw-db")),
+                net("iso:db", "ovl-i-db", None),
+                net("service:web", "ovl-web", None),
+            ]
+        };
+        assert_eq!(resolve(nets(), "service:db").unwrap().owner, "service:db");
+        assert_eq!(resolve(nets(), "web").unwrap().owner, "service:web");
+        assert_eq!(resolve(nets(), "ovlw-db").unwrap().owner, "service:db");
+        let e = resolve(nets(), "db").unwrap_err();
+        assert!(e.to_string().contains("ambiguous"), "{e}");
+        let e = resolve(nets(), "wbe").unwrap_err();
+        let f = e.downcast_ref::<Failure>().unwrap();
+        assert_eq!(f.exit, Exit::NotFound);
+        assert!(f.message.contains("did you mean \"web\""), "{}", f.message);
     }
 }

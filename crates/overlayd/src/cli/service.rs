@@ -1,4 +1,4 @@
-//! `overlayd service up NAME [--mode] [--recreate] | down NAME`.
+//! `overlayd service up NAME [--mode] [--recreate] | down NAME | ls`.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Subcommand;
 use overlayd_proto::{Request, ServiceMode};
 
-use super::{call, Cli};
+use super::suggest::{call_naming, NameKind};
+use super::{call, output, Cli, ListArgs};
 
 /// `service` subcommands.
 #[derive(Debug, Subcommand)]
@@ -29,23 +30,41 @@ pub enum ServiceCmd {
         /// Service name.
         name: String,
     },
+    /// List services with their networks and attached containers.
+    #[command(alias = "list")]
+    Ls(ListArgs),
 }
 
 /// Run a `service` subcommand.
 pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> Result<ExitCode> {
-    let req = match cmd {
+    match cmd {
         ServiceCmd::Up {
             name,
             mode,
             recreate,
-        } => Request::SetupServiceOverlay {
-            service: name.clone(),
-            mode: *mode,
-            recreate: *recreate,
-        },
-        ServiceCmd::Down { name } => Request::TeardownServiceOverlay {
-            service: name.clone(),
-        },
-    };
-    call::call_and_print(cli, req).await
+        } => {
+            call::call_and_print(
+                cli,
+                Request::SetupServiceOverlay {
+                    service: name.clone(),
+                    mode: *mode,
+                    recreate: *recreate,
+                },
+            )
+            .await
+        }
+        ServiceCmd::Down { name } => {
+            let req = Request::TeardownServiceOverlay {
+                service: name.clone(),
+            };
+            let r = call_naming(cli, req, NameKind::Service, name).await?;
+            output::print(&r, &cli.style(false))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ServiceCmd::Ls(a) => {
+            let r = call::call(cli, Request::ListServices).await?;
+            output::print(&r, &cli.style(a.quiet))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `overlayd uninstall [--purge]`: stop a running daemon (networks stay);
-//! with `--purge` also delete every host object and file of overlayd.
+//! with `--purge` also delete every host object and file of overlayd. With
+//! no daemon and no `--purge` it says so and creates nothing.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use overlayd_client::Client;
 use overlayd_proto::Request;
 use overlayd_state::InstanceLock;
 
-use super::run::resolve_config;
+use super::run::{require_privileges, resolve_config};
 use super::{Cli, UninstallArgs};
 use crate::daemon::purge;
+use crate::outln;
 
 /// How long to wait for a running daemon to let go of its lock.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,16 +22,36 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stop the daemon, then purge if asked.
 pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
     let cfg = resolve_config(cli, args.config.as_deref())?;
-    if let Ok(mut c) = Client::connect(&cfg.socket).await {
-        let _ = c
-            .call_timeout(Request::Shutdown, Duration::from_secs(10))
-            .await;
-        println!("asked the running daemon to stop");
+    if args.purge {
+        require_privileges("uninstall --purge")?;
+    }
+    let asked = match Client::connect(&cfg.socket).await {
+        Ok(mut c) => {
+            let _ = c
+                .call_timeout(Request::Shutdown, Duration::from_secs(10))
+                .await;
+            outln!("asked the running daemon to stop")?;
+            true
+        }
+        Err(_) => false,
+    };
+    let lock_path = overlayd_state::DataDir::new(&cfg.data_dir).lock_path();
+    if !args.purge && !asked && !lock_path.exists() {
+        outln!(
+            "overlayd is not running (nothing listens on {}) and {} holds no state; nothing to stop",
+            cfg.socket.display(),
+            cfg.data_dir.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
     }
     let lock = wait_for_lock(&cfg.data_dir).await?;
     if !args.purge {
         drop(lock);
-        println!("overlayd stopped; host networks, marker, store and keys left in place (use --purge to remove them)");
+        if asked {
+            outln!("overlayd stopped; host networks, marker, store and keys left in place (use --purge to remove them)")?;
+        } else {
+            outln!("overlayd was not running; host networks, marker, store and keys left in place (use --purge to remove them)")?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let host = overlayd_host::LinuxHost::new()
@@ -37,11 +59,11 @@ pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
         .context("cannot open netlink")?;
     let report = purge::purge(&cfg, Arc::new(host), lock).await;
     for line in &report.lines {
-        println!("{line}");
+        outln!("{line}")?;
     }
     let _ = std::fs::remove_file(&cfg.socket);
     if report.errors.is_empty() {
-        println!("purge complete: nothing of overlayd is left on this host");
+        outln!("purge complete: nothing of overlayd is left on this host")?;
         Ok(ExitCode::SUCCESS)
     } else {
         for e in &report.errors {

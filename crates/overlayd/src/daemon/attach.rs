@@ -58,6 +58,16 @@ pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
         Handle::WindowsContainer { .. } => Err(OpError::Unsupported(
             "windows_container handles are served by the Windows HCN backend, not on Linux".into(),
         )),
+        Handle::Cni { netns, .. } => {
+            super::interfaces::validate_cni_handle(handle)?;
+            match netns {
+                Some(p) if !p.is_empty() => Ok(NetnsTarget::Path(PathBuf::from(p))),
+                _ => Err(OpError::Invalid(
+                    "cni handle has no netns: attaching needs the container's namespace (CNI_NETNS)"
+                        .into(),
+                )),
+            }
+        }
         Handle::GuestManaged { .. } => Err(OpError::Unsupported(
             "guest_managed handles run their own WireGuard and have no network namespace to enter"
                 .into(),
@@ -233,7 +243,7 @@ impl Node {
         }
         if found.is_none() {
             // The same namespace attached under another handle form.
-            found = self.attachment_by_netns(ns_id)?;
+            found = self.attachment_by_netns(&handle, ns_id)?;
         }
         if let Some(existing) = found {
             if existing.network != network.to_string() || existing.service != service {
@@ -320,7 +330,7 @@ impl Node {
             alias: plan::attach_tag(&a.handle.key(), &a.id),
             bridge: entry.name.clone(),
             target,
-            container_ifname: CONTAINER_IFNAME.to_string(),
+            container_ifname: a.handle.ifname().unwrap_or(CONTAINER_IFNAME).to_string(),
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
             gateway: Some(plan::gateway_cidr(subnet)?.addr()),
             mtu: self.network_mtu(entry).await,
@@ -482,7 +492,7 @@ impl Node {
             // form of the same namespace (netns path vs /proc/PID/ns/net).
             if let Ok(target) = netns_target(handle) {
                 let ns_id = self.host.netns_identity(&target).await?;
-                found = self.attachment_by_netns(ns_id)?;
+                found = self.attachment_by_netns(handle, ns_id)?;
             }
         }
         let Some(a) = found else {
@@ -505,10 +515,17 @@ impl Node {
         Ok(Response::Ok)
     }
 
-    /// The attachment recorded for a namespace identity, whatever handle it
-    /// was attached with.
-    pub fn attachment_by_netns(&self, ns_id: Option<NetnsId>) -> OpResult<Option<Attachment>> {
-        let Some(id) = ns_id.map(|i| i.to_string()) else {
+    /// The attachment recorded for a namespace identity, whatever handle
+    /// form it was attached with. Only `linux_pid` / `netns_path` handles
+    /// (one container, one `eth0`) are matched this way; CNI handles name an
+    /// interface, and one namespace may hold several of them.
+    pub fn attachment_by_netns(
+        &self,
+        handle: &Handle,
+        ns_id: Option<NetnsId>,
+    ) -> OpResult<Option<Attachment>> {
+        let single = |h: &Handle| matches!(h, Handle::LinuxPid { .. } | Handle::NetnsPath { .. });
+        let Some(id) = ns_id.map(|i| i.to_string()).filter(|_| single(handle)) else {
             return Ok(None);
         };
         Ok(self
@@ -516,7 +533,7 @@ impl Node {
             .read(|tx| tx.list::<Attachment>(Table::Attachments))?
             .into_iter()
             .map(|(_, a)| a)
-            .find(|a| a.netns_id.as_deref() == Some(id.as_str())))
+            .find(|a| single(&a.handle) && a.netns_id.as_deref() == Some(id.as_str())))
     }
 
     /// Remember that a container was detached, so a repeated detach is `ok`.

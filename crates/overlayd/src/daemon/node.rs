@@ -115,6 +115,7 @@ impl Node {
     /// back if the save fails.
     pub fn record(&mut self, entry: NetworkEntry) -> OpResult<()> {
         let previous = self.marker.upsert(entry.clone());
+        let created = previous.is_none();
         if let Err(e) = self.save_marker() {
             match previous {
                 Some(p) => {
@@ -125,6 +126,12 @@ impl Node {
                 }
             }
             return Err(e);
+        }
+        if created {
+            self.emit(Event::NetworkCreated {
+                owner: entry.owner.to_string(),
+                name: entry.name,
+            });
         }
         Ok(())
     }
@@ -138,6 +145,10 @@ impl Node {
             self.marker.upsert(old);
             return Err(e);
         }
+        self.emit(Event::NetworkRemoved {
+            owner: old.owner.to_string(),
+            name: old.name.clone(),
+        });
         Ok(Some(old))
     }
 
@@ -147,8 +158,16 @@ impl Node {
         self.save_marker()
     }
 
-    /// Route a state-changing request.
+    /// Handle a request and announce what it changed to subscribers.
     pub async fn handle(&mut self, request: Request) -> OpResult<Response> {
+        let probe = self.probe(&request);
+        let response = self.route(request).await?;
+        self.announce(probe, &response);
+        Ok(response)
+    }
+
+    /// Route a request to the module that implements it.
+    async fn route(&mut self, request: Request) -> OpResult<Response> {
         match request {
             Request::SetLocalNodeId { node_id } => {
                 self.store
@@ -167,6 +186,8 @@ impl Node {
             }
             Request::Status => self.status().await,
             Request::ListNetworks => self.list_networks().await,
+            Request::ListServices => self.list_services(),
+            Request::ListAttachments => self.list_attachments(),
             Request::SetupIsolationNetwork { network, subnet } => {
                 self.setup_isolation(&network, subnet.as_deref()).await
             }
@@ -205,6 +226,7 @@ impl Node {
                 .await
             }
             Request::InspectAttachment { handle } => self.inspect_attachment(&handle),
+            Request::InspectInterface { handle } => self.inspect_interface(&handle).await,
             Request::DetachContainer { handle } => self.detach(&handle).await,
             Request::SetupGlobalOverlay {
                 deployment,

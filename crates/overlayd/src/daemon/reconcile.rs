@@ -110,6 +110,7 @@ impl Node {
         if let Err(e) = self.reconcile_inner(gc, &mut rep).await {
             error!(error = %e, "reconcile did not complete");
         }
+        super::metrics::global().reconcile(&rep);
         rep
     }
 

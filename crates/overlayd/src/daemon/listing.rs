@@ -1,0 +1,82 @@
+//! Read-only listings for operators and orchestrators: `list_services`
+//! (each service with its network, bridge, WireGuard device and number of
+//! containers) and `list_attachments` (each attached container with its
+//! network, interface, addresses and DNS names).
+
+use overlayd_proto::{AttachmentView, Response, ServiceView};
+use overlayd_state::Table;
+
+use super::error::OpResult;
+use super::node::Node;
+use super::records::{Attachment, ServiceRecord};
+
+impl Node {
+    /// `list_services`, sorted by name.
+    pub fn list_services(&self) -> OpResult<Response> {
+        let (services, attachments) = self.store.read(|tx| {
+            Ok((
+                tx.list::<ServiceRecord>(Table::Services)?,
+                tx.list::<Attachment>(Table::Attachments)?,
+            ))
+        })?;
+        let mut out = Vec::with_capacity(services.len());
+        for (name, rec) in services {
+            let owner = self.service_network(&name, rec.mode)?;
+            let entry = self.marker.get(&owner);
+            let count = attachments
+                .iter()
+                .filter(|(_, a)| a.service == name)
+                .count();
+            out.push(ServiceView {
+                mode: rec.mode.resolve().as_str().to_string(),
+                network: owner.to_string(),
+                bridge: entry.map(|e| e.name.clone()),
+                subnet: entry.map(|e| e.subnet.clone()),
+                interface: entry.and_then(|e| e.interface.clone()),
+                wg_port: entry.and_then(|e| e.wg_port),
+                wg_public_key: entry.and_then(|e| e.wg_public_key.clone()),
+                attachments: u32::try_from(count).unwrap_or(u32::MAX),
+                name,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::Services { services: out })
+    }
+
+    /// `list_attachments`, sorted by handle key.
+    pub fn list_attachments(&self) -> OpResult<Response> {
+        let attachments = self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?;
+        let mut out: Vec<AttachmentView> = attachments
+            .into_iter()
+            .map(|(key, a)| self.attachment_view(key, a))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Response::Attachments { attachments: out })
+    }
+
+    fn attachment_view(&self, key: String, a: Attachment) -> AttachmentView {
+        let mut dns_names: Vec<String> = a
+            .dns_name
+            .iter()
+            .chain(std::iter::once(&a.service))
+            .filter_map(|n| self.records.normalize(n).ok())
+            .collect();
+        dns_names.dedup();
+        let guest = a.guest_private_key.is_some() || a.host_ifname.is_empty();
+        AttachmentView {
+            key,
+            service: a.service,
+            network: a.network,
+            interface: (!guest).then_some(a.host_ifname),
+            addresses: if a.ip.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("{}/{}", a.ip, a.prefix_len)]
+            },
+            dns_names,
+            handle: a.handle,
+        }
+    }
+}
