@@ -18,7 +18,7 @@ use crate::error::{HostError, Result};
 use crate::firewall::FirewallSpec;
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind, NetnsId,
     NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
@@ -166,6 +166,7 @@ struct State {
     firewall: Option<FirewallSpec>,
     firewall_intact: bool,
     live: BTreeSet<NetnsTarget>,
+    ns_ids: BTreeMap<NetnsTarget, NetnsId>,
     containers: BTreeMap<NetnsTarget, BTreeMap<String, ContainerIface>>,
     peers: BTreeMap<String, (NetnsTarget, String)>,
     uplink: Option<Uplink>,
@@ -233,6 +234,16 @@ impl State {
                 name: name.to_string(),
             })
     }
+}
+
+/// The identity a fake target has unless told otherwise: FNV-1a of its
+/// display form, so every target is its own namespace.
+fn own_ns_id(target: &NetnsTarget) -> NetnsId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in target.to_string().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    NetnsId { dev: 4, ino: h }
 }
 
 /// In-memory [`Host`]; see the module documentation.
@@ -306,6 +317,29 @@ impl FakeHost {
     /// Declares a namespace target as existing (a live process or a netns file).
     pub fn add_live_target(&self, target: NetnsTarget) {
         self.lock().live.insert(target);
+    }
+
+    /// Declares `target` as live and naming the same namespace as `existing`
+    /// (as `/proc/PID/ns/net` and a `/run/netns` bind mount of it do).
+    pub fn alias_target(&self, target: NetnsTarget, existing: &NetnsTarget) {
+        let mut s = self.lock();
+        let id = s
+            .ns_ids
+            .get(existing)
+            .copied()
+            .unwrap_or_else(|| own_ns_id(existing));
+        s.ns_ids.insert(existing.clone(), id);
+        s.ns_ids.insert(target.clone(), id);
+        s.live.insert(target);
+    }
+
+    /// Gives a live target a new namespace identity, as a PID reused by a
+    /// different container would have.
+    pub fn renew_target(&self, target: &NetnsTarget) {
+        let mut s = self.lock();
+        let next = s.ns_ids.values().map(|i| i.ino).max().unwrap_or(0) + 1_000_000;
+        s.ns_ids
+            .insert(target.clone(), NetnsId { dev: 4, ino: next });
     }
 
     /// Makes a target vanish, like a container exiting: the kernel then deletes
@@ -525,8 +559,12 @@ impl Host for FakeHost {
         let mut s = self.begin(call, Op::AddRoute)?;
         s.require(dev)?;
         let dest = dest.trunc();
-        // Replace semantics: one route per destination.
-        s.routes.retain(|(d, _)| *d != dest);
+        // Create, never replace: one route per destination.
+        if let Some((_, other)) = s.routes.iter().find(|(d, o)| *d == dest && o != dev) {
+            return Err(HostError::InvalidArgument(format!(
+                "a route to {dest} already exists (dev {other}) that overlayd did not add; refusing to replace it"
+            )));
+        }
         s.routes.insert((dest, dev.into()));
         Ok(())
     }
@@ -641,6 +679,20 @@ impl Host for FakeHost {
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool> {
         let s = self.begin(Call::NetnsAlive(target.clone()), Op::NetnsAlive)?;
         Ok(s.live.contains(target))
+    }
+
+    async fn netns_identity(&self, target: &NetnsTarget) -> Result<Option<NetnsId>> {
+        let s = self.lock();
+        if !s.live.contains(target) {
+            return Ok(None);
+        }
+        // A target without an explicit identity is its own namespace.
+        Ok(Some(
+            s.ns_ids
+                .get(target)
+                .copied()
+                .unwrap_or_else(|| own_ns_id(target)),
+        ))
     }
 
     async fn container_interface(

@@ -6,7 +6,9 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::firewall::FirewallSpec;
-use crate::types::{ContainerInterface, LinkInfo, NetnsTarget, Uplink, VethAttachment, VethSpec};
+use crate::types::{
+    ContainerInterface, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
+};
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.
 ///
@@ -49,7 +51,9 @@ pub trait Host: Send + Sync {
     /// The addresses (with prefix lengths) on a link.
     async fn addresses(&self, name: &str) -> Result<Vec<IpNet>>;
 
-    /// Installs (or replaces) a route to `dest` out of `dev` in the main table.
+    /// Creates a route to `dest` out of `dev` in the main table, never
+    /// replacing one: the same route already there is fine, a route to `dest`
+    /// out of another link (one overlayd did not add) is refused and kept.
     async fn add_route(&self, dest: IpNet, dev: &str) -> Result<()>;
 
     /// Removes the route to `dest` out of `dev`. Returns `false` if it was not there.
@@ -74,6 +78,14 @@ pub trait Host: Send + Sync {
     /// readable, or the path is an nsfs handle).
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool>;
 
+    /// The identity (nsfs device and inode) of the target's namespace, `None`
+    /// when it does not exist. Handles of one namespace have equal identities.
+    /// The default knows no identities (a backend without namespaces).
+    async fn netns_identity(&self, target: &NetnsTarget) -> Result<Option<NetnsId>> {
+        let _ = target;
+        Ok(None)
+    }
+
     /// Reads the interface `ifname` inside the target namespace (link,
     /// addresses, default gateways) without changing anything; `None` when the
     /// namespace or the interface is gone.
@@ -88,6 +100,13 @@ pub trait Host: Send + Sync {
 
     /// Whether the live firewall table(s) are exactly what `fw` describes.
     async fn firewall_matches(&self, fw: &FirewallSpec) -> Result<bool>;
+
+    /// A stream that yields whenever the namespace's firewall changes (any
+    /// nftables table, chain or rule — overlayd's own applies included), so
+    /// drift is caught at once; `None` when the backend cannot watch.
+    async fn watch_firewall(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
 
     /// Removes overlayd's firewall table(s). Returns `false` if there were none.
     async fn remove_firewall(&self) -> Result<bool>;

@@ -23,6 +23,7 @@ pub use firewall::{FirewallBackend, FirewallSpec, MasqueradeNet};
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{
-    format_mac, validate_ifname, veth_mac, ContainerInterface, LinkInfo, LinkKind, NetnsTarget,
+    format_mac, validate_ifname, veth_mac, ContainerInterface, LinkInfo, LinkKind, NetnsId,
+    NetnsTarget,
     Uplink, VethAttachment, VethSpec,
 };

@@ -97,6 +97,35 @@ impl NetnsTarget {
     }
 }
 
+/// The identity of a network namespace: device and inode of its nsfs file.
+/// Two handles (a PID, `/proc/PID/ns/net`, a `/run/netns` bind mount) name
+/// the same namespace exactly when their identities are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NetnsId {
+    /// Device number of the nsfs file.
+    pub dev: u64,
+    /// Inode number of the nsfs file.
+    pub ino: u64,
+}
+
+impl fmt::Display for NetnsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
+impl std::str::FromStr for NetnsId {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?} is not a namespace identity (DEV:INODE)");
+        let (d, i) = s.split_once(':').ok_or_else(bad)?;
+        Ok(NetnsId {
+            dev: d.parse().map_err(|_| bad())?,
+            ino: i.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// Everything needed to attach one container to a bridge with a veth pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VethSpec {

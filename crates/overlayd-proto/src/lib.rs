@@ -16,7 +16,7 @@ pub use listing::{AttachmentView, ServiceView};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
     ClusterMemberView, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,
-    PeerStatus, Response, StatusInfo,
+    PeerStatus, Response, Secret, StatusInfo,
 };
 
 /// The protocol version this build speaks.

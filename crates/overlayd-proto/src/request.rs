@@ -172,6 +172,11 @@ pub enum Request {
         service: String,
         /// Networking mode.
         mode: ServiceMode,
+        /// **ext**: replace the service's recorded network identity (a
+        /// dedicated overlay's key, port and subnet) with a newly minted one,
+        /// or change its mode. Without it such a change is refused.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recreate: bool,
     },
     /// Tear down a service's network.
     TeardownServiceOverlay {

@@ -161,8 +161,8 @@ pub enum Response {
         overlay_ip: String,
         /// Prefix length.
         prefix_len: u8,
-        /// Guest private key (secret).
-        private_key: String,
+        /// Guest private key (secret: `Debug` shows it redacted).
+        private_key: Secret,
         /// Guest public key.
         public_key: String,
         /// Guest listen port.
@@ -349,6 +349,35 @@ impl Response {
             message: message.into(),
             code: Some(code),
         }
+    }
+}
+
+/// A secret string (a private key) carried in a frame: serialised as the
+/// plain string, but `Debug` never shows it, so no log line or `{:?}` print
+/// of a response can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(
+    /// The secret string.
+    pub String,
+);
+
+impl Secret {
+    /// The secret itself, for the one place that must write it out.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 

@@ -141,6 +141,30 @@ fn bad_bodies_keep_the_id_when_they_can() {
 }
 
 #[test]
+fn guest_config_debug_redacts_the_private_key_but_the_wire_carries_it() {
+    let r = Response::GuestConfig {
+        overlay_ip: "10.200.1.9".into(),
+        prefix_len: 24,
+        private_key: "c2VjcmV0LWtleS1ub3QtdG8tYmUtbG9nZ2VkLWV2ZXI="
+            .to_string()
+            .into(),
+        public_key: "b".into(),
+        listen_port: 51900,
+        peers: vec![],
+        dns_server: None,
+        dns_domain: None,
+    };
+    let dbg = format!("{r:?}");
+    assert!(!dbg.contains("c2VjcmV0"), "{dbg}");
+    assert!(dbg.contains("<redacted>"), "{dbg}");
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        json.contains(r#""private_key":"c2VjcmV0LWtleS1ub3QtdG8tYmUtbG9nZ2VkLWV2ZXI=""#),
+        "{json}"
+    );
+}
+
+#[test]
 fn new_event_kinds_round_trip_and_unknown_ones_do_not_break_a_subscriber() {
     let e = decode_frame(
         br#"{"frame":"event","event":"container_attached","key":"pid:1","service":"web","network":"shared-nat","ip":"10.201.0.2"}"#,

@@ -28,6 +28,7 @@ pub struct FakeWg {
     calls: Mutex<Vec<String>>,
     next_index: Mutex<u32>,
     fail_set_peer: std::sync::atomic::AtomicBool,
+    fail_delete: std::sync::atomic::AtomicBool,
 }
 
 impl FakeWg {
@@ -52,6 +53,12 @@ impl FakeWg {
     /// Make the next `set_peer` fail (to test rollback).
     pub fn fail_next_set_peer(&self) {
         self.fail_set_peer
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Make the next `delete` fail (the device stays).
+    pub fn fail_next_delete(&self) {
+        self.fail_delete
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -162,6 +169,12 @@ impl WgBackend for FakeWg {
 
     fn delete(&self, name: &str) -> Result<bool> {
         self.record("delete", name);
+        if self
+            .fail_delete
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(WgError::InvalidConfig("injected delete failure".into()));
+        }
         Ok(self
             .devices
             .lock()

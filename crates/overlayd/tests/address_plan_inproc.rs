@@ -86,6 +86,7 @@ async fn two_node_ids_get_different_slices_and_service_subnets() {
             .call(Request::SetupServiceOverlay {
                 service: "db".into(),
                 mode: ServiceMode::Dedicated,
+                recreate: false,
             })
             .await
             .unwrap()
@@ -116,6 +117,7 @@ async fn shared_service_overlay_names_the_shared_bridge() {
         .call(Request::SetupServiceOverlay {
             service: "web".into(),
             mode: ServiceMode::Auto,
+            recreate: false,
         })
         .await
         .unwrap()
@@ -155,6 +157,7 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
         .call(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()

@@ -37,6 +37,7 @@ async fn attached(pid: u32) -> Instance {
     c.call(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     })
     .await
     .unwrap();

@@ -335,6 +335,7 @@ fn nodes_join_through_etcd_mesh_themselves_and_survive_restarts_partitions_and_c
         n.d.ok(Request::SetupServiceOverlay {
             service: "web".into(),
             mode: ServiceMode::Shared,
+            recreate: false,
         });
     }
     let containers: Vec<Container> = nodes.iter().map(|_| Container::new()).collect();
@@ -361,6 +362,7 @@ fn nodes_join_through_etcd_mesh_themselves_and_survive_restarts_partitions_and_c
         match n.d.ok(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         }) {
             Response::ServiceOverlay { .. } => {}
             r => panic!("{r:?}"),
@@ -531,6 +533,7 @@ fn nodes_join_through_etcd_mesh_themselves_and_survive_restarts_partitions_and_c
     n5.d.ok(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     });
     let ip5 = attach(&n5, &c5, "web", true);
     wait_for("n1 pings n5's container", Duration::from_secs(20), || {

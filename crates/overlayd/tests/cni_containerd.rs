@@ -395,6 +395,7 @@ fn containerd_containers_attach_resolve_each_other_and_release_everything() {
     d.ok(Request::SetupServiceOverlay {
         service: NET.into(),
         mode: ServiceMode::Auto,
+        recreate: false,
     });
     let prefix = gw.rsplit_once('.').unwrap().0.to_string();
     for n in 2..24 {

@@ -112,6 +112,7 @@ fn load(
                 89..=92 => Request::SetupServiceOverlay {
                     service: format!("s{}", rng.below(3)),
                     mode: ServiceMode::Shared,
+                    recreate: false,
                 },
                 93..=95 => Request::TeardownServiceOverlay {
                     service: format!("s{}", rng.below(3)),
@@ -242,6 +243,7 @@ fn kill_9_at_random_moments_leaves_every_container_whole() {
     d.ok(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     });
     d.ok(Request::SetupIsolationNetwork {
         network: "i1".into(),

@@ -43,6 +43,7 @@ async fn refused_requests_change_nothing_and_the_store_recovers_without_restart(
     c.call(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     })
     .await
     .unwrap();

@@ -76,6 +76,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
     let gw = match d.ok(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     }) {
         Response::ServiceOverlay { overlay_ip, .. } => overlay_ip.unwrap(),
         r => panic!("{r:?}"),

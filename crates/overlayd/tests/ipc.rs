@@ -338,6 +338,7 @@ async fn inspect_attachment_reports_what_resolv_conf_should_say() {
     c.call(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: overlayd_proto::ServiceMode::Shared,
+        recreate: false,
     })
     .await
     .unwrap();

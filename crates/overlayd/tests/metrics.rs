@@ -74,6 +74,7 @@ fn metrics_are_served_and_parse() {
     d.ok(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     });
     let c = Container::new();
     let ip = match d.ok(Request::AttachContainer {

@@ -95,6 +95,7 @@ fn dedicated(n: &Node, svc: &str) -> Dedicated {
     match n.d.ok(Request::SetupServiceOverlay {
         service: svc.into(),
         mode: ServiceMode::Dedicated,
+        recreate: false,
     }) {
         Response::ServiceOverlay {
             wg_public_key,
@@ -190,6 +191,7 @@ fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
         n.d.ok(Request::SetupServiceOverlay {
             service: "web".into(),
             mode: ServiceMode::Shared,
+            recreate: false,
         });
     }
     let (c1, c2) = (Container::new(), Container::new());

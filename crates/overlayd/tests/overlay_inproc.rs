@@ -39,6 +39,7 @@ async fn guest_managed_attach_returns_a_stable_config() {
     c.call(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     })
     .await
     .unwrap();
@@ -166,6 +167,7 @@ async fn exhausted_port_band_is_a_clear_error_and_changes_nothing() {
             .call(Request::SetupServiceOverlay {
                 service: format!("s{i}"),
                 mode: ServiceMode::Dedicated,
+                recreate: false,
             })
             .await
             .unwrap()
@@ -185,6 +187,7 @@ async fn exhausted_port_band_is_a_clear_error_and_changes_nothing() {
         c.call(Request::SetupServiceOverlay {
             service: "one-too-many".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap(),
@@ -207,6 +210,7 @@ async fn exhausted_port_band_is_a_clear_error_and_changes_nothing() {
         .call(Request::SetupServiceOverlay {
             service: "late".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()

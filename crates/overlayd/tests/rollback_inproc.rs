@@ -38,6 +38,7 @@ fn shared(service: &str) -> Request {
     Request::SetupServiceOverlay {
         service: service.into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     }
 }
 
@@ -84,6 +85,7 @@ async fn failed_slice_or_port_change_keeps_the_old_base_and_band() {
         .call(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()
@@ -231,6 +233,7 @@ async fn lost_marker_on_a_rebooted_host_brings_overlays_back_with_their_identity
         .call(Request::SetupServiceOverlay {
             service: "db".into(),
             mode: ServiceMode::Dedicated,
+            recreate: false,
         })
         .await
         .unwrap()
@@ -277,5 +280,52 @@ async fn lost_marker_on_a_rebooted_host_brings_overlays_back_with_their_identity
         }
         r => panic!("{r:?}"),
     }
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_device_delete_does_not_stop_the_bridge_delete_and_a_retry_finishes() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    c.call(Request::SetupServiceOverlay {
+        service: "db".into(),
+        mode: ServiceMode::Dedicated,
+        recreate: false,
+    })
+    .await
+    .unwrap();
+    let bridges = |h: &overlayd_host::FakeHost| {
+        futures::executor::block_on(h.links())
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.kind == overlayd_host::LinkKind::Bridge)
+            .count()
+    };
+    assert_eq!(bridges(&inst.host), 1);
+    inst.wg.fail_next_delete();
+    let msg = err_message(
+        c.call(Request::TeardownServiceOverlay {
+            service: "db".into(),
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(msg.contains("WireGuard device"), "{msg}");
+    assert_eq!(
+        bridges(&inst.host),
+        0,
+        "the bridge was deleted although the device delete failed"
+    );
+    assert_eq!(inst.wg.devices().len(), 1, "the device that failed stays");
+    assert_eq!(
+        c.call(Request::TeardownServiceOverlay {
+            service: "db".into(),
+        })
+        .await
+        .unwrap(),
+        Response::Ok,
+        "the entry stayed recorded, so the retry finishes"
+    );
+    assert!(inst.wg.devices().is_empty());
     let _ = inst.shutdown().await;
 }

@@ -41,6 +41,7 @@ async fn prepared() -> (
     c.call(Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     })
     .await
     .unwrap();

@@ -22,6 +22,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
     d.call(Request::SetupServiceOverlay {
         service: conf.service().to_string(),
         mode: conf.mode(),
+        recreate: false,
     })?;
     if let Some(net) = &conf.isolation {
         d.call(Request::SetupIsolationNetwork {

@@ -62,15 +62,20 @@ pub fn del(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
     let container_id = container_id(env)?;
     let ifname = env.require_ifname()?;
     let mut d = Daemon::connect(conf.socket())?;
-    d.call(Request::DetachContainer {
+    // CNI DEL succeeds for a container that was never added (or is already
+    // gone); the daemon answers not_found for a handle it never attached.
+    match d.call(Request::DetachContainer {
         handle: Handle::Cni {
             network: conf.name.clone(),
             container_id: container_id.to_string(),
             ifname: ifname.to_string(),
             netns: None,
         },
-    })?;
-    Ok(())
+    }) {
+        Ok(_) => Ok(()),
+        Err(e) if e.details == crate::daemon::NOT_FOUND_MARK => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// STATUS (1.1.0): ready when overlayd answers and the network the

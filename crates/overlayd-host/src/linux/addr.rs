@@ -118,6 +118,77 @@ pub(crate) async fn replace_route(
         .map_err(|e| HostError::netlink(format!("add route {dest} dev #{oif}"), e))
 }
 
+/// Creates a route to `dest` out of the link `oif` without replacing any
+/// (`NLM_F_CREATE | NLM_F_EXCL`). A route to the same destination out of the
+/// same link already there is fine (idempotent); one out of another link —
+/// a route overlayd did not add — is refused and left alone.
+pub(crate) async fn create_route(h: &Handle, dest: IpNet, oif: u32) -> Result<()> {
+    let msg = route_msg(dest, Some(oif), None)?;
+    match h.route().add(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => match main_route_oif(h, dest).await? {
+            Some(Some(o)) if o == oif => Ok(()),
+            other => {
+                let via = match other {
+                    Some(Some(o)) => match links::get_by_index(h, o).await? {
+                        Some(l) => format!("dev {}", l.name),
+                        None => format!("dev #{o}"),
+                    },
+                    _ => "another path".to_string(),
+                };
+                Err(HostError::InvalidArgument(format!(
+                        "a route to {dest} already exists ({via}) that overlayd did not add; refusing to replace it"
+                    )))
+            }
+        },
+        Err(e) => Err(HostError::netlink(
+            format!("add route {dest} dev #{oif}"),
+            e,
+        )),
+    }
+}
+
+/// The output link of the main-table route to exactly `dest`: `None` when
+/// there is no such route, `Some(None)` when it has no single output link.
+async fn main_route_oif(h: &Handle, dest: IpNet) -> Result<Option<Option<u32>>> {
+    let query = match dest {
+        IpNet::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        IpNet::V6(_) => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+    };
+    let routes: Vec<RouteMessage> = h
+        .route()
+        .get(query)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| HostError::netlink("list routes", e))?;
+    for r in &routes {
+        if r.header.destination_prefix_length != dest.prefix_len()
+            || route_table(r) != u32::from(RouteHeader::RT_TABLE_MAIN)
+        {
+            continue;
+        }
+        let mut d = None;
+        let mut oif = None;
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(v4)) => d = Some(IpAddr::V4(*v4)),
+                RouteAttribute::Destination(RouteAddress::Inet6(v6)) => d = Some(IpAddr::V6(*v6)),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let d = d.unwrap_or(match dest {
+            IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpNet::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        });
+        if d == dest.addr() {
+            return Ok(Some(oif));
+        }
+    }
+    Ok(None)
+}
+
 /// Deletes the route to `dest` out of `oif`; `false` if it did not exist.
 pub(crate) async fn delete_route(h: &Handle, dest: IpNet, oif: u32) -> Result<bool> {
     let msg = route_msg(dest, Some(oif), None)?;

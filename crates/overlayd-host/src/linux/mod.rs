@@ -11,6 +11,7 @@ mod inspect;
 mod links;
 mod netns;
 mod nft;
+mod nft_monitor;
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsTarget,
-    Uplink, VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsId,
+    NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 use self::netns::{NlConn, NsHandle};
@@ -184,7 +185,7 @@ impl Host for LinuxHost {
 
     async fn add_route(&self, dest: IpNet, dev: &str) -> Result<()> {
         let idx = self.index_of(dev).await?;
-        addr::replace_route(self.h(), dest, idx, None).await
+        addr::create_route(self.h(), dest.trunc(), idx).await
     }
 
     async fn delete_route(&self, dest: IpNet, dev: &str) -> Result<bool> {
@@ -222,6 +223,24 @@ impl Host for LinuxHost {
 
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool> {
         netns::target_alive(target)
+    }
+
+    async fn netns_identity(&self, target: &NetnsTarget) -> Result<Option<NetnsId>> {
+        match netns::open_target(target) {
+            Ok(h) => Ok(Some(NetnsId {
+                dev: h.dev,
+                ino: h.ino,
+            })),
+            Err(HostError::NetnsGone { .. }) | Err(HostError::NotANetns { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn watch_firewall(&self) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        match self.config.firewall {
+            FirewallBackend::Nftables => nft_monitor::watch(self.ns.fd.clone()).await.map(Some),
+            FirewallBackend::None => Ok(None),
+        }
     }
 
     async fn container_interface(

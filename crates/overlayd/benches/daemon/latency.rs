@@ -30,6 +30,7 @@ pub(crate) fn bench_latency(rt: &Runtime, lab: &mut Lab) -> LatencyReport {
         Request::SetupServiceOverlay {
             service: SERVICE.into(),
             mode: ServiceMode::Shared,
+            recreate: false,
         },
     );
     check(&resp, "setup_service_overlay", &lab.daemon);

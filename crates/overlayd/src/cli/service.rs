@@ -1,4 +1,4 @@
-//! `overlayd service up NAME [--mode] | down NAME | ls`.
+//! `overlayd service up NAME [--mode] [--recreate] | down NAME | ls`.
 
 use std::process::ExitCode;
 
@@ -19,6 +19,11 @@ pub enum ServiceCmd {
         /// auto | shared | dedicated.
         #[arg(long, default_value = "auto")]
         mode: ServiceMode,
+        /// Replace the service's recorded identity: change its mode, or mint a
+        /// new WireGuard key, port and subnet for a dedicated service (peers on
+        /// other nodes must then be given the new key).
+        #[arg(long)]
+        recreate: bool,
     },
     /// Tear a service's network down.
     Down {
@@ -33,12 +38,17 @@ pub enum ServiceCmd {
 /// Run a `service` subcommand.
 pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> Result<ExitCode> {
     match cmd {
-        ServiceCmd::Up { name, mode } => {
+        ServiceCmd::Up {
+            name,
+            mode,
+            recreate,
+        } => {
             call::call_and_print(
                 cli,
                 Request::SetupServiceOverlay {
                     service: name.clone(),
                     mode: *mode,
+                    recreate: *recreate,
                 },
             )
             .await

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use overlayd_host::{NetnsTarget, VethSpec};
+use overlayd_host::{NetnsId, NetnsTarget, VethSpec};
 use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
@@ -213,6 +213,9 @@ impl Node {
             s.parse::<IpAddr>()
                 .map_err(|_| OpError::Invalid(format!("dns_server {s:?} is not an IP address")))?;
         }
+        if let Some(d) = &dns_domain {
+            validate_dns_domain(d)?;
+        }
         if let Some(n) = &name {
             self.records
                 .normalize(n)
@@ -227,16 +230,29 @@ impl Node {
         let target = netns_target(&handle)?;
         let key = handle.key();
         let network = self.target_network(service, isolation, join_global)?;
-        if let Some(existing) = self
+        let ns_id = self.host.netns_identity(&target).await?;
+        let mut found = self
             .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        {
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;
+        if let Some(stale) = found.take_if(|a| is_other_namespace(a, ns_id)) {
+            // The handle (a reused PID) now names another namespace: the
+            // recorded container is gone and this is a different one.
+            info!(handle = %key, recorded = ?stale.netns_id, "handle names a different namespace than recorded: reclaiming the old attachment");
+            self.undo_attachment(&stale).await?;
+        }
+        if found.is_none() {
+            // The same namespace attached under another handle form.
+            found = self.attachment_by_netns(&handle, ns_id)?;
+        }
+        if let Some(existing) = found {
             let committed = existing.state == AttachState::Attached;
             if committed && (existing.network != network.to_string() || existing.service != service)
             {
                 return Err(OpError::Conflict(format!(
-                    "{key} is already attached to {} for service {}; detach it first to move it",
-                    existing.network, existing.service
+                    "{key} is already attached (as {}) to {} for service {}; detach it first to move it",
+                    existing.handle.key(),
+                    existing.network,
+                    existing.service
                 )));
             }
             if committed && self.attachment_problem(&existing).await?.is_none() {
@@ -277,6 +293,7 @@ impl Node {
             dns_server,
             dns_domain,
             state: AttachState::Attaching,
+            netns_id: ns_id.map(|i| i.to_string()),
         };
         // 1. Lease and `attaching` record in one transaction, before any host
         //    effect: whatever a crash leaves on the host from here on is
@@ -481,17 +498,32 @@ impl Node {
         Ok(())
     }
 
-    /// `detach_container`: idempotent. The record is marked `detaching`
-    /// first (a refused detach — the store cannot write — touches nothing on
-    /// the host), then the veth goes, then the record and lease. Past the
-    /// mark, a crash or failure is finished by start-up or the periodic check.
+    /// `detach_container`: idempotent for a container that was attached (a
+    /// handle never attached is `not_found`). The record is marked
+    /// `detaching` first (a refused detach — the store cannot write —
+    /// touches nothing on the host), then the veth goes, then the record and
+    /// lease. Past the mark, a crash or failure is finished by start-up or
+    /// the periodic check.
     pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
         let key = handle.key();
-        let Some(mut a) = self
+        let mut found = self
             .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        else {
-            return Ok(Response::Ok);
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;
+        if found.is_none() {
+            // The container may have been attached under another handle
+            // form of the same namespace (netns path vs /proc/PID/ns/net).
+            if let Ok(target) = netns_target(handle) {
+                let ns_id = self.host.netns_identity(&target).await?;
+                found = self.attachment_by_netns(handle, ns_id)?;
+            }
+        }
+        let Some(mut a) = found else {
+            if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
+                return Ok(Response::Ok);
+            }
+            return Err(OpError::NotFound(format!(
+                "{key} is not attached (never attached here); see `overlayd network inspect OWNER` for attached containers"
+            )));
         };
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
@@ -502,15 +534,86 @@ impl Node {
         if a.state != AttachState::Detaching {
             a.state = AttachState::Detaching;
             self.store
-                .write(|tx| tx.put(Table::Attachments, &key, &a))?;
+                .write(|tx| tx.put(Table::Attachments, &a.handle.key(), &a))?;
         }
         self.delete_attachment_veth(&a).await?;
         if let Err(e) = self.drop_attachment(&a) {
             // The detach is decided and durable; only the bookkeeping lags.
             warn!(handle = %key, error = %e, "veth removed; the record and lease are released by the periodic check");
         }
+        self.bury_attachment(&key);
+        self.bury_attachment(&a.handle.key());
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)
+    }
+
+    /// The attachment recorded for a namespace identity, whatever handle
+    /// form it was attached with. Only `linux_pid` / `netns_path` handles
+    /// (one container, one `eth0`) are matched this way; CNI handles name an
+    /// interface, and one namespace may hold several of them.
+    pub fn attachment_by_netns(
+        &self,
+        handle: &Handle,
+        ns_id: Option<NetnsId>,
+    ) -> OpResult<Option<Attachment>> {
+        let single = |h: &Handle| matches!(h, Handle::LinuxPid { .. } | Handle::NetnsPath { .. });
+        let Some(id) = ns_id.map(|i| i.to_string()).filter(|_| single(handle)) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .find(|a| single(&a.handle) && a.netns_id.as_deref() == Some(id.as_str())))
+    }
+
+    /// Remember that a container was detached, so a repeated detach is `ok`.
+    pub fn bury_attachment(&self, key: &str) {
+        if let Err(e) = self
+            .store
+            .write(|tx| super::missing::bury(tx, &format!("attach:{key}")))
+        {
+            warn!(error = %e, "cannot record the detach tombstone");
+        }
+    }
+}
+
+/// A search domain the runtime writes into a container's resolv.conf: a DNS
+/// name (letters, digits, `-` in dot-separated labels of 1-63 bytes, 253
+/// bytes in all), so it can never inject a line or an option.
+pub fn validate_dns_domain(d: &str) -> OpResult<()> {
+    let bad =
+        |rule: &str| OpError::Invalid(format!("dns_domain {d:?} is not a DNS domain: {rule}"));
+    let name = d.strip_suffix('.').unwrap_or(d);
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad("it must be 1 to 253 bytes long"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("every dot-separated label must be 1 to 63 bytes"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad(
+                "labels may only contain letters, digits and '-' (no spaces, newlines or other characters)",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label must not start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a recorded attachment names a different namespace than the one
+/// its handle names now (both identities known and unequal).
+pub fn is_other_namespace(a: &Attachment, now: Option<NetnsId>) -> bool {
+    match (a.netns_id.as_deref(), now) {
+        (Some(rec), Some(now)) => rec != now.to_string(),
+        _ => false,
     }
 }
 

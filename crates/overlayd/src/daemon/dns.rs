@@ -140,7 +140,10 @@ impl Node {
     /// Add an address to a name, in the store and the served set.
     pub fn dns_add(&self, name: &str, ip: IpAddr) -> OpResult<String> {
         let key = self.dns_key(name)?;
-        self.store.write(|tx| put_dns_ip(tx, &key, ip))?;
+        self.store.write(|tx| {
+            put_dns_ip(tx, &key, ip)?;
+            super::missing::unbury(tx, &format!("dns:{key}"))
+        })?;
         self.records
             .add(&key, ip)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
@@ -172,11 +175,31 @@ impl Node {
         }
     }
 
-    /// `unregister_dns`: removing a name that is not registered changes nothing.
+    /// `unregister_dns`: a name that was removed already answers `ok`; a
+    /// name never registered is `not_found`.
     pub fn unregister_dns(&self, name: &str) -> OpResult<Response> {
         let key = self.dns_key(name)?;
-        self.store
-            .write(|tx| tx.remove(Table::Dns, &key).map(|_| ()))?;
+        let tomb = format!("dns:{key}");
+        let present = self
+            .store
+            .read(|tx| tx.get::<DnsRecord>(Table::Dns, &key))?
+            .is_some();
+        if !present {
+            let known: Vec<(String, DnsRecord)> = self.store.read(|tx| tx.list(Table::Dns))?;
+            super::missing::already_gone_or(
+                &self.store,
+                &tomb,
+                "DNS name",
+                &key,
+                known.iter().map(|(k, _)| k.as_str()),
+                "overlayd dns ls",
+            )?;
+            return Ok(Response::Ok);
+        }
+        self.store.write(|tx| {
+            tx.remove(Table::Dns, &key)?;
+            super::missing::bury(tx, &tomb)
+        })?;
         let _ = self.records.remove(&key);
         Ok(Response::Ok)
     }

@@ -54,6 +54,7 @@ impl Node {
             None => {
                 let kp = KeyPair::generate();
                 let rec = Attachment {
+                    netns_id: None,
                     handle: handle.clone(),
                     network: Owner::Base.to_string(),
                     service: service.to_string(),
@@ -100,7 +101,7 @@ impl Node {
         Ok(Response::GuestConfig {
             overlay_ip: att.ip.clone(),
             prefix_len: att.prefix_len,
-            private_key: kp.private_base64(),
+            private_key: kp.private_base64().into(),
             public_key: kp.public_base64(),
             listen_port: global.wg_port,
             peers: vec![GuestPeer {

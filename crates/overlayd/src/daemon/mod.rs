@@ -10,9 +10,12 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod host_guard;
+pub mod identity;
 pub mod interfaces;
 pub mod listing;
 pub mod metrics;
+pub mod missing;
 pub mod networks;
 pub mod node;
 pub mod notify;
@@ -57,8 +60,13 @@ pub async fn run(
     wg: Arc<dyn overlayd_wg::WgBackend>,
 ) -> Result<()> {
     let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Signals are caught from before start-up reconcile: a SIGTERM during
+    // it lets the reconcile finish and then stops cleanly, instead of
+    // killing the process half-way through.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = spawn_signal_watch(stop_tx.clone())?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host, wg, events.clone(), opts.rebuild_store)
+    let mut node = Node::open(cfg.clone(), host.clone(), wg, events.clone(), opts.rebuild_store)
         .await
         .context("cannot load overlayd state")?;
     let cluster = cluster::connect(&node.cfg).await?;
@@ -72,9 +80,17 @@ pub async fn run(
         reclaimed = report.reclaimed,
         "state reconciled"
     );
+    if *stop_rx.borrow() {
+        info!("stop requested during start-up: reconcile finished; host networks stay in place");
+        signals.abort();
+        if let Err(e) = node.flush() {
+            warn!(error = %e, "flushing state at stop failed");
+        }
+        drop(lock);
+        return Ok(());
+    }
     let group = resolve_group(cfg.socket_group.as_deref())?;
     let listener = server::bind(&cfg.socket, group)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let node = Arc::new(Mutex::new(node));
     let dispatcher = Arc::new(Dispatcher::new(node.clone(), stop_tx.clone()));
     let policy = server::AccessPolicy {
@@ -96,7 +112,7 @@ pub async fn run(
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
     let cluster_task =
         cluster.map(|h| cluster::driver::spawn(h, node.clone(), events.clone(), stop_rx.clone()));
-    let signals = spawn_signal_watch(stop_tx.clone())?;
+    let fw_watch = spawn_firewall_watch(host.as_ref(), node.clone(), stop_rx.clone()).await;
     let limits = server::ConnLimits {
         max_connections: cfg.max_connections,
         idle_timeout: (cfg.idle_timeout_secs > 0)
@@ -107,6 +123,9 @@ pub async fn run(
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();
     checker.abort();
+    if let Some(w) = fw_watch {
+        w.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -140,6 +159,36 @@ fn spawn_signal_watch(stop: watch::Sender<bool>) -> Result<tokio::task::JoinHand
             _ = int.recv() => info!("SIGINT received"),
         }
         let _ = stop.send(true);
+    }))
+}
+
+/// Restore the firewall the moment it changes (isolation fails closed): an
+/// nftables change event triggers a comparison and, on drift, a re-apply.
+async fn spawn_firewall_watch(
+    host: &dyn Host,
+    node: Arc<Mutex<Node>>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut rx = match host.watch_firewall().await {
+        Ok(Some(rx)) => rx,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "cannot watch nftables changes; the periodic check restores drift");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    if ev.is_none() {
+                        break;
+                    }
+                    node.lock().await.restore_firewall_if_drifted().await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
     }))
 }
 

@@ -9,6 +9,7 @@ use overlayd_state::{NetworkEntry, Owner, Table};
 use tracing::info;
 
 use super::error::{OpError, OpResult};
+use super::missing;
 use super::node::Node;
 use super::records::{Attachment, IsolationRecord, ServiceRecord};
 use crate::daemon::plan;
@@ -34,6 +35,8 @@ impl Node {
             return Ok(entry);
         }
         let subnet = self.plan_subnet(&owner, requested)?;
+        self.refuse_host_conflicts(&format!("subnet of {owner}"), &[subnet])
+            .await?;
         let name = self.namer().bridge(&owner);
         self.refuse_foreign(&name, &owner).await?;
         // A bridge tagged for this owner but unrecorded (left by a failed
@@ -191,13 +194,29 @@ impl Node {
             return Ok(false);
         };
         self.ensure_unattached(owner)?;
+        // Every object is tried even when one fails; the errors are reported
+        // together and the entry stays recorded so a retry finishes the job.
+        let mut errors = Vec::new();
         if let Some(dev) = entry.interface.clone() {
-            super::overlay::wg_call(&self.wg, move |wg| wg.delete(&dev)).await?;
-        }
-        if let Some(link) = self.host.link(&entry.name).await? {
-            if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) {
-                self.host.delete_link(&entry.name).await?;
+            let d = dev.clone();
+            if let Err(e) = super::overlay::wg_call(&self.wg, move |wg| wg.delete(&d)).await {
+                errors.push(format!("WireGuard device {dev}: {e}"));
             }
+        }
+        match self.host.link(&entry.name).await {
+            Ok(Some(link)) if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) => {
+                if let Err(e) = self.host.delete_link(&entry.name).await {
+                    errors.push(format!("bridge {}: {e}", entry.name));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(format!("bridge {}: {e}", entry.name)),
+        }
+        if !errors.is_empty() {
+            return Err(OpError::Host(format!(
+                "cannot remove all of {owner} ({}); it stays recorded, retry to finish",
+                errors.join("; ")
+            )));
         }
         self.forget(owner)?;
         if let Some(port) = entry.wg_port {
@@ -284,7 +303,8 @@ impl Node {
                 &IsolationRecord {
                     subnet: entry.subnet.clone(),
                 },
-            )
+            )?;
+            missing::unbury(tx, &entry.owner.to_string())
         })?;
         Ok(Response::IsolationNetwork {
             network: network.to_string(),
@@ -293,48 +313,79 @@ impl Node {
         })
     }
 
-    /// `teardown_isolation_network`: idempotent.
+    /// `teardown_isolation_network`: idempotent for a network that existed;
+    /// a name never recorded is `not_found`.
     pub async fn teardown_isolation(&mut self, network: &str) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
+        let recorded: Option<IsolationRecord> =
+            self.store.read(|tx| tx.get(Table::Isolation, network))?;
+        if recorded.is_none() && self.marker.get(&owner).is_none() {
+            let known: Vec<(String, IsolationRecord)> =
+                self.store.read(|tx| tx.list(Table::Isolation))?;
+            missing::already_gone_or(
+                &self.store,
+                &owner.to_string(),
+                "isolation network",
+                network,
+                known.iter().map(|(k, _)| k.as_str()),
+                "overlayd network ls",
+            )?;
+            return Ok(Response::Ok);
+        }
         self.ensure_unattached(&owner)?;
         // Desired state goes first: a failure below is finished by a retry
         // or by the next start, never undone into a resurrection.
-        self.store
-            .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()))?;
+        self.store.write(|tx| {
+            tx.remove(Table::Isolation, network)?;
+            missing::bury(tx, &owner.to_string())
+        })?;
         self.remove_bridge(&owner).await?;
         Ok(Response::Ok)
     }
 
-    /// `setup_service_overlay`.
-    pub async fn setup_service(&mut self, service: &str, mode: ServiceMode) -> OpResult<Response> {
+    /// `setup_service_overlay`. `auto` keeps a recorded mode; changing a
+    /// recorded mode, or minting a new identity for a dedicated service,
+    /// needs `recreate`.
+    pub async fn setup_service(
+        &mut self,
+        service: &str,
+        mode: ServiceMode,
+        recreate: bool,
+    ) -> OpResult<Response> {
         overlayd_state::owner::validate_name(service)?;
-        let mode = mode.resolve();
+        let dedicated_owner = Owner::service(service)?;
         let existing: Option<ServiceRecord> =
             self.store.read(|tx| tx.get(Table::Services, service))?;
-        if let Some(prev) = &existing {
-            if prev.mode != mode {
-                let on = self.service_network(service, prev.mode)?;
+        // A dedicated network left without its service record (an
+        // interrupted request) still holds a recorded key: it counts.
+        let recorded = existing.as_ref().map(|r| r.mode).or_else(|| {
+            self.marker
+                .get(&dedicated_owner)
+                .filter(|e| e.wg_private_key.is_some())
+                .map(|_| ServiceMode::Dedicated)
+        });
+        let mode = super::identity::resolve_service_mode(service, mode, recorded, recreate)?;
+        if let Some(prev) = recorded {
+            if prev != mode || recreate {
+                let on = self.service_network(service, prev)?;
                 if !self
                     .attachments_on(&on.to_string())?
                     .iter()
                     .all(|a| a.service != service)
                 {
                     return Err(OpError::Conflict(format!(
-                        "service {service} is {} with attached containers; detach them before changing its mode to {}",
-                        prev.mode.as_str(),
+                        "service {service} is {} with attached containers; detach them before changing its mode to {} or recreating it",
+                        prev.as_str(),
                         mode.as_str()
                     )));
                 }
             }
         }
-        if existing
-            .as_ref()
-            .is_some_and(|p| p.mode == ServiceMode::Dedicated)
-            && mode != ServiceMode::Dedicated
-        {
-            let old = Owner::service(service)?;
-            self.remove_bridge(&old).await?;
-            self.forget_peers(&old)?;
+        let replace_dedicated = recreate || mode != ServiceMode::Dedicated;
+        if replace_dedicated && self.marker.get(&dedicated_owner).is_some() {
+            info!(%service, "recreate: removing the service's dedicated network and its identity");
+            self.remove_bridge(&dedicated_owner).await?;
+            self.forget_peers(&dedicated_owner)?;
         }
         let response = match mode {
             ServiceMode::Dedicated => self.setup_dedicated(service).await?,
@@ -358,7 +409,8 @@ impl Node {
                 Table::Services,
                 service,
                 &self.service_record(service, mode),
-            )
+            )?;
+            missing::unbury(tx, &dedicated_owner.to_string())
         })?;
         Ok(response)
     }
@@ -421,11 +473,25 @@ impl Node {
         })
     }
 
-    /// `teardown_service_overlay`: idempotent; refuses while containers are attached.
+    /// `teardown_service_overlay`: idempotent for a service that existed (a
+    /// name never recorded is `not_found`); refuses while containers are attached.
     pub async fn teardown_service(&mut self, service: &str) -> OpResult<Response> {
         overlayd_state::owner::validate_name(service)?;
         let rec: Option<ServiceRecord> = self.store.read(|tx| tx.get(Table::Services, service))?;
         let owner = Owner::service(service)?;
+        if rec.is_none() && self.marker.get(&owner).is_none() {
+            let known: Vec<(String, ServiceRecord)> =
+                self.store.read(|tx| tx.list(Table::Services))?;
+            missing::already_gone_or(
+                &self.store,
+                &owner.to_string(),
+                "service",
+                service,
+                known.iter().map(|(k, _)| k.as_str()),
+                "overlayd network ls",
+            )?;
+            return Ok(Response::Ok);
+        }
         let mode = rec
             .map(|r| r.mode)
             .unwrap_or(if self.marker.get(&owner).is_some() {
@@ -445,8 +511,10 @@ impl Node {
                 attached.len()
             )));
         }
-        self.store
-            .write(|tx| tx.remove(Table::Services, service).map(|_| ()))?;
+        self.store.write(|tx| {
+            tx.remove(Table::Services, service)?;
+            missing::bury(tx, &owner.to_string())
+        })?;
         // Also clears a dedicated network left behind by an interrupted
         // mode change.
         if self.marker.get(&owner).is_some() {

@@ -212,9 +212,11 @@ impl Node {
             Request::TeardownIsolationNetwork { network } => {
                 self.teardown_isolation(&network).await
             }
-            Request::SetupServiceOverlay { service, mode } => {
-                self.setup_service(&service, mode).await
-            }
+            Request::SetupServiceOverlay {
+                service,
+                mode,
+                recreate,
+            } => self.setup_service(&service, mode, recreate).await,
             Request::TeardownServiceOverlay { service } => self.teardown_service(&service).await,
             Request::AllocateIp {
                 service,

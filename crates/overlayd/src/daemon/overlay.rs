@@ -52,6 +52,11 @@ pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// resolver delays only the request that named the host.
 pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(OpError::Invalid(format!(
+                "endpoint {s:?}: port 0 is not a port a peer listens on; give the peer's WireGuard port (1-65535)"
+            )));
+        }
         return Ok(a);
     }
     let bad = || {
@@ -60,8 +65,8 @@ pub async fn parse_endpoint(s: &str) -> OpResult<SocketAddr> {
         ))
     };
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let _: u16 = port.parse().map_err(|_| bad())?;
-    if host.is_empty() {
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
         return Err(bad());
     }
     tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(s))
@@ -151,6 +156,20 @@ impl Node {
             }
         }
         let previous = self.global()?;
+        // New ranges only: a recorded global overlay is restored as it was.
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.cluster_cidr != rec.cluster_cidr)
+        {
+            self.refuse_host_conflicts("cluster CIDR", &[cluster])
+                .await?;
+        }
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.slice_cidr != rec.slice_cidr)
+        {
+            self.refuse_host_conflicts("node slice", &[slice]).await?;
+        }
         if let Some(prev) = &previous {
             if prev.slice_cidr != rec.slice_cidr
                 && !self.attachments_on(&Owner::Base.to_string())?.is_empty()
@@ -443,7 +462,18 @@ impl Node {
         nets: &[IpNet],
     ) -> OpResult<()> {
         let dev = dev.to_string();
+        let own = match owner {
+            Owner::Base => Some(self.key.public_base64()),
+            o => self.marker.get(o).and_then(|e| e.wg_public_key.clone()),
+        };
+        if own.as_deref() == Some(rec.public_key.as_str()) {
+            return Err(OpError::Invalid(format!(
+                "public key {} is {owner}'s own key; a device cannot be its own peer — give the other node's key",
+                rec.public_key
+            )));
+        }
         self.check_allowed(owner, &rec.public_key, nets)?;
+        self.refuse_host_conflicts("allowed IP", nets).await?;
         let key = peer_key(&rec.network, &rec.public_key);
         let old: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
         // Desired state first: a crash after this is finished by the next
@@ -485,7 +515,7 @@ impl Node {
         }
     }
 
-    /// `remove_peer`: idempotent.
+    /// `remove_peer`: a peer neither recorded nor on the device is `not_found`.
     pub async fn remove_peer(&mut self, pubkey: &str, scope: Option<Scope>) -> OpResult<Response> {
         let pk = parse_pubkey(pubkey)?;
         let (owner, dev) = self.scope_device(scope)?;
@@ -494,9 +524,15 @@ impl Node {
         // Removed from the device even without a record, so a peer left by
         // an interrupted add_peer can always be taken away.
         let d = dev.clone();
-        wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
+        let was_on_device = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
         let Some(rec) = rec else {
-            return Ok(Response::Ok);
+            if was_on_device {
+                return Ok(Response::Ok);
+            }
+            return Err(OpError::NotFound(format!(
+                "no peer {} on {owner}; see `overlayd wg show` for the peers there",
+                pubkey.trim()
+            )));
         };
         self.drop_routes(&dev, &rec, &[]).await;
         self.store
@@ -531,6 +567,7 @@ impl Node {
                 return Ok(Response::Ok);
             }
             self.check_allowed(&owner, pubkey.trim(), &[net])?;
+            self.refuse_host_conflicts("allowed IP", &[net]).await?;
             rec.allowed_ips.push(s);
             self.apply_peer(&dev, &rec).await?;
         } else {

@@ -237,7 +237,8 @@ impl Node {
                     self.realize_device(&entry).await?;
                 } else {
                     // No identity survived: make a new one like a fresh setup.
-                    self.setup_service(name, ServiceMode::Dedicated).await?;
+                    self.setup_service(name, ServiceMode::Dedicated, false)
+                        .await?;
                 }
                 Ok(true)
             }
@@ -377,8 +378,16 @@ impl Node {
             .collect();
         let mut records = Vec::with_capacity(atts.len());
         for (key, a) in &atts {
+            // A handle that now names another namespace (a reused PID)
+            // means the recorded container is gone.
             let alive = match netns_target(&a.handle) {
-                Ok(t) => self.host.netns_alive(&t).await.unwrap_or(true),
+                Ok(t) => {
+                    self.host.netns_alive(&t).await.unwrap_or(true)
+                        && !super::attach::is_other_namespace(
+                            a,
+                            self.host.netns_identity(&t).await.unwrap_or(None),
+                        )
+                }
                 Err(_) => true,
             };
             records.push(AttachmentRecord {
@@ -402,6 +411,7 @@ impl Node {
                     if let Some((_, a)) = atts.iter().find(|(k, _)| *k == key) {
                         self.drop_attachment(a)?;
                     }
+                    self.bury_attachment(&key);
                     rep.reclaimed += 1;
                     info!(handle = %key, "reclaimed attachment: container is gone");
                 }
@@ -434,25 +444,34 @@ impl Node {
     /// The periodic check: restore our nftables table if it drifted and
     /// reclaim attachments of containers that went away.
     pub async fn periodic_check(&mut self) {
-        let spec = self.firewall_spec();
-        match self.host.firewall_matches(&spec).await {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(
-                    "overlayd's nftables table was flushed or edited by someone else; restoring it"
-                );
-                match self.host.apply_firewall(&spec).await {
-                    Ok(()) => super::metrics::global().firewall_restored(),
-                    Err(e) => error!(error = %e, "cannot restore overlayd's nftables table"),
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read overlayd's nftables table"),
-        }
+        self.restore_firewall_if_drifted().await;
         self.check_peer_health(std::time::SystemTime::now()).await;
         let mut rep = ReconcileReport::default();
         let gc = self.cfg.gc;
         if let Err(e) = self.reconcile_attachments(gc, &mut rep).await {
             warn!(error = %e, "attachment check failed");
+        }
+    }
+
+    /// Compare the live firewall with what is recorded and re-apply it when
+    /// someone deleted or edited it. Returns whether it had drifted.
+    pub async fn restore_firewall_if_drifted(&self) -> bool {
+        let spec = self.firewall_spec();
+        match self.host.firewall_matches(&spec).await {
+            Ok(true) => false,
+            Ok(false) => {
+                warn!(
+                    "overlayd's nftables table was deleted, flushed or edited by someone else; restoring it"
+                );
+                if let Err(e) = self.host.apply_firewall(&spec).await {
+                    error!(error = %e, "cannot restore overlayd's nftables table");
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read overlayd's nftables table");
+                false
+            }
         }
     }
 }

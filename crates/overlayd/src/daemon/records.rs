@@ -123,6 +123,10 @@ pub struct Attachment {
     /// Phase of attach/detach the host may be in.
     #[serde(default, skip_serializing_if = "AttachState::is_attached")]
     pub state: AttachState,
+    /// Identity of the container's network namespace (`DEV:INODE` of its
+    /// nsfs file) at attach: the container, whatever handle names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<String>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -190,6 +194,7 @@ impl std::fmt::Debug for Attachment {
             .field("dns_server", &self.dns_server)
             .field("dns_domain", &self.dns_domain)
             .field("state", &self.state)
+            .field("netns_id", &self.netns_id)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),

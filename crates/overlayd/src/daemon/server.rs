@@ -297,10 +297,10 @@ async fn connection(
             }
         }
     });
-    let mut subscribed = false;
+    let mut pump: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         // Subscribers wait for events, not requests: no idle limit for them.
-        let idle = idle_timeout.filter(|_| !subscribed);
+        let idle = idle_timeout.filter(|_| pump.is_none());
         let body = tokio::select! {
             r = read_frame(&mut rd) => r,
             _ = stop.changed() => break Ok(()),
@@ -327,9 +327,8 @@ async fn connection(
         };
         let (id, response) = match decode_frame(&body) {
             Ok(Frame::Request { id, request }) => {
-                if matches!(request, Request::SubscribeEvents) && !subscribed {
-                    subscribed = true;
-                    spawn_event_pump(events.subscribe(), out_tx.clone());
+                if matches!(request, Request::SubscribeEvents) && pump.is_none() {
+                    pump = Some(spawn_event_pump(events.subscribe(), out_tx.clone()));
                 }
                 (id, dispatcher.handle(request).await)
             }
@@ -350,6 +349,12 @@ async fn connection(
             break Ok(());
         }
     };
+    // The pump holds a sender: stop it now, or the writer (and the socket)
+    // would live on until the next event found the client gone.
+    if let Some(p) = pump {
+        p.abort();
+        let _ = p.await;
+    }
     drop(out_tx);
     let _ = writer.await;
     result
@@ -362,7 +367,10 @@ async fn sleep_or_never(d: Option<Duration>) {
     }
 }
 
-fn spawn_event_pump(mut rx: broadcast::Receiver<Event>, out: tokio::sync::mpsc::Sender<Vec<u8>>) {
+fn spawn_event_pump(
+    mut rx: broadcast::Receiver<Event>,
+    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
@@ -377,7 +385,7 @@ fn spawn_event_pump(mut rx: broadcast::Receiver<Event>, out: tokio::sync::mpsc::
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }
-    });
+    })
 }
 
 /// Log the listening address.

@@ -183,3 +183,14 @@ pub fn err_message(r: Response) -> String {
         other => panic!("expected err, got {other:?}"),
     }
 }
+
+/// The code and message of an `err` response.
+pub fn err_code(r: Response) -> (overlayd_proto::ErrorCode, String) {
+    match r {
+        Response::Err {
+            message,
+            code: Some(code),
+        } => (code, message),
+        other => panic!("expected err with a code, got {other:?}"),
+    }
+}

@@ -174,6 +174,7 @@ pub async fn bring_up(lab: &mut Lab, report: &Report) -> Result<Cluster> {
             .call(Request::SetupServiceOverlay {
                 service: "web".into(),
                 mode: ServiceMode::Shared,
+                recreate: false,
             })
             .await?
         {
@@ -282,6 +283,7 @@ async fn dedicated_db(nodes: &[Node]) -> Result<Vec<Dedicated>> {
             .call(Request::SetupServiceOverlay {
                 service: "db".into(),
                 mode: ServiceMode::Dedicated,
+                recreate: false,
             })
             .await?
         {
