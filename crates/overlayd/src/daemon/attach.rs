@@ -35,6 +35,8 @@ pub struct AttachSpec {
     pub dns_server: Option<String>,
     /// DNS domain the runtime will configure.
     pub dns_domain: Option<String>,
+    /// Ports to publish on the host.
+    pub publish: Vec<overlayd_proto::PortMapping>,
 }
 
 /// Interface name of the container end.
@@ -197,6 +199,7 @@ impl Node {
             name,
             dns_server,
             dns_domain,
+            publish,
         } = req;
         let (service, isolation) = (service.as_str(), isolation.as_deref());
         if let Some(s) = &dns_server {
@@ -227,6 +230,7 @@ impl Node {
                     existing.network, existing.service
                 )));
             }
+            self.same_publish(&existing, &publish)?;
             if self.host.link(&existing.host_ifname).await?.is_some() {
                 return Ok(Response::Attached {
                     ip: existing.ip,
@@ -249,6 +253,8 @@ impl Node {
             .get(&network)
             .cloned()
             .ok_or_else(|| OpError::NotFound(format!("network {network} is not recorded")))?;
+        let internal = self.is_internal(&network)?;
+        let publish = self.plan_publish(&key, &entry, internal, &publish)?;
         let host_ifname = self.namer().veth(&key);
         let id = uuid::Uuid::new_v4().to_string();
         let record = Attachment {
@@ -263,6 +269,7 @@ impl Node {
             guest_private_key: None,
             dns_server,
             dns_domain,
+            publish,
         };
         // The record and lease are committed first; a crash before the veth
         // exists leaves a record without a veth, which start-up reclaims.
@@ -276,6 +283,14 @@ impl Node {
                 warn!(error = %re, "rolling back the attachment record failed");
             }
             return Err(e.into());
+        }
+        if let Err(e) = self.publish_ports(&record, &entry.name).await {
+            let _ = self.host.detach_veth(&record.host_ifname).await;
+            if let Err(re) = self.drop_attachment(&record) {
+                warn!(error = %re, "rolling back the attachment record failed");
+            }
+            self.unpublish_ports(&record, &entry.name).await;
+            return Err(e);
         }
         self.register_attachment_names(&record, ip);
         info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
@@ -304,7 +319,12 @@ impl Node {
             target,
             container_ifname: CONTAINER_IFNAME.to_string(),
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            gateway: Some(plan::gateway_cidr(subnet)?.addr()),
+            // An internal network has no way out: no default route.
+            gateway: if self.is_internal(&entry.owner)? {
+                None
+            } else {
+                Some(plan::gateway_cidr(subnet)?.addr())
+            },
             mtu: self.network_mtu(entry).await,
         })
     }
@@ -466,6 +486,9 @@ impl Node {
             self.delete_attachment_veth(&a).await?;
         }
         self.drop_attachment(&a)?;
+        if let Some(bridge) = self.network_bridge(&a.network) {
+            self.unpublish_ports(&a, &bridge).await;
+        }
         info!(handle = %key, ip = %a.ip, "container detached");
         Ok(Response::Ok)
     }

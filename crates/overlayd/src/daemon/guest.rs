@@ -65,6 +65,7 @@ impl Node {
                     guest_private_key: Some(kp.private_base64()),
                     dns_server: None,
                     dns_domain: None,
+                    publish: Vec::new(),
                 };
                 let (ip, prefix_len) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
                 let mut rec = rec;

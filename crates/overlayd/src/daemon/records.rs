@@ -45,6 +45,9 @@ pub struct ServiceRecord {
 pub struct IsolationRecord {
     /// Its subnet.
     pub subnet: String,
+    /// No route or NAT to outside the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// An address lease (`Table::Leases`, key = `<owner>|<ip>`).
@@ -96,6 +99,10 @@ pub struct Attachment {
     /// DNS domain the runtime asked for at attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_domain: Option<String>,
+    /// Ports published for it, as resolved at attach (a host range with
+    /// one container port already narrowed to the chosen port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<overlayd_proto::PortMapping>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -158,6 +165,7 @@ impl std::fmt::Debug for Attachment {
             .field("dns_name", &self.dns_name)
             .field("dns_server", &self.dns_server)
             .field("dns_domain", &self.dns_domain)
+            .field("publish", &self.publish)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),
