@@ -185,9 +185,11 @@ impl FromStr for PortMapping {
             (Some(ip.to_string()), ports)
         } else {
             match rest.matches(':').count() {
-                0 => return Err(format!(
+                0 => {
+                    return Err(format!(
                     "{s:?}: a host port is required (overlayd does not pick random ports); {usage}"
-                )),
+                ))
+                }
                 1 => (None, rest),
                 2 => {
                     let (ip, ports) = rest.split_once(':').unwrap_or_default();

@@ -20,7 +20,7 @@
 //! - `output` (nat, dstnat): the same for connections the host itself opens;
 //!   only an explicit `127.0.0.1` publish answers on loopback;
 //! - `postrouting` (nat, srcnat): hairpin masquerade when a DNATed packet
-//!   leaves through the bridge it came from, and masquerade of DNATed
+//!   from a bridge's subnet leaves through that bridge, and masquerade of DNATed
 //!   connections from `127.0.0.0/8` (which needs `route_localnet` on that
 //!   bridge, set only where a loopback publish lives);
 //! - `input` (filter): new connections from a bridge to `127.0.0.0/8` are
@@ -351,18 +351,21 @@ pub(crate) fn dnat_rules(table: &str, chain: &str) -> Vec<NfListObject<'static>>
 pub(crate) fn masquerade_rules(
     table: &str,
     chain: &str,
-    bridges: &[String],
+    nets: &[(String, IpNet)],
 ) -> Vec<NfListObject<'static>> {
     let dnat = || matches(ct("status"), Operator::IN, string("dnat"));
-    let mut out: Vec<NfListObject<'static>> = bridges
+    // `iifname` is unknown at postrouting: a packet from the bridge's own
+    // subnet, DNATed and leaving through that bridge, is the hairpin.
+    let mut out: Vec<NfListObject<'static>> = nets
         .iter()
-        .map(|b| {
+        .map(|(b, subnet)| {
+            let proto = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
             NfListObject::Rule(rule(
                 table,
                 chain,
                 format!("overlayd: hairpin via {b}"),
                 vec![
-                    matches(meta(MetaKey::Iifname), Operator::EQ, string(b)),
+                    matches(payload(proto, "saddr"), Operator::EQ, cidr(subnet)),
                     matches(meta(MetaKey::Oifname), Operator::EQ, string(b)),
                     dnat(),
                     Statement::Masquerade(None),

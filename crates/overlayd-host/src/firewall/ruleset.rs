@@ -268,10 +268,16 @@ pub fn desired_objects(table: &str, spec: &FirewallSpec) -> Vec<NfListObject<'st
     // The published-port rules depend only on which bridges exist; the
     // ports themselves are map elements.
     if !spec.publish_bridges.is_empty() {
+        let hairpin: Vec<(String, ipnet::IpNet)> = spec
+            .masquerade
+            .iter()
+            .filter(|m| spec.publish_bridges.contains(&m.bridge))
+            .map(|m| (m.bridge.clone(), m.subnet))
+            .collect();
         out.extend(publish::masquerade_rules(
             table,
             POSTROUTING_CHAIN,
-            &spec.publish_bridges,
+            &hairpin,
         ));
         out.extend(publish::dnat_rules(table, publish::PREROUTING_CHAIN));
         out.extend(publish::dnat_rules(table, publish::OUTPUT_CHAIN));
