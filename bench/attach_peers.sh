@@ -14,11 +14,12 @@
 # Output (stdout), one figure per line, tab separated, for bench/run.sh:
 #   BENCH  attach  TOOL  attach_p50_ms|attach_p95_ms|detach_p50_ms|detach_p95_ms|n  VALUE
 #   BENCH  attach  TOOL  unavailable  REASON
-# TOOL is overlayd, netavark or cni-bridge. Progress goes to stderr.
+# TOOL is overlayd, overlayd-cni, netavark or cni-bridge. Progress goes to stderr.
 #
 # usage: sudo bench/attach_peers.sh          (from anywhere)
 # env:   N (200)  BATCH (50)
 #        OVERLAYD (target/release/overlayd; "" = skip)
+#        OVERLAYD_CNI (overlayd-cni beside OVERLAYD, else a link to OVERLAYD; "" = skip)
 #        NETAVARK (netavark on PATH, else $OVERLAYD_BENCH_CACHE/bin/netavark)
 #        CNI_DIR (/usr/lib/cni)  OVERLAYD_BENCH_CACHE (/var/cache/overlayd-bench)
 set -euo pipefail
@@ -30,6 +31,9 @@ CNI_DIR=${CNI_DIR:-/usr/lib/cni}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 OVERLAYD=${OVERLAYD-${CARGO_TARGET_DIR:-$ROOT/target}/release/overlayd}
+# The CNI plugin: the separate binary when built, else overlayd itself run
+# under the name overlayd-cni (what `overlayd cni install` installs).
+OVERLAYD_CNI=${OVERLAYD_CNI-$(dirname "$OVERLAYD")/overlayd-cni}
 
 [ "$(id -u)" = 0 ] || { echo "attach_peers.sh: needs root" >&2; exit 1; }
 for t in ip python3; do
@@ -112,9 +116,20 @@ if [ -n "$OVERLAYD" ]; then
     fi
 fi
 
+CNI_PLUGIN=""
+if [ -n "$OVERLAYD" ] && [ -n "$OVERLAYD_CNI" ]; then
+    if [ ! -x "$OVERLAYD_CNI" ]; then
+        ln -s "$(realpath "$OVERLAYD")" "$WORK/overlayd-cni"
+        OVERLAYD_CNI=$WORK/overlayd-cni
+    fi
+    ip netns exec "$NODE" "$OVERLAYD" --socket "$SOCK" service up cnibench --mode shared >/dev/null
+    CNI_PLUGIN=$OVERLAYD_CNI
+fi
+
 echo "attach peers: $ROUNDS round(s) x $BATCH containers per tool in netns $NODE" >&2
 # Everything the tools create lands in $NODE: the helper and its children run there.
 ip netns exec "$NODE" python3 "$HERE/attach_timing.py" --work "$WORK" \
     --netns "$NETNS_LIST" --rounds "$ROUNDS" \
     --overlayd "$OVERLAYD" --overlayd-socket "$SOCK" --overlayd-service bench \
+    --overlayd-cni "$CNI_PLUGIN" \
     --netavark "$NETAVARK" --cni-dir "$CNI_DIR"

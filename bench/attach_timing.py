@@ -15,7 +15,7 @@ namespace in turn (the bridge fills up, as on a real host), then detaches them
 all. The tools' order rotates per round so background load hits all alike.
 
 Prints one line per figure, tab separated, for bench/run.sh to parse:
-    BENCH\tattach\t<tool>\t<metric>\t<value>      (tool: overlayd, netavark, cni-bridge)
+    BENCH\tattach\t<tool>\t<metric>\t<value>      (tool: overlayd, overlayd-cni, netavark, cni-bridge)
 metrics: attach_p50_ms attach_p95_ms detach_p50_ms detach_p95_ms n
 or, when a tool cannot be measured:
     BENCH\tattach\t<tool>\tunavailable\t<reason>
@@ -171,6 +171,27 @@ class Cni:
         return self.run("DEL", index, netns)
 
 
+class OverlaydCni(Cni):
+    """overlayd's CNI plugin, invoked exactly like the reference plugin (one
+    process per ADD/DEL, CNI_* variables, config on stdin) against the
+    running daemon; a shared service, so a bridge with masquerade too."""
+
+    name = "overlayd-cni"
+
+    def __init__(self, plugin, socket, work):  # pylint: disable=super-init-not-called
+        self.plugin = plugin
+        self.plugin_dir = os.path.dirname(plugin)
+        self.config = json.dumps({
+            "cniVersion": "1.0.0",
+            "name": "overlaydcnibench",
+            "type": "overlayd-cni",
+            "service": "cnibench",
+            "mode": "shared",
+            "socket": socket,
+        }).encode()
+        del work
+
+
 def timed(argv, stdin, env):
     """Run argv once; return its wall time in ms, raise Failure on error."""
     start = time.monotonic_ns()
@@ -224,6 +245,8 @@ def main():
     parser.add_argument("--overlayd", default="", help="overlayd binary ('' = skip)")
     parser.add_argument("--overlayd-socket", default="", help="the daemon's socket")
     parser.add_argument("--overlayd-service", default="bench", help="a shared service")
+    parser.add_argument("--overlayd-cni", default="",
+                        help="overlayd-cni plugin binary ('' = skip)")
     parser.add_argument("--netavark", default="", help="netavark binary ('' = skip)")
     parser.add_argument("--cni-dir", default="", help="CNI plugin dir ('' = skip)")
     args = parser.parse_args()
@@ -234,6 +257,8 @@ def main():
     tools = []
     if args.overlayd:
         tools.append(Overlayd(args.overlayd, args.overlayd_socket, args.overlayd_service))
+    if args.overlayd_cni:
+        tools.append(OverlaydCni(args.overlayd_cni, args.overlayd_socket, args.work))
     if args.netavark:
         tools.append(Netavark(args.netavark, args.work))
     if args.cni_dir:

@@ -24,6 +24,7 @@ NM = "not measured"
 PEER_LABEL = {
     "netavark": "netavark (bridge, nftables)",
     "cni-bridge": "CNI bridge + host-local",
+    "cni-bridge-plugin": "CNI bridge + host-local plugins",
     "wireguard-go": "wireguard-go",
     "boringtun-cli": "boringtun-cli",
     "veth": "plain veth (ceiling)",
@@ -194,6 +195,18 @@ def attach_rows(table, text):
                       pair_ratio(mine, theirs, True))
 
 
+    cni = values.get("overlayd-cni", {})
+    for op, verb in (("attach", "ADD"), ("detach", "DEL")):
+        keys = (f"{op}_p50_ms", f"{op}_p95_ms")
+        mine = [cni.get(k) for k in keys]
+        mine_cell = pair(mine, "ms", 2) or f"{NM}: {unavailable.get('overlayd-cni', 'no output')}"
+        theirs = [values.get("cni-bridge", {}).get(k) for k in keys]
+        peer_cell = pair(theirs, "ms", 2) or f"{NM}: {unavailable.get('cni-bridge', 'no output')}"
+        table.add(f"CNI {verb} p50 / p95, one plugin process per operation "
+                  f"(overlayd-cni; lower is better)", mine_cell,
+                  PEER_LABEL["cni-bridge-plugin"], peer_cell, pair_ratio(mine, theirs, True))
+
+
 def daemon_rows(table, text, why_missing):
     fig = parse_daemon(text)
     reason = why_missing or "bench/daemon.sh printed no such figure"
@@ -281,7 +294,7 @@ def main():
     if attach_text is None and args.attach_missing:
         attach_text = "\n".join(
             f"BENCH\tattach\t{t}\tunavailable\t{args.attach_missing}"
-            for t in ("overlayd", "netavark", "cni-bridge"))
+            for t in ("overlayd", "overlayd-cni", "netavark", "cni-bridge"))
     attach_rows(table, attach_text)
     daemon_rows(table, read(args.daemon), args.daemon_missing)
     tput_rows(table, read(args.tput), args.tput_missing)

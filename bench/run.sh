@@ -4,6 +4,7 @@
 #
 #   container attach/detach latency   overlayd vs netavark (bridge, nftables driver)
 #                                     vs CNI bridge + host-local     bench/attach_peers.sh
+#   CNI ADD/DEL latency               overlayd-cni vs CNI bridge + host-local (same run)
 #   daemon restart → ready, 64 networks + 500 attachments recorded, and the
 #   data-plane interruption during it                                bench/daemon.sh
 #   tunnel TCP throughput             overlayd-wg vs wireguard-go vs boringtun-cli,

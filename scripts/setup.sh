@@ -9,6 +9,11 @@ command -v wg >/dev/null || need+=(wireguard-tools)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+# CNI end-to-end test: containerd 1.6 with ctr and runc, a static busybox
+# for the container rootfs (no image pull).
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing packages ${need[*]}; run as root (or install them) first" >&2

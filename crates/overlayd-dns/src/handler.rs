@@ -1,5 +1,6 @@
 //! The request handler: authoritative answers for the zone, forwarding for the rest.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
@@ -14,16 +15,65 @@ use crate::records::{Lookup, Records};
 /// Largest UDP payload we offer clients (the DNS Flag Day 2020 value).
 const SERVER_PAYLOAD: u16 = 1232;
 
+/// Running totals of what the server answered, for metrics.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    queries: AtomicU64,
+    answered: AtomicU64,
+    servfail: AtomicU64,
+}
+
+/// A copy of [`DnsStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsStatsSnapshot {
+    /// Every query received (any transport, any outcome).
+    pub queries: u64,
+    /// Responses carrying at least one answer record.
+    pub answered: u64,
+    /// Responses with SERVFAIL (upstream failed, timed out or overloaded).
+    pub servfail: u64,
+}
+
+impl DnsStats {
+    pub(crate) fn record(&self, info: &ResponseInfo) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        if info.response_code == ResponseCode::ServFail {
+            self.servfail.fetch_add(1, Ordering::Relaxed);
+        } else if info.counts().answers > 0 {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The totals now.
+    pub fn snapshot(&self) -> DnsStatsSnapshot {
+        DnsStatsSnapshot {
+            queries: self.queries.load(Ordering::Relaxed),
+            answered: self.answered.load(Ordering::Relaxed),
+            servfail: self.servfail.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Answers queries from a [`Records`] set and forwards everything else.
 #[derive(Debug, Clone)]
 pub(crate) struct Handler {
     records: Records,
     forwarder: Option<Arc<Forwarder>>,
+    stats: Arc<DnsStats>,
 }
 
 impl Handler {
     pub(crate) fn new(records: Records, forwarder: Option<Arc<Forwarder>>) -> Self {
-        Self { records, forwarder }
+        Self {
+            records,
+            forwarder,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The server's running totals.
+    pub(crate) fn stats(&self) -> &Arc<DnsStats> {
+        &self.stats
     }
 
     /// Whether `request` is answered without network I/O (in-zone, malformed,
@@ -204,8 +254,16 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response: R,
+        response: R,
     ) -> ResponseInfo {
+        let info = self.answer(request, response).await;
+        self.stats.record(&info);
+        info
+    }
+}
+
+impl Handler {
+    async fn answer<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
         if request.metadata.op_code != OpCode::Query {
             return self
                 .respond_error(request, ResponseCode::NotImp, response)

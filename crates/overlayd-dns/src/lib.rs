@@ -46,6 +46,7 @@ pub use config::{
     SYSTEMD_RESOLV_CONF,
 };
 pub use error::DnsError;
+pub use handler::{DnsStats, DnsStatsSnapshot};
 pub use name::normalize_name;
 pub use records::{parse_ip, RecordEntry, Records, DEFAULT_TTL};
 pub use server::DnsServer;

@@ -99,6 +99,13 @@ impl std::fmt::Debug for DnsServer {
 }
 
 impl DnsServer {
+    /// Running totals of queries, answers and SERVFAILs since start.
+    pub fn stats(&self) -> crate::handler::DnsStatsSnapshot {
+        self.inner.handler.stats().snapshot()
+    }
+}
+
+impl DnsServer {
     /// Starts a server answering from `records` and binds `config.listen`.
     ///
     /// Must run inside a Tokio runtime. Fails if the zones of `config` and

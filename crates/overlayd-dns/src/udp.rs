@@ -190,9 +190,10 @@ async fn receive_loop(socket: Arc<UdpSocket>, handler: Handler) -> Infallible {
                 .await;
         } else if forwards.len() >= MAX_FORWARDS_IN_FLIGHT {
             tracing::debug!(%src, "too many forwarded queries in flight; answering SERVFAIL");
-            handler
+            let info = handler
                 .respond_error(&request, ResponseCode::ServFail, responder)
                 .await;
+            handler.stats().record(&info);
         } else {
             let handler = handler.clone();
             forwards.spawn(async move {

@@ -18,8 +18,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, LinkInfo, LinkKind, NetnsTarget, Uplink,
-    VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind,
+    NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 /// An operation of the [`Host`] trait, used to inject failures.
@@ -61,6 +61,8 @@ pub enum Op {
     DetachVeth,
     /// [`Host::netns_alive`].
     NetnsAlive,
+    /// [`Host::container_interface`].
+    ContainerInterface,
     /// [`Host::apply_firewall`].
     ApplyFirewall,
     /// [`Host::firewall_matches`].
@@ -119,6 +121,10 @@ pub enum Call {
     AttachVeth(VethSpec),
     DetachVeth(String),
     NetnsAlive(NetnsTarget),
+    ContainerInterface {
+        target: NetnsTarget,
+        ifname: String,
+    },
     ApplyFirewall(FirewallSpec),
     FirewallMatches(FirewallSpec),
     RemoveFirewall,
@@ -142,6 +148,7 @@ impl Call {
                 | Call::Addresses(_)
                 | Call::Uplink
                 | Call::NetnsAlive(_)
+                | Call::ContainerInterface { .. }
                 | Call::FirewallMatches(_)
         )
     }
@@ -625,6 +632,43 @@ impl Host for FakeHost {
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool> {
         let s = self.begin(Call::NetnsAlive(target.clone()), Op::NetnsAlive)?;
         Ok(s.live.contains(target))
+    }
+
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>> {
+        let call = Call::ContainerInterface {
+            target: target.clone(),
+            ifname: ifname.to_string(),
+        };
+        let s = self.begin(call, Op::ContainerInterface)?;
+        validate_ifname(ifname)?;
+        if !s.live.contains(target) {
+            return Ok(None);
+        }
+        let Some(c) = s.containers.get(target).and_then(|m| m.get(ifname)) else {
+            return Ok(None);
+        };
+        // The container end's MAC: the host end's with a fixed first byte,
+        // as attach_veth reports it.
+        let mac = s
+            .links
+            .get(&c.host_ifname)
+            .and_then(|l| l.mac)
+            .map(|mut m| {
+                m[0] = 0x06;
+                m
+            });
+        Ok(Some(ContainerInterface {
+            name: c.ifname.clone(),
+            mac,
+            up: true,
+            mtu: c.mtu,
+            addresses: vec![c.address],
+            default_gateways: c.gateway.into_iter().collect(),
+        }))
     }
 
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()> {

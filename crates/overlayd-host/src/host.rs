@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::firewall::{FirewallSpec, PublishedPort};
-use crate::types::{LinkInfo, NetnsTarget, Uplink, VethAttachment, VethSpec};
+use crate::types::{ContainerInterface, LinkInfo, NetnsTarget, Uplink, VethAttachment, VethSpec};
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.
 ///
@@ -73,6 +73,15 @@ pub trait Host: Send + Sync {
     /// Whether the target namespace still exists (process alive and its netns
     /// readable, or the path is an nsfs handle).
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool>;
+
+    /// Reads the interface `ifname` inside the target namespace (link,
+    /// addresses, default gateways) without changing anything; `None` when the
+    /// namespace or the interface is gone.
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>>;
 
     /// Replaces overlayd's firewall table(s) with the rules `fw` describes, atomically.
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()>;

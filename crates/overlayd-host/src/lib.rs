@@ -23,5 +23,6 @@ pub use firewall::{FirewallBackend, FirewallSpec, L4Proto, MasqueradeNet, Publis
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{
-    format_mac, validate_ifname, LinkInfo, LinkKind, NetnsTarget, Uplink, VethAttachment, VethSpec,
+    format_mac, validate_ifname, ContainerInterface, LinkInfo, LinkKind, NetnsTarget, Uplink,
+    VethAttachment, VethSpec,
 };

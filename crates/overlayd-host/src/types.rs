@@ -155,6 +155,23 @@ pub struct VethAttachment {
     pub container_mac: Option<[u8; 6]>,
 }
 
+/// A container's interface as read from inside its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInterface {
+    /// Interface name inside the namespace.
+    pub name: String,
+    /// Hardware address.
+    pub mac: Option<[u8; 6]>,
+    /// Whether the administrative `UP` flag is set.
+    pub up: bool,
+    /// Current MTU.
+    pub mtu: u32,
+    /// Addresses with prefix lengths.
+    pub addresses: Vec<IpNet>,
+    /// Next hops of the default routes out of this interface.
+    pub default_gateways: Vec<IpAddr>,
+}
+
 /// The link that carries the default route: where overlay and NAT traffic leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uplink {

@@ -189,7 +189,8 @@ pub const KNOWN_OPS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
     "move_network",
     "list_services",
-    "list_attachments",
 ];

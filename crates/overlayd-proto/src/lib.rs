@@ -25,8 +25,8 @@ pub use response::{
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Extension ops this build serves beyond the v1 set (reported by `hello`).
-/// The `netns_path` attach handle is an extension too, available whenever
-/// `hello` answers.
+/// The `netns_path` and `cni` attach handles are extensions too, available
+/// whenever `hello` answers (`cni` when `inspect_interface` is listed).
 pub const EXTENSIONS: &[&str] = &[
     "hello",
     "setup_isolation_network",
@@ -36,7 +36,8 @@ pub const EXTENSIONS: &[&str] = &[
     "list_dns_records",
     "reconcile",
     "inspect_attachment",
+    "inspect_interface",
+    "list_attachments",
     "move_network",
     "list_services",
-    "list_attachments",
 ];

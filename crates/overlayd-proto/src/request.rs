@@ -77,6 +77,20 @@ pub enum Handle {
         /// Path of the namespace file.
         path: String,
     },
+    /// **ext**: a CNI attachment, identified by (network, container id,
+    /// interface name) so one container may join several networks and be
+    /// released after its namespace is gone.
+    Cni {
+        /// The CNI network name (the conflist's `name`).
+        network: String,
+        /// `CNI_CONTAINERID`.
+        container_id: String,
+        /// `CNI_IFNAME`: the interface name inside the container.
+        ifname: String,
+        /// `CNI_NETNS`: needed to attach, absent when releasing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
+    },
 }
 
 impl Handle {
@@ -87,6 +101,21 @@ impl Handle {
             Handle::WindowsContainer { container_id, .. } => format!("win:{container_id}"),
             Handle::GuestManaged { id } => format!("guest:{id}"),
             Handle::NetnsPath { path } => format!("netns:{path}"),
+            Handle::Cni {
+                network,
+                container_id,
+                ifname,
+                ..
+            } => format!("cni:{network}/{container_id}/{ifname}"),
+        }
+    }
+
+    /// The interface name this handle asks for inside the container, when it
+    /// names one (`None` means the default, `eth0`).
+    pub fn ifname(&self) -> Option<&str> {
+        match self {
+            Handle::Cni { ifname, .. } => Some(ifname),
+            _ => None,
         }
     }
 }
@@ -284,6 +313,12 @@ pub enum Request {
         /// The container.
         handle: Handle,
     },
+    /// **ext**: the live state of an attached container's interface, read
+    /// inside its namespace (for CNI `CHECK` and results).
+    InspectInterface {
+        /// The container.
+        handle: Handle,
+    },
     /// **ext**: reconcile now, as at start (adopt, recreate, restore the
     /// firewall, reclaim attachments), without a restart.
     Reconcile,
@@ -336,9 +371,10 @@ impl Request {
             Request::ListDnsRecords => "list_dns_records",
             Request::Reconcile => "reconcile",
             Request::InspectAttachment { .. } => "inspect_attachment",
+            Request::InspectInterface { .. } => "inspect_interface",
+            Request::ListAttachments => "list_attachments",
             Request::MoveNetwork { .. } => "move_network",
             Request::ListServices => "list_services",
-            Request::ListAttachments => "list_attachments",
         }
     }
 }

@@ -239,6 +239,27 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// **ext**: the live state of an attached container's interface, as
+    /// `inspect_interface` reads it inside the container's namespace.
+    Interface {
+        /// The container.
+        handle: crate::Handle,
+        /// Interface name inside the container.
+        ifname: String,
+        /// Host end of its veth.
+        host_ifname: String,
+        /// Whether the namespace and the interface exist.
+        present: bool,
+        /// Hardware address of the container end (`aa:bb:…`), when present.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+        /// Administrative state.
+        up: bool,
+        /// Addresses with prefix length.
+        addresses: Vec<String>,
+        /// Next hops of the default routes out of the interface.
+        gateways: Vec<String>,
+    },
     /// **ext**: what a `reconcile` did.
     Reconciled {
         /// Recorded networks found and adopted.

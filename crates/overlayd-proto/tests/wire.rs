@@ -50,9 +50,11 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_dns_records"}),
         json!({"op":"reconcile"}),
         json!({"op":"inspect_attachment","handle":{"platform":"linux_pid","pid":4242}}),
+        json!({"op":"attach_container","handle":{"platform":"cni","network":"ovl","container_id":"default-web1","ifname":"eth0","netns":"/proc/4242/ns/net"},"service":"web","join_global":false}),
+        json!({"op":"inspect_interface","handle":{"platform":"cni","network":"ovl","container_id":"default-web1","ifname":"net1"}}),
+        json!({"op":"list_attachments"}),
         json!({"op":"move_network","network":"service:db"}),
         json!({"op":"list_services"}),
-        json!({"op":"list_attachments"}),
     ];
     let mut ops = std::collections::BTreeSet::new();
     for r in reqs {
@@ -99,6 +101,8 @@ fn every_response_and_event_round_trips() {
         json!({"frame":"response","id":7,"response":{"result":"dns_records","zone":"overlay.internal.","records":[{"name":"web.overlay.internal.","ips":["10.201.0.2"]}]}}),
         json!({"frame":"response","id":7,"response":{"result":"reconciled","adopted":3,"recreated":1,"created":0,"orphans":0,"reclaimed":2,"conflicts":0}}),
         json!({"frame":"response","id":7,"response":{"result":"attachment","handle":{"platform":"netns_path","path":"/run/netns/c1"},"service":"web","network":"shared-nat","ip":"10.201.0.2","prefix_len":24,"gateway":"10.201.0.1","dns_server":"10.201.0.1","dns_domain":"overlay.internal","name":"c1"}}),
+        json!({"frame":"response","id":7,"response":{"result":"interface","handle":{"platform":"cni","network":"ovl","container_id":"c","ifname":"eth0","netns":"/proc/1/ns/net"},"ifname":"eth0","host_ifname":"ovl-vabc","present":true,"mac":"ae:41:0c:55:19:02","up":true,"addresses":["10.201.0.2/24"],"gateways":["10.201.0.1"]}}),
+        json!({"frame":"response","id":7,"response":{"result":"attachments","attachments":[{"handle":{"platform":"cni","network":"ovl","container_id":"c","ifname":"eth0"},"service":"web","key":"cni:ovl/c/eth0","network":"shared-nat","interface":"ovl-vabc","addresses":["10.201.0.2/24"],"dns_names":["c.overlay.internal."]}]}}),
         json!({"frame":"event","event":"peer_health_changed","pubkey":"k","healthy":false}),
         json!({"frame":"event","event":"nat_endpoint_changed","pubkey":"k","endpoint":"192.0.2.9:4000"}),
     ];

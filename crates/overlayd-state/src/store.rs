@@ -158,6 +158,15 @@ impl Store {
     /// returns `Ok`, aborted with no effect if it returns `Err` (or panics).
     /// Writers are serialised.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let result = self.write_inner(f);
+        if let Some(observe) = COMMIT_OBSERVER.get() {
+            observe(started.elapsed());
+        }
+        result
+    }
+
+    fn write_inner<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
         let tx = self
             .db
             .begin_write()
@@ -179,6 +188,15 @@ impl Store {
             }
         }
     }
+}
+
+/// Called with the duration of every write transaction (commit included).
+static COMMIT_OBSERVER: std::sync::OnceLock<fn(std::time::Duration)> = std::sync::OnceLock::new();
+
+/// Report the duration of every write transaction to `observe` (for
+/// metrics; the first observer set wins, later calls are ignored).
+pub fn observe_commits(observe: fn(std::time::Duration)) {
+    let _ = COMMIT_OBSERVER.set(observe);
 }
 
 /// A read-only snapshot.

@@ -10,6 +10,12 @@ use overlayd::cli::output::is_broken_pipe;
 use overlayd::{cli, logging};
 
 fn main() -> ExitCode {
+    // Installed as the CNI plugin (`overlayd cni install` copies this
+    // executable when no separate overlayd-cni sits beside it).
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new("overlayd-cni")) {
+        overlayd_cni::plugin_main();
+    }
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

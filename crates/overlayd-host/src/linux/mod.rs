@@ -7,6 +7,7 @@
 
 mod addr;
 mod attach;
+mod inspect;
 mod links;
 mod netns;
 mod nft;
@@ -20,8 +21,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, PublishedPort, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, LinkInfo, NetnsTarget, Uplink, VethAttachment,
-    VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsTarget,
+    Uplink, VethAttachment, VethSpec,
 };
 
 use self::netns::{NlConn, NsHandle};
@@ -221,6 +222,14 @@ impl Host for LinuxHost {
 
     async fn netns_alive(&self, target: &NetnsTarget) -> Result<bool> {
         netns::target_alive(target)
+    }
+
+    async fn container_interface(
+        &self,
+        target: &NetnsTarget,
+        ifname: &str,
+    ) -> Result<Option<ContainerInterface>> {
+        inspect::container_interface(target, ifname).await
     }
 
     async fn apply_firewall(&self, fw: &FirewallSpec) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod attach;
 mod call;
+mod cni;
 mod demo;
 mod dns;
 mod docs;
@@ -31,6 +32,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 pub use attach::{AttachArgs, DetachArgs};
+pub use cni::CniCmd;
 pub use dns::DnsCmd;
 pub use global::GlobalCmd;
 pub use iso::IsoCmd;
@@ -104,6 +106,9 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Run a self-contained multi-node demo in network namespaces.
     Demo(demo::DemoArgs),
+    /// The CNI plugin for containerd, podman and Kubernetes runtimes.
+    #[command(subcommand)]
+    Cni(CniCmd),
     /// Show the client's and the daemon's versions and protocol.
     Version,
     /// Stream the daemon's events (attach, detach, networks, peers, reconcile).
@@ -206,6 +211,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => wg::run(&cli, a),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
+        Command::Cni(ref c) => cni::run(&cli, c),
         Command::Version => rt.block_on(version::run(&cli)),
         Command::Events => rt.block_on(events::run(&cli)),
         Command::Completions(ref a) => docs::completions(a),

@@ -60,6 +60,16 @@ pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
         Handle::WindowsContainer { .. } => Err(OpError::Unsupported(
             "windows_container handles are served by the Windows HCN backend, not on Linux".into(),
         )),
+        Handle::Cni { netns, .. } => {
+            super::interfaces::validate_cni_handle(handle)?;
+            match netns {
+                Some(p) if !p.is_empty() => Ok(NetnsTarget::Path(PathBuf::from(p))),
+                _ => Err(OpError::Invalid(
+                    "cni handle has no netns: attaching needs the container's namespace (CNI_NETNS)"
+                        .into(),
+                )),
+            }
+        }
         Handle::GuestManaged { .. } => Err(OpError::Unsupported(
             "guest_managed handles run their own WireGuard and have no network namespace to enter"
                 .into(),
@@ -317,7 +327,7 @@ impl Node {
             alias: plan::attach_tag(&a.handle.key(), &a.id),
             bridge: entry.name.clone(),
             target,
-            container_ifname: CONTAINER_IFNAME.to_string(),
+            container_ifname: a.handle.ifname().unwrap_or(CONTAINER_IFNAME).to_string(),
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
             // An internal network has no way out: no default route.
             gateway: if self.is_internal(&entry.owner)? {

@@ -26,7 +26,10 @@ impl Dispatcher {
     /// Handle one request.
     pub async fn handle(&self, request: Request) -> Response {
         let op = request.op();
-        match self.route(request).await {
+        let started = std::time::Instant::now();
+        let result = self.route(request).await;
+        super::metrics::global().request(op, result.is_ok(), started.elapsed());
+        match result {
             Ok(r) => {
                 debug!(op, "request done");
                 r

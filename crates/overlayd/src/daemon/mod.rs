@@ -8,8 +8,10 @@ pub mod dns;
 pub mod error;
 pub mod guest;
 pub mod health;
+pub mod interfaces;
 pub mod internal;
 pub mod listing;
+pub mod metrics;
 pub mod networks;
 pub mod node;
 pub mod notify;
@@ -76,6 +78,15 @@ pub async fn run(
     server::announce(&cfg.socket);
     notify_ready();
 
+    let metrics = match cfg.metrics_listen.as_deref() {
+        Some(addr) => {
+            let addr = addr
+                .parse()
+                .with_context(|| format!("metrics_listen {addr:?} is not ip:port"))?;
+            Some(metrics::serve(addr, node.clone(), stop_rx.clone()).await?)
+        }
+        None => None,
+    };
     let checker = spawn_periodic_check(node.clone(), cfg.check_interval_secs, stop_rx.clone());
     let signals = spawn_signal_watch(stop_tx.clone())?;
     server::serve(listener, dispatcher, policy, events, stop_rx).await;
@@ -83,12 +94,24 @@ pub async fn run(
     info!("stopping: flushing state; host networks stay in place");
     signals.abort();
     checker.abort();
-    let node = node.lock().await;
-    if let Err(e) = node.flush() {
-        warn!(error = %e, "flushing state at stop failed");
+    if let Some(m) = metrics {
+        m.abort();
     }
+    let wg = {
+        let node = node.lock().await;
+        if let Err(e) = node.flush() {
+            warn!(error = %e, "flushing state at stop failed");
+        }
+        node.wg.clone()
+    };
     let _ = std::fs::remove_file(&cfg.socket);
     drop(lock);
+    // Host networks stay; userspace WireGuard devices die with the process.
+    // Dropping the backend would stop those devices one by one, and
+    // boringtun joins threads that can block for good (seen: a daemon that
+    // released its lock and never exited). The process is about to end, so
+    // the backend is deliberately never dropped.
+    std::mem::forget(wg);
     Ok(())
 }
 

@@ -231,6 +231,7 @@ impl Node {
                 .await
             }
             Request::InspectAttachment { handle } => self.inspect_attachment(&handle),
+            Request::InspectInterface { handle } => self.inspect_interface(&handle).await,
             Request::DetachContainer { handle } => self.detach(&handle).await,
             Request::SetupGlobalOverlay {
                 deployment,

@@ -110,6 +110,7 @@ impl Node {
         if let Err(e) = self.reconcile_inner(gc, &mut rep).await {
             error!(error = %e, "reconcile did not complete");
         }
+        super::metrics::global().reconcile(&rep);
         rep
     }
 
@@ -437,8 +438,9 @@ impl Node {
                 warn!(
                     "overlayd's nftables table was flushed or edited by someone else; restoring it"
                 );
-                if let Err(e) = self.host.apply_firewall(&spec).await {
-                    error!(error = %e, "cannot restore overlayd's nftables table");
+                match self.host.apply_firewall(&spec).await {
+                    Ok(()) => super::metrics::global().firewall_restored(),
+                    Err(e) => error!(error = %e, "cannot restore overlayd's nftables table"),
                 }
             }
             Err(e) => warn!(error = %e, "cannot read overlayd's nftables table"),

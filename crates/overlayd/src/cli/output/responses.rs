@@ -316,6 +316,25 @@ fn print_human(r: &Response) -> Result<()> {
                 opt(name),
             ]],
         )?,
+        Response::Interface {
+            ifname,
+            host_ifname,
+            present,
+            mac,
+            addresses,
+            gateways,
+            ..
+        } => table(
+            &["INTERFACE", "HOST END", "PRESENT", "MAC", "ADDRESSES", "GATEWAYS"],
+            &[vec![
+                ifname.clone(),
+                host_ifname.clone(),
+                present.to_string(),
+                opt(mac),
+                addresses.join(", "),
+                gateways.join(", "),
+            ]],
+        )?,
         Response::Reconciled {
             adopted,
             recreated,
