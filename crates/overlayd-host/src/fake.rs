@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::error::{HostError, Result};
-use crate::firewall::FirewallSpec;
+use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::host::Host;
 use crate::types::{
     validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind, NetnsId,
@@ -69,6 +69,10 @@ pub enum Op {
     FirewallMatches,
     /// [`Host::remove_firewall`].
     RemoveFirewall,
+    /// [`Host::update_published`].
+    UpdatePublished,
+    /// [`Host::set_route_localnet`].
+    SetRouteLocalnet,
 }
 
 /// One recorded call with its arguments.
@@ -124,6 +128,14 @@ pub enum Call {
     ApplyFirewall(FirewallSpec),
     FirewallMatches(FirewallSpec),
     RemoveFirewall,
+    UpdatePublished {
+        add: Vec<PublishedPort>,
+        remove: Vec<PublishedPort>,
+    },
+    SetRouteLocalnet {
+        name: String,
+        on: bool,
+    },
 }
 
 impl Call {
@@ -171,6 +183,7 @@ struct State {
     peers: BTreeMap<String, (NetnsTarget, String)>,
     uplink: Option<Uplink>,
     ip_forwarding: Option<bool>,
+    route_localnet: BTreeSet<String>,
     calls: Vec<Call>,
     failures: Vec<Op>,
 }
@@ -404,6 +417,11 @@ impl FakeHost {
     /// Simulates someone flushing or editing overlayd's table.
     pub fn tamper_firewall(&self) {
         self.lock().firewall_intact = false;
+    }
+
+    /// Interfaces with `route_localnet` on.
+    pub fn route_localnet(&self) -> Vec<String> {
+        self.lock().route_localnet.iter().cloned().collect()
     }
 
     /// The last forwarding setting, `None` if never set.
@@ -749,5 +767,46 @@ impl Host for FakeHost {
         let mut s = self.begin(Call::RemoveFirewall, Op::RemoveFirewall)?;
         s.firewall_intact = true;
         Ok(s.firewall.take().is_some())
+    }
+
+    async fn update_published(
+        &self,
+        add: &[PublishedPort],
+        remove: &[PublishedPort],
+    ) -> Result<()> {
+        let call = Call::UpdatePublished {
+            add: add.to_vec(),
+            remove: remove.to_vec(),
+        };
+        let mut s = self.begin(call, Op::UpdatePublished)?;
+        for p in add.iter().chain(remove) {
+            p.validate()?;
+        }
+        let intact = s.firewall_intact;
+        let Some(fw) = s.firewall.as_mut().filter(|_| intact) else {
+            return Err(HostError::Nft {
+                op: "publish",
+                message: "Error: No such file or directory (table missing)".into(),
+            });
+        };
+        fw.published.retain(|p| !remove.contains(p));
+        fw.published.extend(add.iter().cloned());
+        *fw = fw.normalized();
+        Ok(())
+    }
+
+    async fn set_route_localnet(&self, name: &str, on: bool) -> Result<()> {
+        let call = Call::SetRouteLocalnet {
+            name: name.to_string(),
+            on,
+        };
+        let mut s = self.begin(call, Op::SetRouteLocalnet)?;
+        validate_ifname(name)?;
+        if on {
+            s.route_localnet.insert(name.to_string());
+        } else {
+            s.route_localnet.remove(name);
+        }
+        Ok(())
     }
 }

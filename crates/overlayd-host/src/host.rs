@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::error::Result;
-use crate::firewall::FirewallSpec;
+use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::types::{
     ContainerInterface, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
@@ -110,6 +110,16 @@ pub trait Host: Send + Sync {
 
     /// Removes overlayd's firewall table(s). Returns `false` if there were none.
     async fn remove_firewall(&self) -> Result<bool>;
+
+    /// Adds and removes published ports as elements of the table applied
+    /// before, without rebuilding it (one small transaction). Fails when the
+    /// table is missing; the caller then applies the whole spec.
+    async fn update_published(&self, add: &[PublishedPort], remove: &[PublishedPort])
+        -> Result<()>;
+
+    /// Sets `net.ipv4.conf.<name>.route_localnet` (needed on a bridge whose
+    /// containers publish a port on `127.0.0.1`, and only there).
+    async fn set_route_localnet(&self, name: &str, on: bool) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod types;
 
 pub use error::{HostError, Result};
 pub use fake::{Call, ContainerIface, FakeHost, Op};
-pub use firewall::{FirewallBackend, FirewallSpec, MasqueradeNet};
+pub use firewall::{FirewallBackend, FirewallSpec, L4Proto, MasqueradeNet, PublishedPort};
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{

@@ -157,6 +157,7 @@ async fn firewall_slot_and_tampering() {
         }],
         isolation_bridges: vec!["b".into(), "a".into()],
         accept_bridges: vec![],
+        ..Default::default()
     };
     assert!(!h.firewall_matches(&spec).await.unwrap());
     h.apply_firewall(&spec).await.unwrap();

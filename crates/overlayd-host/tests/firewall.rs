@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{ifname, TestNetns};
-use overlayd_host::{FirewallSpec, Host, LinuxHost, MasqueradeNet, NetnsTarget, VethSpec};
+use overlayd_host::{
+    FirewallSpec, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort, VethSpec,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -198,6 +200,7 @@ async fn foreign_tables_untouched_and_drift_detected() {
         }],
         isolation_bridges: vec!["isa".into(), "isb".into(), "isc".into()],
         accept_bridges: vec!["natbr".into()],
+        ..Default::default()
     };
     assert!(
         !host.firewall_matches(&spec).await.unwrap(),
@@ -258,5 +261,108 @@ async fn foreign_tables_untouched_and_drift_detected() {
     assert!(
         tables.contains("table ip foreign") && !tables.contains("overlayd"),
         "{tables}"
+    );
+}
+
+fn published(host_ip: Option<&str>, port: u16, cip: &str, bridge: &str) -> PublishedPort {
+    PublishedPort {
+        protocol: L4Proto::Tcp,
+        host_ip: host_ip.map(|h| h.parse().unwrap()),
+        host_port: port,
+        container_ip: cip.parse().unwrap(),
+        container_port: 80,
+        bridge: bridge.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn published_ports_are_map_elements_updated_in_place_and_drift_checked() {
+    require_root!();
+    let node = TestNetns::new("pub");
+    let host = LinuxHost::new_in_netns(node.path()).await.unwrap();
+    let v4 = published(None, 8080, "10.89.0.2", "natbr");
+    let lo = published(Some("127.0.0.1"), 8081, "10.89.0.2", "natbr");
+    let mut v6 = published(None, 8443, "fd00:89::2", "natbr");
+    v6.protocol = L4Proto::Sctp;
+    let mut spec = FirewallSpec {
+        accept_bridges: vec!["natbr".into()],
+        publish_bridges: vec!["natbr".into()],
+        published: vec![v4.clone()],
+        ..Default::default()
+    };
+    host.apply_firewall(&spec).await.unwrap();
+    assert!(
+        host.firewall_matches(&spec).await.unwrap(),
+        "applied spec matches"
+    );
+    let rules_before = node.exec(&[
+        "nft",
+        "-a",
+        "list",
+        "chain",
+        "inet",
+        "overlayd",
+        "prerouting",
+    ]);
+
+    host.update_published(&[lo.clone(), v6.clone()], &[])
+        .await
+        .unwrap();
+    spec.published.extend([lo.clone(), v6.clone()]);
+    assert!(
+        host.firewall_matches(&spec).await.unwrap(),
+        "elements added in place"
+    );
+    let listed = node.exec(&["nft", "list", "table", "inet", "overlayd"]);
+    assert!(
+        listed.contains("127.0.0.1 . tcp . 8081 : 10.89.0.2"),
+        "{listed}"
+    );
+    assert!(listed.contains("sctp . 8443 : fd00:89::2"), "{listed}");
+    // No rule was added or replaced: same handles.
+    assert_eq!(
+        node.exec(&[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "inet",
+            "overlayd",
+            "prerouting"
+        ]),
+        rules_before
+    );
+
+    host.update_published(&[], std::slice::from_ref(&v4))
+        .await
+        .unwrap();
+    spec.published.retain(|p| *p != v4);
+    assert!(
+        host.firewall_matches(&spec).await.unwrap(),
+        "element removed"
+    );
+    node.exec(&[
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "overlayd",
+        "publish4_addr",
+        "{ 127.0.0.1 . tcp . 8081 }",
+    ]);
+    assert!(
+        !host.firewall_matches(&spec).await.unwrap(),
+        "a deleted element is drift"
+    );
+    node.exec(&["nft", "delete", "table", "inet", "overlayd"]);
+    assert!(
+        host.update_published(&[v4], &[]).await.is_err(),
+        "no table: the caller must apply the whole spec"
+    );
+    host.set_route_localnet("lo", true).await.unwrap();
+    assert_eq!(
+        node.exec(&["cat", "/proc/sys/net/ipv4/conf/lo/route_localnet"])
+            .trim(),
+        "1"
     );
 }

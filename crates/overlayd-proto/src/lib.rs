@@ -7,12 +7,14 @@
 pub mod codec;
 pub mod frame;
 pub mod listing;
+pub mod publish;
 pub mod request;
 pub mod response;
 
 pub use codec::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use frame::{decode_frame, encode_frame, DecodeError, Event, Frame};
 pub use listing::{AttachmentView, ServiceView};
+pub use publish::{PortMapping, PortProtocol};
 pub use request::{Handle, Request, Scope, ServiceMode};
 pub use response::{
     ClusterMemberView, DedicatedServiceStatus, DnsRecordView, ErrorCode, GuestPeer, NetworkView,

@@ -215,6 +215,9 @@ pub enum Request {
         /// **ext**: DNS name to register for the container.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// **ext**: ports of the container published on the host.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        publish: Vec<crate::publish::PortMapping>,
     },
     /// Detach a container (idempotent).
     DetachContainer {
@@ -293,6 +296,10 @@ pub enum Request {
         /// Requested subnet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subnet: Option<String>,
+        /// No route or NAT to outside the host: members reach each other,
+        /// the gateway and DNS only.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        internal: bool,
     },
     /// **ext**: remove an isolation network.
     TeardownIsolationNetwork {

@@ -90,6 +90,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
         dns_domain: None,
         isolation: None,
         name: Some("app1".into()),
+        publish: vec![],
     }) {
         Response::Attached { ip, .. } => ip,
         r => panic!("{r:?}"),
@@ -102,6 +103,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
         dns_domain: None,
         isolation: None,
         name: None,
+        publish: vec![],
     });
 
     wait_for(

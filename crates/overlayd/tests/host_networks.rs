@@ -69,6 +69,7 @@ impl Lab {
             dns_domain: None,
             isolation: iso.map(str::to_string),
             name: None,
+            publish: vec![],
         }) {
             Response::Attached { ip, .. } => ip,
             r => panic!("{r:?}"),
@@ -87,6 +88,7 @@ impl Lab {
         match self.daemon.ok(Request::SetupIsolationNetwork {
             network: net.into(),
             subnet: None,
+            internal: false,
         }) {
             Response::IsolationNetwork { subnet, bridge, .. } => (subnet, bridge),
             r => panic!("{r:?}"),
@@ -369,6 +371,7 @@ fn kill_during_attaches_leaves_consistent_state() {
                             dns_domain: None,
                             isolation: None,
                             name: None,
+                            publish: vec![],
                         })
                         .await;
                 }
@@ -466,6 +469,7 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
             dns_domain: None,
             isolation: iso.map(str::to_string),
             name: None,
+            publish: vec![],
         })
     };
     let err = |r: Response| match r {
@@ -508,6 +512,7 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
     let m = err(lab.daemon.call(Request::SetupIsolationNetwork {
         network: "taken".into(),
         subnet: None,
+        internal: false,
     }));
     assert!(m.contains("does not own"), "{m}");
     assert!(lab.node.links().contains(&name), "foreign link still there");
@@ -517,6 +522,7 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
     lab.daemon.ok(Request::SetupIsolationNetwork {
         network: "tiny".into(),
         subnet: Some("10.250.0.0/30".into()),
+        internal: false,
     });
     let (c1, c2) = (Container::new(), Container::new());
     assert!(matches!(

@@ -56,6 +56,7 @@ async fn bad_bodies_get_err_and_the_connection_stays_usable() {
         .call(Request::SetupIsolationNetwork {
             network: "a".into(),
             subnet: None,
+            internal: false,
         })
         .await
         .unwrap();
@@ -209,6 +210,7 @@ async fn ops_without_machinery_answer_err_and_change_nothing() {
             dns_domain: None,
             isolation: None,
             name: None,
+            publish: vec![],
         })
         .await
         .unwrap(),
@@ -226,6 +228,7 @@ async fn shutdown_leaves_state_and_removes_the_socket() {
         .call(Request::SetupIsolationNetwork {
             network: "keep".into(),
             subnet: None,
+            internal: false,
         })
         .await
         .unwrap();
@@ -299,6 +302,7 @@ async fn foreign_kind_entries_are_listed_kept_and_survive_purge() {
     c.call(Request::SetupIsolationNetwork {
         network: "a".into(),
         subnet: None,
+        internal: false,
     })
     .await
     .unwrap();
@@ -350,6 +354,7 @@ async fn inspect_attachment_reports_what_resolv_conf_should_say() {
         dns_domain: dns_server.map(|_| "corp.example".to_string()),
         isolation: None,
         name: None,
+        publish: vec![],
     };
     let msg = err_message(c.call(attach(100, Some("not-an-ip"))).await.unwrap());
     assert!(msg.contains("dns_server"), "{msg}");

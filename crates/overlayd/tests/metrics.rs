@@ -85,6 +85,7 @@ fn metrics_are_served_and_parse() {
         dns_domain: None,
         isolation: None,
         name: Some("c1".into()),
+        publish: vec![],
     }) {
         Response::Attached { ip, .. } => ip,
         r => panic!("{r:?}"),

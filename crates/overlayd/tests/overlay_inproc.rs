@@ -55,6 +55,7 @@ async fn guest_managed_attach_returns_a_stable_config() {
         dns_domain: None,
         isolation: None,
         name: None,
+        publish: vec![],
     };
     let first = c.call(attach.clone()).await.unwrap();
     let Response::GuestConfig {

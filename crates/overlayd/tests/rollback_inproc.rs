@@ -31,6 +31,7 @@ fn attach(handle: Handle, service: &str, iso: Option<&str>, join_global: bool) -
         dns_domain: None,
         isolation: iso.map(str::to_string),
         name: None,
+        publish: vec![],
     }
 }
 
@@ -178,6 +179,7 @@ async fn failed_network_setup_leaves_no_bridge_and_a_retry_works() {
         c.call(Request::SetupIsolationNetwork {
             network: "a".into(),
             subnet: None,
+            internal: false,
         })
         .await
         .unwrap(),
@@ -191,6 +193,7 @@ async fn failed_network_setup_leaves_no_bridge_and_a_retry_works() {
         c.call(Request::SetupIsolationNetwork {
             network: "a".into(),
             subnet: None,
+            internal: false,
         })
         .await
         .unwrap(),
@@ -207,6 +210,7 @@ async fn unknown_service_is_refused_on_isolation_networks_too() {
     c.call(Request::SetupIsolationNetwork {
         network: "a".into(),
         subnet: None,
+        internal: false,
     })
     .await
     .unwrap();

@@ -28,6 +28,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
         d.call(Request::SetupIsolationNetwork {
             network: net.clone(),
             subnet: None,
+            internal: false,
         })?;
     }
     let handle = Handle::Cni {
@@ -55,6 +56,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
         dns_domain: None,
         isolation: conf.isolation.clone(),
         name,
+        publish: vec![],
     })
     .map_err(|e| {
         if e.details == NOT_FOUND_MARK && e.msg.contains("network namespace") {

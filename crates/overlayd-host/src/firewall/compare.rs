@@ -16,6 +16,7 @@ use super::FirewallSpec;
 struct Shape {
     chains: Vec<Value>,
     rules: Vec<Value>,
+    maps: Vec<Value>,
     others: usize,
 }
 
@@ -64,6 +65,7 @@ fn shape<'a>(objects: impl Iterator<Item = &'a Value>) -> Option<Shape> {
     let mut has_table = false;
     let mut chains = Vec::new();
     let mut rules = Vec::new();
+    let mut maps = Vec::new();
     let mut others = 0;
     for obj in objects {
         let Some(map) = obj.as_object() else {
@@ -83,6 +85,21 @@ fn shape<'a>(objects: impl Iterator<Item = &'a Value>) -> Option<Shape> {
                     }
                     rules.push(r);
                 }
+                "map" => {
+                    // Elements are compared as a set: nft lists them in
+                    // its own order.
+                    let mut m = pick(body, &["name", "type", "map"]);
+                    let mut elems: Vec<Value> = body
+                        .get("elem")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(normalize_expr).collect())
+                        .unwrap_or_default();
+                    elems.sort_by_key(|e| e.to_string());
+                    if let Value::Object(o) = &mut m {
+                        o.insert("elem".to_string(), Value::Array(elems));
+                    }
+                    maps.push(m);
+                }
                 _ => others += 1,
             }
         }
@@ -94,9 +111,11 @@ fn shape<'a>(objects: impl Iterator<Item = &'a Value>) -> Option<Shape> {
     // Rules keep their order within a chain; chains are independent, so group
     // stably by chain name.
     rules.sort_by_key(|r| r["chain"].to_string());
+    maps.sort_by_key(|m| m["name"].to_string());
     Some(Shape {
         chains,
         rules,
+        maps,
         others,
     })
 }
@@ -137,6 +156,7 @@ mod tests {
             }],
             isolation_bridges: vec!["a".into(), "b".into(), "c".into()],
             accept_bridges: vec!["nat0".into()],
+            ..Default::default()
         }
     }
 

@@ -3,6 +3,7 @@
 //! checks a live table against it. Nothing here touches the kernel.
 
 pub mod compare;
+pub mod publish;
 pub mod ruleset;
 
 use std::collections::BTreeSet;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HostError, Result};
 use crate::types::validate_ifname;
+pub use publish::{L4Proto, PublishedPort};
 
 /// Default name of the nftables table (family `inet`) overlayd owns.
 pub const DEFAULT_TABLE: &str = "overlayd";
@@ -42,6 +44,17 @@ pub struct FirewallSpec {
     /// Bridges whose forwarded traffic is explicitly accepted (in and out).
     #[serde(default)]
     pub accept_bridges: Vec<String>,
+    /// Internal bridges: nothing is forwarded between them and any other
+    /// interface (members reach each other and the host's gateway address).
+    #[serde(default)]
+    pub internal_bridges: Vec<String>,
+    /// Bridges containers publish ports from: hairpin masquerade and the
+    /// loopback guard apply to them (one rule each, whatever the ports).
+    #[serde(default)]
+    pub publish_bridges: Vec<String>,
+    /// Published ports: map elements, not rules.
+    #[serde(default)]
+    pub published: Vec<PublishedPort>,
 }
 
 impl FirewallSpec {
@@ -57,8 +70,17 @@ impl FirewallSpec {
                 )));
             }
         }
-        for b in self.isolation_bridges.iter().chain(&self.accept_bridges) {
+        for b in self
+            .isolation_bridges
+            .iter()
+            .chain(&self.accept_bridges)
+            .chain(&self.internal_bridges)
+            .chain(&self.publish_bridges)
+        {
             validate_ifname(b)?;
+        }
+        for p in &self.published {
+            p.validate()?;
         }
         Ok(())
     }
@@ -80,11 +102,26 @@ impl FirewallSpec {
             .collect();
         let iso: BTreeSet<String> = self.isolation_bridges.iter().cloned().collect();
         let acc: BTreeSet<String> = self.accept_bridges.iter().cloned().collect();
+        let internal: BTreeSet<String> = self.internal_bridges.iter().cloned().collect();
+        let publish: BTreeSet<String> = self.publish_bridges.iter().cloned().collect();
+        let published: BTreeSet<PublishedPort> = self.published.iter().cloned().collect();
         FirewallSpec {
             masquerade: masquerade.into_iter().collect(),
             isolation_bridges: iso.into_iter().collect(),
             accept_bridges: acc.into_iter().collect(),
+            internal_bridges: internal.into_iter().collect(),
+            publish_bridges: publish.into_iter().collect(),
+            published: published.into_iter().collect(),
         }
+    }
+
+    /// Bridges that carry a loopback publish and so need `route_localnet`.
+    pub fn localnet_bridges(&self) -> BTreeSet<String> {
+        self.published
+            .iter()
+            .filter(|p| p.is_loopback())
+            .map(|p| p.bridge.clone())
+            .collect()
     }
 }
 
@@ -143,6 +180,7 @@ mod tests {
             ],
             isolation_bridges: vec!["i2".into(), "i1".into(), "i2".into()],
             accept_bridges: vec!["b1".into(), "b0".into()],
+            ..Default::default()
         };
         let mut b = a.clone();
         b.masquerade.reverse();

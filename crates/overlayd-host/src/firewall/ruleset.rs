@@ -23,7 +23,7 @@ use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::FirewallSpec;
+use super::{publish, FirewallSpec};
 
 /// Name of the filter chain hooked at `forward`.
 pub const FORWARD_CHAIN: &str = "forward";
@@ -34,6 +34,8 @@ pub const POSTROUTING_CHAIN: &str = "postrouting";
 const FILTER_PRIO: i32 = 0;
 /// Priority of the postrouting NAT chain (`srcnat`).
 const SRCNAT_PRIO: i32 = 100;
+/// Priority of the prerouting and output NAT chains (`dstnat`).
+const DSTNAT_PRIO: i32 = -100;
 
 fn table_obj(table: &str) -> Table<'static> {
     Table {
@@ -56,11 +58,11 @@ fn base_chain(table: &str, name: &str, ty: NfChainType, hook: NfHook, prio: i32)
     }
 }
 
-fn meta(key: MetaKey) -> Expression<'static> {
+pub(super) fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+pub(super) fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
             protocol: Cow::Borrowed(protocol),
@@ -69,12 +71,12 @@ fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     )))
 }
 
-fn string(s: &str) -> Expression<'static> {
+pub(super) fn string(s: &str) -> Expression<'static> {
     Expression::String(Cow::Owned(s.to_string()))
 }
 
 /// A CIDR as nft prints it back: a bare address for host routes, else a prefix.
-fn cidr(net: &IpNet) -> Expression<'static> {
+pub(super) fn cidr(net: &IpNet) -> Expression<'static> {
     let net = net.trunc();
     if net.prefix_len() == net.max_prefix_len() {
         string(&net.addr().to_string())
@@ -88,7 +90,7 @@ fn cidr(net: &IpNet) -> Expression<'static> {
 
 /// A set of interface names, or the bare name when there is only one (that is
 /// how nft lists a one-element set back).
-fn names(list: &[&String]) -> Expression<'static> {
+pub(super) fn names(list: &[&String]) -> Expression<'static> {
     match list {
         [one] => string(one),
         many => Expression::Named(NamedExpression::Set(
@@ -97,7 +99,7 @@ fn names(list: &[&String]) -> Expression<'static> {
     }
 }
 
-fn matches(
+pub(super) fn matches(
     left: Expression<'static>,
     op: Operator,
     right: Expression<'static>,
@@ -109,7 +111,12 @@ fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
 
-fn rule(table: &str, chain: &str, comment: String, expr: Vec<Statement<'static>>) -> Rule<'static> {
+pub(super) fn rule(
+    table: &str,
+    chain: &str,
+    comment: String,
+    expr: Vec<Statement<'static>>,
+) -> Rule<'static> {
     Rule {
         family: NfFamily::INet,
         table: Cow::Owned(table.to_string()),
@@ -148,7 +155,50 @@ pub fn desired_objects(table: &str, spec: &FirewallSpec) -> Vec<NfListObject<'st
             NfHook::Postrouting,
             SRCNAT_PRIO,
         )),
+        NfListObject::Chain(base_chain(
+            table,
+            publish::PREROUTING_CHAIN,
+            NfChainType::NAT,
+            NfHook::Prerouting,
+            DSTNAT_PRIO,
+        )),
+        NfListObject::Chain(base_chain(
+            table,
+            publish::OUTPUT_CHAIN,
+            NfChainType::NAT,
+            NfHook::Output,
+            DSTNAT_PRIO,
+        )),
+        NfListObject::Chain(base_chain(
+            table,
+            publish::INPUT_CHAIN,
+            NfChainType::Filter,
+            NfHook::Input,
+            FILTER_PRIO,
+        )),
     ];
+    out.extend(publish::maps(table, &spec.published));
+
+    // Internal networks first: nothing crosses between them and any other
+    // interface, whatever the rules below would accept.
+    for bridge in &spec.internal_bridges {
+        for (key, other, dir) in [
+            (MetaKey::Iifname, MetaKey::Oifname, "out of"),
+            (MetaKey::Oifname, MetaKey::Iifname, "into"),
+        ] {
+            out.push(NfListObject::Rule(rule(
+                table,
+                FORWARD_CHAIN,
+                format!("overlayd: internal, nothing {dir} {bridge}"),
+                vec![
+                    matches(meta(key), Operator::EQ, string(bridge)),
+                    matches(meta(other), Operator::NEQ, string(bridge)),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+            )));
+        }
+    }
 
     for bridge in &spec.isolation_bridges {
         let others: Vec<&String> = spec
@@ -215,6 +265,24 @@ pub fn desired_objects(table: &str, spec: &FirewallSpec) -> Vec<NfListObject<'st
             expr,
         )));
     }
+    // The published-port rules depend only on which bridges exist; the
+    // ports themselves are map elements.
+    if !spec.publish_bridges.is_empty() {
+        let hairpin: Vec<(String, ipnet::IpNet)> = spec
+            .masquerade
+            .iter()
+            .filter(|m| spec.publish_bridges.contains(&m.bridge))
+            .map(|m| (m.bridge.clone(), m.subnet))
+            .collect();
+        out.extend(publish::masquerade_rules(
+            table,
+            POSTROUTING_CHAIN,
+            &hairpin,
+        ));
+        out.extend(publish::dnat_rules(table, publish::PREROUTING_CHAIN));
+        out.extend(publish::dnat_rules(table, publish::OUTPUT_CHAIN));
+        out.extend(publish::input_rules(table, &spec.publish_bridges));
+    }
     out
 }
 
@@ -254,6 +322,7 @@ mod tests {
             }],
             isolation_bridges: vec!["iso-b".into(), "iso-a".into(), "iso-c".into()],
             accept_bridges: vec!["ovl-nat".into()],
+            ..Default::default()
         }
     }
 
@@ -299,7 +368,7 @@ mod tests {
             .iter()
             .filter_map(|o| o.get("add").and_then(|a| a.get("chain")))
             .collect();
-        assert_eq!(chains.len(), 2);
+        assert_eq!(chains.len(), 5);
         assert_eq!(chains[0]["hook"], "forward");
         assert_eq!(chains[0]["type"], "filter");
         assert_eq!(chains[0]["prio"], 0);
@@ -307,6 +376,18 @@ mod tests {
         assert_eq!(chains[1]["hook"], "postrouting");
         assert_eq!(chains[1]["type"], "nat");
         assert_eq!(chains[1]["prio"], 100);
+        let hooks: Vec<(&Value, &Value, &Value)> = chains[2..]
+            .iter()
+            .map(|c| (&c["hook"], &c["type"], &c["prio"]))
+            .collect();
+        assert_eq!(
+            hooks,
+            vec![
+                (&json!("prerouting"), &json!("nat"), &json!(-100)),
+                (&json!("output"), &json!("nat"), &json!(-100)),
+                (&json!("input"), &json!("filter"), &json!(0)),
+            ]
+        );
         assert!(rules(&v).is_empty());
     }
 

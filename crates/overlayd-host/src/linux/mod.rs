@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::error::{HostError, Result};
-use crate::firewall::{FirewallBackend, FirewallSpec, DEFAULT_TABLE};
+use crate::firewall::{FirewallBackend, FirewallSpec, PublishedPort, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
     validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsId,
@@ -270,5 +270,21 @@ impl Host for LinuxHost {
             FirewallBackend::Nftables => self.nft.remove().await,
             FirewallBackend::None => Ok(false),
         }
+    }
+
+    async fn update_published(
+        &self,
+        add: &[PublishedPort],
+        remove: &[PublishedPort],
+    ) -> Result<()> {
+        match self.config.firewall {
+            FirewallBackend::Nftables => self.nft.update_published(add, remove).await,
+            FirewallBackend::None => Ok(()),
+        }
+    }
+
+    async fn set_route_localnet(&self, name: &str, on: bool) -> Result<()> {
+        crate::types::validate_ifname(name)?;
+        nft::write_conf_sysctl(self.ns.fd.clone(), name, "route_localnet", on).await
     }
 }

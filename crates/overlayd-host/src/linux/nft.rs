@@ -11,8 +11,9 @@ use nftables::helper::{apply_ruleset_raw, get_current_ruleset_raw, NftablesError
 
 use crate::error::{HostError, Result};
 use crate::firewall::compare::live_table_matches;
+use crate::firewall::publish::update_batch;
 use crate::firewall::ruleset::{apply_batch, remove_batch};
-use crate::firewall::FirewallSpec;
+use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::linux::netns::run_in_ns;
 
 /// Where and how to run `nft`.
@@ -83,6 +84,34 @@ impl NftRunner {
         })
     }
 
+    /// Adds and deletes published-port map elements in one transaction.
+    pub async fn update_published(
+        &self,
+        add: &[PublishedPort],
+        remove: &[PublishedPort],
+    ) -> Result<()> {
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        for p in add.iter().chain(remove) {
+            p.validate()?;
+        }
+        let payload =
+            serde_json::to_string(&update_batch(&self.table, add, remove)).map_err(|e| {
+                HostError::Nft {
+                    op: "publish",
+                    message: format!("cannot serialise batch: {e}"),
+                }
+            })?;
+        let program = self.program.clone();
+        run_in_ns(Some(self.ns.clone()), "nft-publish", move || {
+            apply_ruleset_raw(&payload, Some(&program), std::iter::empty::<&str>())
+                .map(|_| ())
+                .map_err(|e| nft_error("publish", e))
+        })
+        .await
+    }
+
     /// Deletes our table; `false` if it did not exist.
     pub async fn remove(&self) -> Result<bool> {
         let existed = self.list().await?.is_some();
@@ -122,6 +151,22 @@ pub(crate) async fn write_sysctls(
             }
         }
         Ok(())
+    })
+    .await
+}
+
+/// Writes `net.ipv4.conf.<ifname>.<key>` from inside `ns`.
+pub(crate) async fn write_conf_sysctl(
+    ns: Arc<OwnedFd>,
+    ifname: &str,
+    key: &'static str,
+    on: bool,
+) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+    let value = if on { "1" } else { "0" };
+    run_in_ns(Some(ns), "sysctl", move || {
+        std::fs::write(&path, value)
+            .map_err(|e| HostError::io(format!("write {value} to {path}"), e))
     })
     .await
 }

@@ -43,6 +43,7 @@ fn attach_request(handle: Handle, isolation: Option<String>) -> Request {
         dns_domain: None,
         isolation,
         name: None,
+        publish: vec![],
     }
 }
 

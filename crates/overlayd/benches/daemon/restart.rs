@@ -72,6 +72,7 @@ pub(crate) fn bench_restart(rt: &Runtime, lab: &mut Lab) -> RestartReport {
             Request::SetupIsolationNetwork {
                 network: name.clone(),
                 subnet: None,
+                internal: false,
             },
         );
         check(&resp, "setup_isolation_network", &lab.daemon);

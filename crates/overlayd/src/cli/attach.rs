@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use overlayd_proto::{Handle, Request};
+use overlayd_proto::{Handle, PortMapping, Request};
 
 use super::suggest::{call_naming, NameKind};
 use super::{call, Cli};
@@ -49,6 +49,16 @@ pub struct AttachArgs {
     /// DNS name to register for the container.
     #[arg(long)]
     name: Option<String>,
+    /// Publish a container port on the host, docker syntax:
+    /// [IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|udp|sctp] (repeatable).
+    /// Without IP every host address but loopback answers; 127.0.0.1 must
+    /// be given explicitly and is then reachable from this host only.
+    #[arg(long, short = 'p', value_name = "[IP:]HOST_PORT:CONTAINER_PORT[/PROTO]", value_parser = parse_publish)]
+    publish: Vec<PortMapping>,
+}
+
+fn parse_publish(s: &str) -> Result<PortMapping, String> {
+    s.parse()
 }
 
 /// `overlayd detach`.
@@ -69,6 +79,7 @@ pub async fn attach(cli: &Cli, a: &AttachArgs) -> Result<ExitCode> {
         dns_domain: None,
         isolation: a.iso.clone(),
         name: a.name.clone(),
+        publish: a.publish.clone(),
     };
     let (kind, name) = match &a.iso {
         Some(net) => (NameKind::Isolation, net.as_str()),

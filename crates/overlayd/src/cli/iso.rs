@@ -18,6 +18,10 @@ pub enum IsoCmd {
         /// Subnet to use (default: the next free one from the local pool).
         #[arg(long)]
         subnet: Option<String>,
+        /// No route or NAT to outside the host: members reach each other,
+        /// the gateway and DNS only.
+        #[arg(long)]
+        internal: bool,
     },
     /// Remove an isolation network.
     Down {
@@ -29,9 +33,14 @@ pub enum IsoCmd {
 /// Run an `iso` subcommand.
 pub async fn run(cli: &Cli, cmd: &IsoCmd) -> Result<ExitCode> {
     let req = match cmd {
-        IsoCmd::Up { net, subnet } => Request::SetupIsolationNetwork {
+        IsoCmd::Up {
+            net,
+            subnet,
+            internal,
+        } => Request::SetupIsolationNetwork {
             network: net.clone(),
             subnet: subnet.clone(),
+            internal: *internal,
         },
         IsoCmd::Down { net } => Request::TeardownIsolationNetwork {
             network: net.clone(),

@@ -220,11 +220,15 @@ impl Node {
         if let Owner::Isolation(net) = &owner {
             let net = net.clone();
             self.store.write(|tx| {
+                let internal = tx
+                    .get::<super::records::IsolationRecord>(Table::Isolation, &net)?
+                    .is_some_and(|r| r.internal);
                 tx.put(
                     Table::Isolation,
                     &net,
                     &super::records::IsolationRecord {
                         subnet: new.to_string(),
+                        internal,
                     },
                 )
             })?;

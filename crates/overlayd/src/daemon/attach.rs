@@ -35,6 +35,8 @@ pub struct AttachSpec {
     pub dns_server: Option<String>,
     /// DNS domain the runtime will configure.
     pub dns_domain: Option<String>,
+    /// Ports to publish on the host.
+    pub publish: Vec<overlayd_proto::PortMapping>,
 }
 
 /// Interface name of the container end.
@@ -207,6 +209,7 @@ impl Node {
             name,
             dns_server,
             dns_domain,
+            publish,
         } = req;
         let (service, isolation) = (service.as_str(), isolation.as_deref());
         if let Some(s) = &dns_server {
@@ -255,6 +258,9 @@ impl Node {
                     existing.service
                 )));
             }
+            if committed {
+                self.same_publish(&existing, &publish)?;
+            }
             if committed && self.attachment_problem(&existing).await?.is_none() {
                 return Ok(Response::Attached {
                     ip: existing.ip,
@@ -278,6 +284,8 @@ impl Node {
             .get(&network)
             .cloned()
             .ok_or_else(|| OpError::NotFound(format!("network {network} is not recorded")))?;
+        let internal = self.is_internal(&network)?;
+        let publish = self.plan_publish(&key, &entry, internal, &publish)?;
         let host_ifname = self.namer().veth(&key);
         let id = uuid::Uuid::new_v4().to_string();
         let record = Attachment {
@@ -294,6 +302,7 @@ impl Node {
             dns_domain,
             state: AttachState::Attaching,
             netns_id: ns_id.map(|i| i.to_string()),
+            publish,
         };
         // 1. Lease and `attaching` record in one transaction, before any host
         //    effect: whatever a crash leaves on the host from here on is
@@ -326,6 +335,18 @@ impl Node {
             }
             return Err(e);
         }
+        // 4. Published ports, built from the committed record; if they
+        //    cannot be added, the attach is undone whole.
+        if let Err(e) = self.publish_ports(&record, &entry.name).await {
+            if let Err(de) = self.host.detach_veth(&host_ifname).await {
+                warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
+            }
+            if let Err(re) = self.drop_attachment(&record) {
+                warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
+            }
+            self.unpublish_ports(&record, &entry.name).await;
+            return Err(e);
+        }
         info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
         Ok(Response::Attached {
             ip: ip.to_string(),
@@ -352,7 +373,12 @@ impl Node {
             target,
             container_ifname: a.handle.ifname().unwrap_or(CONTAINER_IFNAME).to_string(),
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            gateway: Some(plan::gateway_cidr(subnet)?.addr()),
+            // An internal network has no way out: no default route.
+            gateway: if self.is_internal(&entry.owner)? {
+                None
+            } else {
+                Some(plan::gateway_cidr(subnet)?.addr())
+            },
             mtu: self.network_mtu(entry).await,
         })
     }
@@ -540,6 +566,9 @@ impl Node {
         if let Err(e) = self.drop_attachment(&a) {
             // The detach is decided and durable; only the bookkeeping lags.
             warn!(handle = %key, error = %e, "veth removed; the record and lease are released by the periodic check");
+        }
+        if let Some(bridge) = self.network_bridge(&a.network) {
+            self.unpublish_ports(&a, &bridge).await;
         }
         self.bury_attachment(&key);
         self.bury_attachment(&a.handle.key());

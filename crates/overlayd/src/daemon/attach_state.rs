@@ -110,10 +110,14 @@ impl Node {
     }
 
     /// Undo an attachment completely: its veth (if ours), then its record,
-    /// lease and DNS names.
+    /// lease and DNS names, then its published ports.
     pub async fn undo_attachment(&self, a: &Attachment) -> OpResult<()> {
         self.delete_attachment_veth(a).await?;
-        self.drop_attachment(a)
+        self.drop_attachment(a)?;
+        if let Some(bridge) = self.network_bridge(&a.network) {
+            self.unpublish_ports(a, &bridge).await;
+        }
+        Ok(())
     }
 
     /// Roll back every `attaching` record and complete every `detaching`

@@ -67,6 +67,7 @@ impl Node {
                     dns_server: None,
                     dns_domain: None,
                     state: Default::default(),
+                    publish: Vec::new(),
                 };
                 let (ip, prefix_len) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
                 let mut rec = rec;

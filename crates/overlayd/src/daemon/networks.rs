@@ -279,10 +279,11 @@ impl Node {
     /// Apply the nftables tables for the networks recorded now.
     pub async fn sync_firewall(&self) -> OpResult<()> {
         let spec = self.firewall_spec();
-        if !spec.masquerade.is_empty() {
+        if !spec.masquerade.is_empty() || !spec.published.is_empty() {
             self.host.set_ip_forwarding(true).await?;
         }
         self.host.apply_firewall(&spec).await?;
+        self.sync_route_localnet(&spec).await;
         self.sync_dns_listeners().await;
         Ok(())
     }
@@ -292,16 +293,53 @@ impl Node {
         &mut self,
         network: &str,
         subnet: Option<&str>,
+        internal: bool,
     ) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
         let requested = subnet.map(plan::parse_cidr).transpose()?;
-        let entry = self.ensure_bridge(owner, requested).await?;
+        if self.marker.get(&owner).is_some() && self.is_internal(&owner)? != internal {
+            let (is, asked) = if internal {
+                ("not internal", "internal")
+            } else {
+                ("internal", "not internal")
+            };
+            return Err(OpError::Conflict(format!(
+                "isolation network {network} exists and is {is}; tear it down first (`overlayd iso down {network}`) to recreate it {asked}"
+            )));
+        }
+        // Desired state first, so the firewall applied when the bridge
+        // appears already treats it as internal.
+        let previous: Option<IsolationRecord> =
+            self.store.read(|tx| tx.get(Table::Isolation, network))?;
+        if internal {
+            let rec = IsolationRecord {
+                subnet: previous
+                    .as_ref()
+                    .map(|r| r.subnet.clone())
+                    .unwrap_or_default(),
+                internal,
+            };
+            self.store
+                .write(|tx| tx.put(Table::Isolation, network, &rec))?;
+        }
+        let entry = match self.ensure_bridge(owner, requested).await {
+            Ok(e) => e,
+            Err(e) => {
+                if internal && previous.is_none() {
+                    let _ = self
+                        .store
+                        .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()));
+                }
+                return Err(e);
+            }
+        };
         self.store.write(|tx| {
             tx.put(
                 Table::Isolation,
                 network,
                 &IsolationRecord {
                     subnet: entry.subnet.clone(),
+                    internal,
                 },
             )?;
             missing::unbury(tx, &entry.owner.to_string())
@@ -550,7 +588,10 @@ impl Node {
     /// The nftables intent for what is recorded now.
     pub fn firewall_spec(&self) -> overlayd_host::FirewallSpec {
         let global = self.global().ok().flatten();
-        plan::firewall_spec(&self.marker, global.as_ref(), &self.peer_cidrs())
+        let mut spec = plan::firewall_spec(&self.marker, global.as_ref(), &self.peer_cidrs());
+        self.add_published(&mut spec);
+        self.close_internal(&mut spec);
+        spec.normalized()
     }
 
     /// The interface namer for this instance.

@@ -206,8 +206,13 @@ impl Node {
             Request::ListNetworks => self.list_networks().await,
             Request::ListServices => self.list_services(),
             Request::ListAttachments => self.list_attachments(),
-            Request::SetupIsolationNetwork { network, subnet } => {
-                self.setup_isolation(&network, subnet.as_deref()).await
+            Request::SetupIsolationNetwork {
+                network,
+                subnet,
+                internal,
+            } => {
+                self.setup_isolation(&network, subnet.as_deref(), internal)
+                    .await
             }
             Request::TeardownIsolationNetwork { network } => {
                 self.teardown_isolation(&network).await
@@ -231,6 +236,7 @@ impl Node {
                 dns_domain,
                 isolation,
                 name,
+                publish,
             } => {
                 self.attach(super::attach::AttachSpec {
                     handle,
@@ -240,6 +246,7 @@ impl Node {
                     name,
                     dns_server,
                     dns_domain,
+                    publish,
                 })
                 .await
             }

@@ -139,7 +139,12 @@ impl Node {
         if let Err(e) = self.sync_firewall().await {
             error!(error = %e, "cannot apply overlayd's nftables table");
         }
+        let reclaimed = rep.reclaimed;
         self.reconcile_attachments(gc, rep).await?;
+        if rep.reclaimed > reclaimed {
+            // Ports published by containers that went away.
+            self.sync_firewall_or_warn().await;
+        }
         Ok(())
     }
 
@@ -450,6 +455,10 @@ impl Node {
         let gc = self.cfg.gc;
         if let Err(e) = self.reconcile_attachments(gc, &mut rep).await {
             warn!(error = %e, "attachment check failed");
+        }
+        if rep.reclaimed > 0 {
+            // Ports published by containers that went away.
+            self.sync_firewall_or_warn().await;
         }
     }
 

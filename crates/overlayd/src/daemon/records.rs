@@ -45,6 +45,9 @@ pub struct ServiceRecord {
 pub struct IsolationRecord {
     /// Its subnet.
     pub subnet: String,
+    /// No route or NAT to outside the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// An address lease (`Table::Leases`, key = `<owner>|<ip>`).
@@ -127,6 +130,10 @@ pub struct Attachment {
     /// nsfs file) at attach: the container, whatever handle names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<String>,
+    /// Ports published for it, as resolved at attach (a host range with
+    /// one container port already narrowed to the chosen port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<overlayd_proto::PortMapping>,
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -195,6 +202,7 @@ impl std::fmt::Debug for Attachment {
             .field("dns_domain", &self.dns_domain)
             .field("state", &self.state)
             .field("netns_id", &self.netns_id)
+            .field("publish", &self.publish)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),

@@ -197,6 +197,7 @@ pub async fn bring_up(lab: &mut Lab, report: &Report) -> Result<Cluster> {
             .call(Request::SetupIsolationNetwork {
                 network: net.into(),
                 subnet: None,
+                internal: false,
             })
             .await?
         {
@@ -354,6 +355,7 @@ async fn attach(lab: &mut Lab, spec: &Spec) -> Result<()> {
             dns_domain: None,
             isolation: spec.iso.map(str::to_string),
             name: spec.dns_name.map(str::to_string),
+            publish: vec![],
         })
         .await?
     {
