@@ -18,7 +18,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, LinkKind, NetnsId,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo, LinkKind,
+    NetnsId,
     NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
@@ -51,8 +52,8 @@ pub enum Op {
     DeleteRoute,
     /// [`Host::uplink`].
     Uplink,
-    /// [`Host::set_ip_forwarding`].
-    SetIpForwarding,
+    /// [`Host::set_forwarding`].
+    SetForwarding,
     /// [`Host::attach_veth`], failing before anything is created.
     AttachVeth,
     /// [`Host::attach_veth`], failing after the veth pair exists (exercises rollback).
@@ -117,7 +118,7 @@ pub enum Call {
         dev: String,
     },
     Uplink,
-    SetIpForwarding(bool),
+    SetForwarding(Forwarding),
     AttachVeth(VethSpec),
     DetachVeth(String),
     NetnsAlive(NetnsTarget),
@@ -182,7 +183,7 @@ struct State {
     containers: BTreeMap<NetnsTarget, BTreeMap<String, ContainerIface>>,
     peers: BTreeMap<String, (NetnsTarget, String)>,
     uplink: Option<Uplink>,
-    ip_forwarding: Option<bool>,
+    forwarding: Forwarding,
     route_localnet: BTreeSet<String>,
     calls: Vec<Call>,
     failures: Vec<Op>,
@@ -273,6 +274,10 @@ impl FakeHost {
             let mut s = host.lock();
             s.firewall_intact = true;
             s.next_index = 0;
+            s.forwarding = Forwarding {
+                ipv4: Some(false),
+                ipv6: Some(false),
+            };
             let lo = LinkInfo {
                 index: 1,
                 name: "lo".into(),
@@ -424,9 +429,14 @@ impl FakeHost {
         self.lock().route_localnet.iter().cloned().collect()
     }
 
-    /// The last forwarding setting, `None` if never set.
-    pub fn ip_forwarding(&self) -> Option<bool> {
-        self.lock().ip_forwarding
+    /// The forwarding sysctls as they are now (both off at first).
+    pub fn forwarding_now(&self) -> Forwarding {
+        self.lock().forwarding
+    }
+
+    /// Sets the forwarding sysctls as the host had them before overlayd.
+    pub fn set_forwarding_now(&self, f: Forwarding) {
+        self.lock().forwarding = f;
     }
 
     /// The routes installed with [`Host::add_route`].
@@ -601,9 +611,18 @@ impl Host for FakeHost {
         Ok(s.uplink.clone())
     }
 
-    async fn set_ip_forwarding(&self, on: bool) -> Result<()> {
-        let mut s = self.begin(Call::SetIpForwarding(on), Op::SetIpForwarding)?;
-        s.ip_forwarding = Some(on);
+    async fn forwarding(&self) -> Result<Forwarding> {
+        Ok(self.lock().forwarding)
+    }
+
+    async fn set_forwarding(&self, f: Forwarding) -> Result<()> {
+        let mut s = self.begin(Call::SetForwarding(f), Op::SetForwarding)?;
+        if f.ipv4.is_some() {
+            s.forwarding.ipv4 = f.ipv4;
+        }
+        if f.ipv6.is_some() && s.forwarding.ipv6.is_some() {
+            s.forwarding.ipv6 = f.ipv6;
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use crate::error::Result;
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::types::{
-    ContainerInterface, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
+    ContainerInterface, Forwarding, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.
@@ -62,9 +62,13 @@ pub trait Host: Send + Sync {
     /// The link carrying the IPv4 default route, if there is one.
     async fn uplink(&self) -> Result<Option<Uplink>>;
 
-    /// Sets `net.ipv4.ip_forward` (and IPv6 forwarding when available) of the
-    /// daemon's network namespace.
-    async fn set_ip_forwarding(&self, on: bool) -> Result<()>;
+    /// The forwarding sysctls of the daemon's network namespace.
+    async fn forwarding(&self) -> Result<Forwarding>;
+
+    /// Sets the forwarding sysctls given as `Some` in the daemon's network
+    /// namespace (IPv6 is skipped when IPv6 is disabled); the others are
+    /// left as they are.
+    async fn set_forwarding(&self, f: Forwarding) -> Result<()>;
 
     /// Attaches a container: creates the veth pair, configures the container end
     /// inside its namespace (name, address, `lo` up, default route) and enslaves

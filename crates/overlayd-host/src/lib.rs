@@ -23,7 +23,6 @@ pub use firewall::{FirewallBackend, FirewallSpec, L4Proto, MasqueradeNet, Publis
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{
-    format_mac, validate_ifname, veth_mac, ContainerInterface, LinkInfo, LinkKind, NetnsId,
-    NetnsTarget,
-    Uplink, VethAttachment, VethSpec,
+    format_mac, validate_ifname, veth_mac, ContainerInterface, Forwarding, LinkInfo, LinkKind,
+    NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
 };

@@ -230,6 +230,17 @@ pub struct ContainerInterface {
     pub default_gateways: Vec<IpAddr>,
 }
 
+/// The forwarding sysctls of a namespace: `net.ipv4.ip_forward` and
+/// `net.ipv6.conf.all.forwarding`. Read, `ipv6` is `None` when IPv6 is
+/// disabled; written, only the fields that are `Some` are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarding {
+    /// `net.ipv4.ip_forward`.
+    pub ipv4: Option<bool>,
+    /// `net.ipv6.conf.all.forwarding`.
+    pub ipv6: Option<bool>,
+}
+
 /// The link that carries the default route: where overlay and NAT traffic leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uplink {

@@ -2,7 +2,7 @@
 //! daemon tests built on it are meaningful. No root needed.
 
 use overlayd_host::{
-    Call, FakeHost, FirewallSpec, Host, HostError, LinkKind, MasqueradeNet, NetnsTarget, Op,
+    Call, FakeHost, FirewallSpec, Forwarding, Host, HostError, LinkKind, MasqueradeNet, NetnsTarget, Op,
     VethSpec,
 };
 
@@ -123,8 +123,20 @@ async fn calls_are_recorded_and_failures_injected() {
         .await
         .unwrap();
     let _ = h.links().await.unwrap();
-    h.set_ip_forwarding(true).await.unwrap();
-    assert_eq!(h.ip_forwarding(), Some(true));
+    h.set_forwarding(Forwarding {
+        ipv4: Some(true),
+        ipv6: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        h.forwarding_now(),
+        Forwarding {
+            ipv4: Some(true),
+            ipv6: Some(false)
+        },
+        "only the field given is written"
+    );
     assert_eq!(
         h.routes(),
         vec![("10.9.0.0/16".parse().unwrap(), "b".to_string())]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{ifname, TestNetns};
 use overlayd_host::{
-    FirewallSpec, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort, VethSpec,
+    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort, VethSpec,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -56,7 +56,12 @@ async fn masquerade_rewrites_container_source_to_uplink_address() {
         "172.31.250.2/24",
     );
     node.exec(&["ip", "route", "add", "default", "via", "172.31.250.2"]);
-    host.set_ip_forwarding(true).await.unwrap();
+    host.set_forwarding(Forwarding {
+        ipv4: Some(true),
+        ipv6: None,
+    })
+    .await
+    .unwrap();
     let uplink = host.uplink().await.unwrap().unwrap();
     assert_eq!(uplink.name, up);
     let node_ip = uplink.ipv4.unwrap().to_string();
@@ -114,7 +119,12 @@ async fn isolation_bridges_cannot_reach_each_other() {
     attach(&host, &ia, &a1, "10.91.0.2/24", "10.91.0.1").await;
     attach(&host, &ia, &a2, "10.91.0.3/24", "10.91.0.1").await;
     attach(&host, &ib, &b1, "10.92.0.2/24", "10.92.0.1").await;
-    host.set_ip_forwarding(true).await.unwrap();
+    host.set_forwarding(Forwarding {
+        ipv4: Some(true),
+        ipv6: None,
+    })
+    .await
+    .unwrap();
 
     let _s1 = a1.serve("10.91.0.2", 7200);
     let _s2 = a2.serve("10.91.0.3", 7200);

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ifname, Sleeper, TestNetns};
-use overlayd_host::{Host, HostError, LinkKind, LinuxHost, NetnsTarget, VethSpec};
+use overlayd_host::{Forwarding, Host, HostError, LinkKind, LinuxHost, NetnsTarget, VethSpec};
 
 fn spec(host_if: &str, bridge: &str, target: NetnsTarget, addr: &str, gw: &str) -> VethSpec {
     VethSpec {
@@ -133,16 +133,34 @@ async fn uplink_and_forwarding_sysctl() {
     assert_eq!(u.gateway, Some("172.31.251.2".parse().unwrap()));
 
     let root_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-    host.set_ip_forwarding(true).await.unwrap();
+    let v6_before = node.exec(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]);
+    host.set_forwarding(Forwarding {
+        ipv4: Some(true),
+        ipv6: None,
+    })
+    .await
+    .unwrap();
     assert_eq!(
         node.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
         "1"
     );
-    host.set_ip_forwarding(false).await.unwrap();
+    assert_eq!(
+        node.exec(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]),
+        v6_before,
+        "IPv6 forwarding is left alone unless asked"
+    );
+    assert_eq!(host.forwarding().await.unwrap().ipv4, Some(true));
+    host.set_forwarding(Forwarding {
+        ipv4: Some(false),
+        ipv6: None,
+    })
+    .await
+    .unwrap();
     assert_eq!(
         node.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
         "0"
     );
+    assert_eq!(host.forwarding().await.unwrap().ipv4, Some(false));
     let root_after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     assert_eq!(
         root_before, root_after,

@@ -22,7 +22,7 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, PublishedPort, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, LinkInfo, NetnsId,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo, NetnsId,
     NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
@@ -124,6 +124,9 @@ impl LinuxHost {
 }
 
 #[async_trait]
+const IPV4_FORWARD: &str = "net.ipv4.ip_forward";
+const IPV6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
+
 impl Host for LinuxHost {
     async fn links(&self) -> Result<Vec<LinkInfo>> {
         links::dump_links(self.h()).await
@@ -200,17 +203,22 @@ impl Host for LinuxHost {
         addr::uplink(self.h()).await
     }
 
-    async fn set_ip_forwarding(&self, on: bool) -> Result<()> {
-        let value = if on { "1" } else { "0" };
-        nft::write_sysctls(
-            self.ns.fd.clone(),
-            vec![
-                ("net.ipv4.ip_forward", false),
-                ("net.ipv6.conf.all.forwarding", true),
-            ],
-            value,
-        )
-        .await
+    async fn forwarding(&self) -> Result<Forwarding> {
+        let got = nft::read_sysctls(self.ns.fd.clone(), vec![IPV4_FORWARD, IPV6_FORWARD]).await?;
+        Ok(Forwarding {
+            ipv4: got[0],
+            ipv6: got[1],
+        })
+    }
+
+    async fn set_forwarding(&self, f: Forwarding) -> Result<()> {
+        for (key, optional, want) in [(IPV4_FORWARD, false, f.ipv4), (IPV6_FORWARD, true, f.ipv6)] {
+            if let Some(on) = want {
+                let value = if on { "1" } else { "0" };
+                nft::write_sysctls(self.ns.fd.clone(), vec![(key, optional)], value).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn attach_veth(&self, spec: &VethSpec) -> Result<VethAttachment> {

@@ -155,6 +155,27 @@ pub(crate) async fn write_sysctls(
     .await
 }
 
+/// Reads boolean `/proc/sys` keys from inside `ns`; a key whose file does
+/// not exist (IPv6 disabled) reads as `None`.
+pub(crate) async fn read_sysctls(
+    ns: Arc<OwnedFd>,
+    keys: Vec<&'static str>,
+) -> Result<Vec<Option<bool>>> {
+    run_in_ns(Some(ns), "sysctl", move || {
+        keys.iter()
+            .map(|key| {
+                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => Ok(Some(v.trim() != "0")),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(HostError::io(format!("read {path}"), e)),
+                }
+            })
+            .collect()
+    })
+    .await
+}
+
 /// Writes `net.ipv4.conf.<ifname>.<key>` from inside `ns`.
 pub(crate) async fn write_conf_sysctl(
     ns: Arc<OwnedFd>,

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod dns;
 pub mod error;
+pub mod forwarding;
 pub mod guest;
 pub mod health;
 pub mod host_guard;

@@ -279,9 +279,7 @@ impl Node {
     /// Apply the nftables tables for the networks recorded now.
     pub async fn sync_firewall(&self) -> OpResult<()> {
         let spec = self.firewall_spec();
-        if !spec.masquerade.is_empty() || !spec.published.is_empty() {
-            self.host.set_ip_forwarding(true).await?;
-        }
+        self.ensure_forwarding(&spec).await?;
         self.host.apply_firewall(&spec).await?;
         self.sync_route_localnet(&spec).await;
         self.sync_dns_listeners().await;

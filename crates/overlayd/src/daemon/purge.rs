@@ -84,6 +84,11 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
         Ok(false) => {}
         Err(e) => r.errors.push(format!("cannot remove nftables tables: {e}")),
     }
+    match super::forwarding::restore(&cfg.data_dir, host.as_ref()).await {
+        Ok(Some(line)) => r.lines.push(line),
+        Ok(None) => {}
+        Err(e) => r.errors.push(e),
+    }
     let data = DataDir::new(&cfg.data_dir);
     let keep_foreign: Vec<_> = entries
         .into_iter()
