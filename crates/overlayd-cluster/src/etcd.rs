@@ -39,7 +39,26 @@ pub struct EtcdStore {
     /// lease; opening and dropping one per refresh breaks the connection).
     keepers: Arc<Mutex<Keepers>>,
     timeout: Duration,
+    /// How many more times a request that never reached a member is sent.
+    retries: usize,
 }
+
+/// Whether a request failed before it reached any etcd member (the
+/// connection to the endpoint the balancer picked was refused). Such a
+/// request is safe to send again, and the balancer picks an endpoint at
+/// random, so another try likely reaches a live member — without this, one
+/// dead member of three fails a share of every operation.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect error")
+        }
+        _ => false,
+    }
+}
+
+/// Pause between tries of a request that never reached a member.
+const RESEND_PAUSE: Duration = Duration::from_millis(50);
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
     match &e {
@@ -112,7 +131,28 @@ impl EtcdStore {
             client,
             keepers: Arc::new(Mutex::new(HashMap::new())),
             timeout,
+            retries: 2 * endpoints.len(),
         })
+    }
+
+    /// Run `call`, sending it again while it fails without having reached
+    /// a member ([`never_sent`]).
+    async fn resend<T, F, Fut>(&self, mut call: F) -> StoreResult<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut left = self.retries;
+        loop {
+            match call(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if left > 0 && never_sent(&e) => {
+                    left -= 1;
+                    tokio::time::sleep(RESEND_PAUSE).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
     }
 
     /// Compact history at `revision` (tests and operators use this).
@@ -130,21 +170,19 @@ impl EtcdStore {
 impl ClusterStore for EtcdStore {
     async fn get(&self, key: &str) -> StoreResult<Option<KeyValue>> {
         let r = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(unavailable)?;
+            .resend(|c| async move { c.kv_client().get(key, None).await })
+            .await?;
         Ok(r.kvs().first().map(kv))
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<(Vec<KeyValue>, i64)> {
         let r = self
-            .client
-            .kv_client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(unavailable)?;
+            .resend(|c| async move {
+                c.kv_client()
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
+            .await?;
         let rev = r.header().map_or(0, |h| h.revision());
         Ok((r.kvs().iter().map(kv).collect(), rev))
     }
@@ -167,22 +205,20 @@ impl ClusterStore for EtcdStore {
                 Op::Delete(k) => TxnOp::delete(k, None),
             })
             .collect();
+        let txn = Txn::new().when(cmps).and_then(ops);
         let r = self
-            .client
-            .kv_client()
-            .txn(Txn::new().when(cmps).and_then(ops))
-            .await
-            .map_err(unavailable)?;
+            .resend(|c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         Ok(r.succeeded())
     }
 
     async fn grant(&self, ttl_secs: i64) -> StoreResult<i64> {
         let r = self
-            .client
-            .lease_client()
-            .grant(ttl_secs, None)
-            .await
-            .map_err(unavailable)?;
+            .resend(|c| async move { c.lease_client().grant(ttl_secs, None).await })
+            .await?;
         Ok(r.id())
     }
 
@@ -237,11 +273,15 @@ impl ClusterStore for EtcdStore {
 
     async fn revoke(&self, lease: i64) -> StoreResult<()> {
         self.keepers.lock().await.remove(&lease);
-        match self.client.lease_client().revoke(lease).await {
-            Ok(_) => Ok(()),
-            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        self.resend(|c| async move {
+                match c.lease_client().revoke(lease).await {
+                    Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
+                        Ok(())
+                    }
+                    r => r.map(|_| ()),
+                }
+            })
+            .await
     }
 
     async fn watch(
@@ -253,11 +293,11 @@ impl ClusterStore for EtcdStore {
             .with_prefix()
             .with_start_revision(from_revision);
         let mut stream = self
-            .client
-            .watch_client()
-            .watch(prefix, Some(opts))
-            .await
-            .map_err(unavailable)?;
+            .resend(|c| {
+                let opts = opts.clone();
+                async move { c.watch_client().watch(prefix, Some(opts)).await }
+            })
+            .await?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {

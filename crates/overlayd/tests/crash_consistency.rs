@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use overlayd::daemon::records::{Attachment, Lease, ALLOC_HOLDER};
 use overlayd_client::Client;
-use overlayd_proto::{Handle, Request, Response, ServiceMode};
+use overlayd_proto::{ErrorCode, Handle, Request, Response, ServiceMode};
 use overlayd_state::{Store, Table};
 use support::{can_run_root_tests, Container, Daemon, Netns};
 
@@ -120,6 +120,7 @@ fn load(
                 96..=97 => Request::SetupIsolationNetwork {
                     network: "i2".into(),
                     subnet: None,
+                    internal: false,
                 },
                 _ => Request::TeardownIsolationNetwork {
                     network: "i2".into(),
@@ -130,6 +131,11 @@ fn load(
                 Request::AttachContainer { .. } | Request::DetachContainer { .. }
             )
             .then_some(i);
+            // Acknowledged as attached before this request: a detach must
+            // find it. Otherwise (never attached, detached, or unknown after
+            // a kill) `not_found` is a correct answer to a detach.
+            let was_attached = target
+                .is_some_and(|i| matches!(known.lock().unwrap()[i], Known::Attached(_)));
             if let Some(i) = target {
                 known.lock().unwrap()[i] = Known::InFlight;
             }
@@ -149,6 +155,13 @@ fn load(
                     known.lock().unwrap()[target.unwrap()] = Known::Detached
                 }
                 (Request::AllocateIp { .. }, Response::Ip { ip }) => allocated.push(ip),
+                (
+                    Request::DetachContainer { .. },
+                    Response::Err {
+                        code: Some(ErrorCode::NotFound),
+                        ..
+                    },
+                ) if !was_attached => known.lock().unwrap()[target.unwrap()] = Known::Detached,
                 (_, Response::Err { message, .. }) if target.is_some() => {
                     panic!("{} failed on a live daemon: {message}", req.op())
                 }
@@ -248,6 +261,7 @@ fn kill_9_at_random_moments_leaves_every_container_whole() {
     d.ok(Request::SetupIsolationNetwork {
         network: "i1".into(),
         subnet: None,
+        internal: false,
     });
     let containers: Vec<Container> = (0..6).map(|_| Container::new()).collect();
     let pids: Vec<u32> = containers.iter().map(Container::pid).collect();

@@ -554,6 +554,7 @@ impl Node {
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
             self.drop_attachment(&a)?;
+            self.bury_attachment(&key);
             info!(handle = %key, ip = %a.ip, "guest detached");
             return Ok(Response::Ok);
         }
