@@ -274,14 +274,14 @@ impl ClusterStore for EtcdStore {
     async fn revoke(&self, lease: i64) -> StoreResult<()> {
         self.keepers.lock().await.remove(&lease);
         self.resend(|c| async move {
-                match c.lease_client().revoke(lease).await {
-                    Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
-                        Ok(())
-                    }
-                    r => r.map(|_| ()),
+            match c.lease_client().revoke(lease).await {
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
+                    Ok(())
                 }
-            })
-            .await
+                r => r.map(|_| ()),
+            }
+        })
+        .await
     }
 
     async fn watch(

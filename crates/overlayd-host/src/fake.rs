@@ -18,9 +18,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo, LinkKind,
-    NetnsId,
-    NetnsTarget, Uplink, VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo,
+    LinkKind, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 /// An operation of the [`Host`] trait, used to inject failures.

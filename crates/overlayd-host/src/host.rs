@@ -7,7 +7,8 @@ use ipnet::IpNet;
 use crate::error::Result;
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::types::{
-    ContainerInterface, Forwarding, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
+    ContainerInterface, Forwarding, LinkInfo, NetnsId, NetnsTarget, Uplink, VethAttachment,
+    VethSpec,
 };
 
 /// The boundary between overlayd's logic and the kernel of the host it runs on.

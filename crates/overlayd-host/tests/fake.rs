@@ -2,8 +2,8 @@
 //! daemon tests built on it are meaningful. No root needed.
 
 use overlayd_host::{
-    Call, FakeHost, FirewallSpec, Forwarding, Host, HostError, LinkKind, MasqueradeNet, NetnsTarget, Op,
-    VethSpec,
+    Call, FakeHost, FirewallSpec, Forwarding, Host, HostError, LinkKind, MasqueradeNet,
+    NetnsTarget, Op, VethSpec,
 };
 
 fn spec(host_if: &str, target: NetnsTarget) -> VethSpec {

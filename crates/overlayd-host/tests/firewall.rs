@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{ifname, TestNetns};
 use overlayd_host::{
-    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort, VethSpec,
+    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort,
+    VethSpec,
 };
 
 const T: Duration = Duration::from_secs(10);

@@ -241,6 +241,7 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
         .call(Request::SetupIsolationNetwork {
             network: "clash".into(),
             subnet: Some(subnet.clone()),
+            internal: false,
         })
         .await
         .unwrap();

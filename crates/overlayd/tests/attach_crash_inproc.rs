@@ -26,6 +26,7 @@ fn attach(pid: u32) -> Request {
         dns_domain: None,
         isolation: None,
         name: None,
+        publish: Vec::new(),
     }
 }
 

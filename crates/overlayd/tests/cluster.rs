@@ -264,6 +264,7 @@ fn attach(n: &Node, c: &Container, service: &str, join_global: bool) -> String {
         dns_domain: None,
         isolation: None,
         name: None,
+        publish: Vec::new(),
     }) {
         Response::Attached { ip, .. } => ip,
         r => panic!("{r:?}"),

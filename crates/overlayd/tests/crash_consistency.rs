@@ -75,6 +75,7 @@ fn attach_req(pid: u32, iso: bool) -> Request {
         dns_domain: None,
         isolation: iso.then(|| "i1".to_string()),
         name: None,
+        publish: Vec::new(),
     }
 }
 
@@ -134,8 +135,8 @@ fn load(
             // Acknowledged as attached before this request: a detach must
             // find it. Otherwise (never attached, detached, or unknown after
             // a kill) `not_found` is a correct answer to a detach.
-            let was_attached = target
-                .is_some_and(|i| matches!(known.lock().unwrap()[i], Known::Attached(_)));
+            let was_attached =
+                target.is_some_and(|i| matches!(known.lock().unwrap()[i], Known::Attached(_)));
             if let Some(i) = target {
                 known.lock().unwrap()[i] = Known::InFlight;
             }

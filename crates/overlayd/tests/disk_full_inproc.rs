@@ -29,6 +29,7 @@ fn attach(pid: u32) -> Request {
         dns_domain: None,
         isolation: None,
         name: Some(format!("c{pid}")),
+        publish: Vec::new(),
     }
 }
 

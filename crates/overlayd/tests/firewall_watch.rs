@@ -39,6 +39,7 @@ fn a_deleted_table_is_restored_within_200_ms() {
         d.ok(Request::SetupIsolationNetwork {
             network: net.into(),
             subnet: None,
+            internal: false,
         });
     }
     let table = || node.output(&["nft", "list", "table", "inet", "overlayd"]);

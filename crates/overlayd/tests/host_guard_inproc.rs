@@ -84,6 +84,7 @@ async fn cidrs_overlapping_the_host_or_special_ranges_are_refused() {
             Request::SetupIsolationNetwork {
                 network: "x".into(),
                 subnet: Some(subnet.into()),
+                internal: false,
             },
         )
         .await;
@@ -141,6 +142,7 @@ async fn strings_and_keys_are_validated_with_the_rule_they_break() {
             dns_domain: Some("overlay.internal\noptions ndots:15".into()),
             isolation: None,
             name: None,
+            publish: Vec::new(),
         },
     )
     .await;

@@ -136,6 +136,7 @@ mod netns_identity {
             dns_domain: None,
             isolation: None,
             name: None,
+            publish: Vec::new(),
         }
     }
 

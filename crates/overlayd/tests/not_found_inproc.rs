@@ -45,6 +45,7 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
     c.call(Request::SetupIsolationNetwork {
         network: "front".into(),
         subnet: None,
+        internal: false,
     })
     .await
     .unwrap();
@@ -57,6 +58,7 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
     c.call(Request::SetupIsolationNetwork {
         network: "front".into(),
         subnet: None,
+        internal: false,
     })
     .await
     .unwrap();

@@ -48,6 +48,7 @@ impl Lab {
         daemon.ok(Request::SetupServiceOverlay {
             service: "web".into(),
             mode: ServiceMode::Shared,
+            recreate: false,
         });
         Lab {
             node,

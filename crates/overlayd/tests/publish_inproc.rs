@@ -28,6 +28,7 @@ fn shared() -> Request {
     Request::SetupServiceOverlay {
         service: "web".into(),
         mode: ServiceMode::Shared,
+        recreate: false,
     }
 }
 

@@ -54,6 +54,7 @@ async fn prepared() -> (
             dns_domain: None,
             isolation: None,
             name: None,
+            publish: Vec::new(),
         })
         .await
         .unwrap();

@@ -22,8 +22,8 @@ use crate::error::{HostError, Result};
 use crate::firewall::{FirewallBackend, FirewallSpec, PublishedPort, DEFAULT_TABLE};
 use crate::host::Host;
 use crate::types::{
-    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo, NetnsId,
-    NetnsTarget, Uplink, VethAttachment, VethSpec,
+    validate_alias, validate_ifname, validate_mtu, ContainerInterface, Forwarding, LinkInfo,
+    NetnsId, NetnsTarget, Uplink, VethAttachment, VethSpec,
 };
 
 use self::netns::{NlConn, NsHandle};
@@ -123,10 +123,10 @@ impl LinuxHost {
     }
 }
 
-#[async_trait]
 const IPV4_FORWARD: &str = "net.ipv4.ip_forward";
 const IPV6_FORWARD: &str = "net.ipv6.conf.all.forwarding";
 
+#[async_trait]
 impl Host for LinuxHost {
     async fn links(&self) -> Result<Vec<LinkInfo>> {
         links::dump_links(self.h()).await

@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn only_what_is_off_and_asked_for_is_changed() {
         let want = f(Some(true), None);
-        assert_eq!(changes(want, f(Some(false), Some(false))), f(Some(true), None));
+        assert_eq!(
+            changes(want, f(Some(false), Some(false))),
+            f(Some(true), None)
+        );
         assert_eq!(changes(want, f(Some(true), Some(false))), f(None, None));
         let both = f(Some(true), Some(true));
         assert_eq!(changes(both, f(Some(false), Some(false))), both);
@@ -127,12 +130,19 @@ mod tests {
 
     #[test]
     fn the_first_value_seen_is_the_one_remembered() {
-        let b = remember(f(None, None), f(Some(true), None), f(Some(false), Some(false)));
+        let b = remember(
+            f(None, None),
+            f(Some(true), None),
+            f(Some(false), Some(false)),
+        );
         assert_eq!(b, f(Some(false), None));
         // Later IPv6 is turned on: its value then is added, IPv4's kept.
         let b = remember(b, f(None, Some(true)), f(Some(true), Some(false)));
         assert_eq!(b, f(Some(false), Some(false)));
         // Changing IPv4 again (someone turned it off) keeps the first value.
-        assert_eq!(remember(b, f(Some(true), None), f(Some(true), Some(true))), b);
+        assert_eq!(
+            remember(b, f(Some(true), None), f(Some(true), Some(true))),
+            b
+        );
     }
 }

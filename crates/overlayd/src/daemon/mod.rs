@@ -69,9 +69,15 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = spawn_signal_watch(stop_tx.clone())?;
     let (events, _) = broadcast::channel(256);
-    let mut node = Node::open(cfg.clone(), host.clone(), wg, events.clone(), opts.rebuild_store)
-        .await
-        .context("cannot load overlayd state")?;
+    let mut node = Node::open(
+        cfg.clone(),
+        host.clone(),
+        wg,
+        events.clone(),
+        opts.rebuild_store,
+    )
+    .await
+    .context("cannot load overlayd state")?;
     let cluster = cluster::connect(&node.cfg).await?;
     node.cluster = cluster.clone();
     let report = node.reconcile(!opts.no_gc && node.cfg.gc).await;
