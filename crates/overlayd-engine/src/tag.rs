@@ -7,6 +7,12 @@
 //! - `overlayd:v1 attach#=<16 hex> id=<id>` when the handle key is too long
 //!   for the 255-byte `ifalias`; it then carries a stable digest of the key.
 //!
+//! Each shape may carry ` inst=<instance>`: the daemon instance (one data
+//! directory) that made the link. Two daemons sharing a namespace only
+//! adopt, collect and purge links of their own instance; a tag without
+//! `inst` (written before instances were tagged) counts as every
+//! instance's, so links of earlier builds are still adopted.
+//!
 //! Only aliases starting with [`TAG_PREFIX`] count; anything else is foreign.
 
 use std::fmt;
@@ -76,7 +82,11 @@ pub enum TagSubject {
 pub struct Tag {
     subject: TagSubject,
     id: String,
+    inst: Option<String>,
 }
+
+/// Longest instance id accepted in a tag.
+pub const MAX_INSTANCE_LEN: usize = 16;
 
 fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -99,6 +109,7 @@ impl Tag {
         let tag = Tag {
             subject: TagSubject::Network(owner.clone()),
             id: id.to_string(),
+            inst: None,
         };
         if tag.to_string().len() > MAX_ALIAS_LEN {
             return Err(EngineError::InvalidTag {
@@ -120,7 +131,48 @@ impl Tag {
         Ok(Tag {
             subject: TagSubject::Attachment(AttachKey::for_key(key, id.len())),
             id: id.to_string(),
+            inst: None,
         })
+    }
+
+    /// This tag marked as made by daemon instance `inst` (letters, digits
+    /// and '-', at most [`MAX_INSTANCE_LEN`] bytes). An attachment key that
+    /// no longer fits the alias with it is stored as a digest.
+    pub fn in_instance(mut self, inst: &str) -> Result<Tag> {
+        if inst.is_empty()
+            || inst.len() > MAX_INSTANCE_LEN
+            || !inst.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(EngineError::InvalidTag {
+                why: format!("instance id must be 1..={MAX_INSTANCE_LEN} letters, digits or '-'"),
+            });
+        }
+        self.inst = Some(inst.to_string());
+        if self.to_string().len() > MAX_ALIAS_LEN {
+            match &self.subject {
+                TagSubject::Attachment(AttachKey::Exact(k)) => {
+                    self.subject = TagSubject::Attachment(AttachKey::Digest(attach_digest(k)));
+                }
+                TagSubject::Network(o) => {
+                    return Err(EngineError::InvalidTag {
+                        why: format!("owner {o} is too long for a {MAX_ALIAS_LEN}-byte ifalias"),
+                    })
+                }
+                TagSubject::Attachment(AttachKey::Digest(_)) => {}
+            }
+        }
+        Ok(self)
+    }
+
+    /// The instance that made the link, when the tag says.
+    pub fn instance(&self) -> Option<&str> {
+        self.inst.as_deref()
+    }
+
+    /// Whether instance `inst` may treat the link as its own: the tag names
+    /// `inst`, or names no instance (written before instances were tagged).
+    pub fn belongs_to(&self, inst: &str) -> bool {
+        self.inst.as_deref().is_none_or(|i| i == inst)
     }
 
     /// What the tagged link belongs to.
@@ -164,7 +216,11 @@ impl fmt::Display for Tag {
             TagSubject::Attachment(AttachKey::Exact(k)) => write!(f, " attach={}", encode(k))?,
             TagSubject::Attachment(AttachKey::Digest(d)) => write!(f, " attach#={}", hex64(*d))?,
         }
-        write!(f, " id={}", self.id)
+        write!(f, " id={}", self.id)?;
+        if let Some(i) = &self.inst {
+            write!(f, " inst={i}")?;
+        }
+        Ok(())
     }
 }
 
@@ -188,6 +244,7 @@ pub fn parse_tag(alias: &str) -> Option<Tag> {
     }
     let mut subject = None;
     let mut id = None;
+    let mut inst = None;
     for w in words {
         let (k, v) = w.split_once('=')?;
         let slot = match k {
@@ -209,6 +266,12 @@ pub fn parse_tag(alias: &str) -> Option<Tag> {
                 }
                 None
             }
+            "inst" => {
+                if inst.replace(v.to_string()).is_some() {
+                    return None;
+                }
+                None
+            }
             _ => None,
         };
         if let Some(s) = slot {
@@ -224,10 +287,15 @@ pub fn parse_tag(alias: &str) -> Option<Tag> {
             return None;
         }
     }
-    Some(Tag {
+    let tag = Tag {
         subject: subject?,
         id,
-    })
+        inst: None,
+    };
+    match inst {
+        Some(i) => tag.in_instance(&i).ok(),
+        None => Some(tag),
+    }
 }
 
 fn is_plain(b: u8) -> bool {
@@ -302,6 +370,59 @@ mod tests {
                 .to_string(),
             format!("overlayd:v1 owner=service:web id={ID}")
         );
+    }
+
+    #[test]
+    fn instance_tags_round_trip_and_belong_only_to_their_instance() {
+        let t = Tag::network(&Owner::Base, ID)
+            .unwrap()
+            .in_instance("a1b2c3d4")
+            .unwrap();
+        let s = t.to_string();
+        assert_eq!(s, format!("overlayd:v1 owner=base id={ID} inst=a1b2c3d4"));
+        let back = parse_tag(&s).unwrap();
+        assert_eq!(back, t);
+        assert!(back.is_network(&Owner::Base, ID));
+        assert!(back.belongs_to("a1b2c3d4"));
+        assert!(!back.belongs_to("ffff0000"));
+        // Written before instances were tagged: every instance's.
+        let legacy = parse_tag(&format!("overlayd:v1 owner=base id={ID}")).unwrap();
+        assert_eq!(legacy.instance(), None);
+        assert!(legacy.belongs_to("a1b2c3d4") && legacy.belongs_to("ffff0000"));
+        // Bad instance ids are refused, and do not parse.
+        for bad in [
+            "",
+            "has space",
+            "x".repeat(MAX_INSTANCE_LEN + 1).as_str(),
+            "a=b",
+        ] {
+            assert!(
+                Tag::network(&Owner::Base, ID)
+                    .unwrap()
+                    .in_instance(bad)
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(parse_tag(&format!("overlayd:v1 owner=base id={ID} inst=")).is_none());
+        assert!(parse_tag(&format!("overlayd:v1 owner=base id={ID} inst=a inst=b")).is_none());
+        // A long attachment key that fits without the instance becomes a
+        // digest with it, and still matches its key.
+        let key = "k".repeat(MAX_ALIAS_LEN - TAG_PREFIX.len() - " attach= id=".len() - ID.len());
+        let t = Tag::attachment(&key, ID).unwrap();
+        assert!(matches!(
+            t.subject(),
+            TagSubject::Attachment(AttachKey::Exact(_))
+        ));
+        let t = t.in_instance("a1b2c3d4").unwrap();
+        assert!(matches!(
+            t.subject(),
+            TagSubject::Attachment(AttachKey::Digest(_))
+        ));
+        assert!(t.to_string().len() <= MAX_ALIAS_LEN);
+        assert!(parse_tag(&t.to_string())
+            .unwrap()
+            .is_attachment(&key, Some(ID)));
     }
 
     #[test]

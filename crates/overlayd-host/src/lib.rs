@@ -19,7 +19,9 @@ pub mod types;
 
 pub use error::{HostError, Result};
 pub use fake::{Call, ContainerIface, FakeHost, Op};
-pub use firewall::{FirewallBackend, FirewallSpec, L4Proto, MasqueradeNet, PublishedPort};
+pub use firewall::{
+    FirewallBackend, FirewallSpec, L4Proto, MasqueradeNet, PublishedPort, DEFAULT_TABLE,
+};
 pub use host::Host;
 pub use linux::{LinuxHost, LinuxHostConfig};
 pub use types::{

@@ -313,6 +313,30 @@ impl Config {
         )
     }
 
+    /// overlayd's nftables table (family `inet`): `overlayd` for the default
+    /// `interface_prefix`, `overlayd_<prefix>` otherwise (`-` as `_`), so two
+    /// instances in one namespace — which need two prefixes — never
+    /// replace or delete each other's table.
+    pub fn nft_table(&self) -> String {
+        if self.interface_prefix == "ovl" {
+            overlayd_host::DEFAULT_TABLE.to_string()
+        } else {
+            format!(
+                "{}_{}",
+                overlayd_host::DEFAULT_TABLE,
+                self.interface_prefix.replace('-', "_")
+            )
+        }
+    }
+
+    /// The Linux host backend's settings for this instance.
+    pub fn host_config(&self) -> overlayd_host::LinuxHostConfig {
+        overlayd_host::LinuxHostConfig {
+            nft_table: self.nft_table(),
+            ..Default::default()
+        }
+    }
+
     /// Runtime directory (UAPI sockets and other per-instance runtime files).
     pub fn run_dir(&self) -> PathBuf {
         self.run_dir.clone().unwrap_or_else(|| {

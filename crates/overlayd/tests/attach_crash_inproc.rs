@@ -80,10 +80,10 @@ fn set_state(data_dir: &std::path::Path, a: &Attachment, state: AttachState) {
         .unwrap();
 }
 
-fn spec_of(a: &Attachment, bridge: &str) -> VethSpec {
+fn spec_of(a: &Attachment, bridge: &str, data_dir: &std::path::Path) -> VethSpec {
     VethSpec {
         host_ifname: a.host_ifname.clone(),
-        alias: plan::attach_tag(&a.handle.key(), &a.id),
+        alias: plan::attach_tag(&a.handle.key(), &a.id, &plan::instance_id(data_dir)),
         bridge: bridge.into(),
         target: NetnsTarget::Pid(match a.handle {
             Handle::LinuxPid { pid } => pid,
@@ -146,7 +146,7 @@ async fn interrupted_attach_before_the_tag_is_rolled_back_at_start() {
     restart.host.detach_veth(&rec.host_ifname).await.unwrap();
     restart
         .host
-        .leave_half_attached(&spec_of(&rec, &bridge), false);
+        .leave_half_attached(&spec_of(&rec, &bridge, &restart.cfg.data_dir), false);
     let untagged = link(&restart.host, &rec.host_ifname).await.unwrap();
     assert_eq!(untagged.alias, None);
 
@@ -181,7 +181,7 @@ async fn interrupted_attach_after_the_tag_is_rolled_back_at_start() {
     restart.host.detach_veth(&rec.host_ifname).await.unwrap();
     restart
         .host
-        .leave_half_attached(&spec_of(&rec, &bridge), true);
+        .leave_half_attached(&spec_of(&rec, &bridge, &restart.cfg.data_dir), true);
     let data_dir = restart.cfg.data_dir.clone();
     let inst = restart.start().await;
     assert!(link(&inst.host, &rec.host_ifname).await.is_none());

@@ -666,6 +666,13 @@ fn doctor_reports_drift_and_what_to_do() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("MISSING") && text.contains("--fix"), "{text}");
+    let json = lab.daemon.cli(&["--json", "doctor"]);
+    assert_eq!(
+        json.status.code(),
+        Some(3),
+        "--json exits 3 on drift too: {}",
+        String::from_utf8_lossy(&json.stdout)
+    );
     let fixed = lab.daemon.cli(&["doctor", "--fix"]);
     let fixed_text = String::from_utf8_lossy(&fixed.stdout);
     assert!(fixed.status.success(), "{fixed_text}");

@@ -22,17 +22,25 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
     let Response::Networks { networks } = call::call(cli, Request::ListNetworks).await? else {
         bail!("unexpected answer to list_networks");
     };
+    let code = |drift: usize| {
+        if drift == 0 {
+            ExitCode::SUCCESS
+        } else {
+            Exit::Drift.into()
+        }
+    };
     if cli.json {
+        // The exit code says the same as the text form: 3 on drift.
+        let drift = networks.iter().map(drift_count).sum();
         output::print(&Response::Networks { networks }, &cli.style(false))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code(drift));
     }
     let mut rows = Vec::new();
-    let mut drift = 0;
+    let drift: usize = networks.iter().map(drift_count).sum();
     let mut attachment_notes = Vec::new();
     for n in &networks {
         if let Some(list) = n.extra.get("attachment_drift").and_then(|d| d.as_array()) {
             for note in list.iter().filter_map(|d| d.as_str()) {
-                drift += 1;
                 attachment_notes.push(format!("{}: {note}", n.owner));
             }
         }
@@ -42,14 +50,12 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
                 "kept untouched; managed by the platform that wrote it".to_string(),
             )
         } else if !n.present {
-            drift += 1;
             (
                 "MISSING",
                 "run `overlayd doctor --fix` (recreates it with the same name and identity)"
                     .to_string(),
             )
         } else if let Some(d) = n.extra.get("drift").and_then(|d| d.as_str()) {
-            drift += 1;
             ("DRIFT", d.to_string())
         } else {
             ("ok", String::new())
@@ -73,9 +79,23 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<ExitCode> {
         networks.len(),
         drift
     )?;
-    Ok(if drift == 0 {
-        ExitCode::SUCCESS
+    Ok(code(drift))
+}
+
+/// How many problems one network's view reports: each attachment problem,
+/// a missing network, and its own drift.
+fn drift_count(n: &overlayd_proto::NetworkView) -> usize {
+    let attachments = n
+        .extra
+        .get("attachment_drift")
+        .and_then(|d| d.as_array())
+        .map_or(0, Vec::len);
+    let own = if !n.managed {
+        0
+    } else if !n.present || n.extra.get("drift").is_some_and(|d| d.is_string()) {
+        1
     } else {
-        Exit::Drift.into()
-    })
+        0
+    };
+    attachments + own
 }

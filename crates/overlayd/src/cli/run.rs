@@ -75,7 +75,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         config = %cfg.summary(),
         "overlayd starting"
     );
-    let host = overlayd_host::LinuxHost::new()
+    let host = overlayd_host::LinuxHost::with_config(cfg.host_config())
         .await
         .context("cannot open netlink")?;
     let kind: overlayd_wg::BackendKind = cfg

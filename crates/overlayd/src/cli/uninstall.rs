@@ -54,7 +54,11 @@ pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let host = overlayd_host::LinuxHost::new()
+    let host_cfg = overlayd_host::LinuxHostConfig {
+        nft_table: purge::nft_table(&cfg),
+        ..cfg.host_config()
+    };
+    let host = overlayd_host::LinuxHost::with_config(host_cfg)
         .await
         .context("cannot open netlink")?;
     let report = purge::purge(&cfg, Arc::new(host), lock).await;

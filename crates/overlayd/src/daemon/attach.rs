@@ -368,7 +368,7 @@ impl Node {
             .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
         Ok(VethSpec {
             host_ifname: a.host_ifname.clone(),
-            alias: plan::attach_tag(&a.handle.key(), &a.id),
+            alias: plan::attach_tag(&a.handle.key(), &a.id, &self.instance),
             bridge: entry.name.clone(),
             target,
             container_ifname: a.handle.ifname().unwrap_or(CONTAINER_IFNAME).to_string(),

@@ -17,14 +17,14 @@ use super::records::{AttachState, Attachment};
 /// Whether `link` is the host end of attachment `a`: a veth carrying its tag,
 /// or an untagged veth whose MAC is the one derived from that tag (created,
 /// then the process died before the tag was written).
-pub fn veth_owned(link: &LinkInfo, a: &Attachment) -> bool {
+pub fn veth_owned(link: &LinkInfo, a: &Attachment, inst: &str) -> bool {
     if link.kind != LinkKind::Veth {
         return false;
     }
     let key = a.handle.key();
     match link.alias.as_deref() {
         Some(alias) if !alias.is_empty() => plan::attach_tag_matches(Some(alias), &key, &a.id),
-        _ => link.mac == Some(veth_mac(&plan::attach_tag(&key, &a.id))),
+        _ => link.mac == Some(veth_mac(&plan::attach_tag(&key, &a.id, inst))),
     }
 }
 
@@ -34,6 +34,7 @@ pub fn attachment_problem(
     a: &Attachment,
     veth: Option<&LinkInfo>,
     bridge: Option<&LinkInfo>,
+    inst: &str,
 ) -> Option<String> {
     if a.guest_private_key.is_some() {
         return None;
@@ -60,7 +61,7 @@ pub fn attachment_problem(
             "{key}: veth {name} is gone; `overlayd doctor --fix` releases its lease, then attach the container again"
         ));
     };
-    if !veth_owned(veth, a) {
+    if !veth_owned(veth, a, inst) {
         return Some(format!(
             "{key}: link {name} is not this attachment's veth; remove or rename it, then attach the container again"
         ));
@@ -93,14 +94,19 @@ impl Node {
         }
         let veth = self.host.link(&a.host_ifname).await?;
         let bridge = self.attachment_bridge(a).await?;
-        Ok(attachment_problem(a, veth.as_ref(), bridge.as_ref()))
+        Ok(attachment_problem(
+            a,
+            veth.as_ref(),
+            bridge.as_ref(),
+            &self.instance,
+        ))
     }
 
     /// Delete an attachment's veth if it is there and is its own (by tag or
     /// tag-derived MAC); a foreign link of that name is left alone.
     pub async fn delete_attachment_veth(&self, a: &Attachment) -> OpResult<()> {
         if let Some(link) = self.host.link(&a.host_ifname).await? {
-            if veth_owned(&link, a) {
+            if veth_owned(&link, a, &self.instance) {
                 self.host.detach_veth(&a.host_ifname).await?;
             } else {
                 warn!(veth = %a.host_ifname, "link with the attachment's name is not ours; left alone");
@@ -171,7 +177,9 @@ impl Node {
             let Some(bridge) = self.attachment_bridge(&a).await? else {
                 continue;
             };
-            if !veth_owned(&veth, &a) || (veth.master == Some(bridge.index) && veth.up) {
+            if !veth_owned(&veth, &a, &self.instance)
+                || (veth.master == Some(bridge.index) && veth.up)
+            {
                 continue;
             }
             let Some(entry) = self

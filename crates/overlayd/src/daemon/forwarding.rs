@@ -5,7 +5,7 @@
 //! the host had before overlayd first changed it, so purge puts it back.
 
 use overlayd_host::{FirewallSpec, Forwarding, Host};
-use overlayd_state::{Store, Table};
+use overlayd_state::Table;
 
 use super::error::OpResult;
 use super::node::Node;
@@ -76,16 +76,7 @@ pub async fn restore(
     data_dir: &std::path::Path,
     host: &dyn Host,
 ) -> Result<Option<String>, String> {
-    let path = overlayd_state::DataDir::new(data_dir).store_path();
-    if !path.exists() {
-        return Ok(None);
-    }
-    let before: Option<Forwarding> = {
-        let store = Store::open(data_dir).map_err(|e| format!("cannot open the store: {e}"))?;
-        store
-            .read(|tx| tx.get(Table::Meta, BEFORE_KEY))
-            .map_err(|e| format!("cannot read the recorded forwarding sysctls: {e}"))?
-    };
+    let before: Option<Forwarding> = super::purge::read_meta(data_dir, BEFORE_KEY)?;
     let Some(before) = before.filter(|b| *b != Forwarding::default()) else {
         return Ok(None);
     };

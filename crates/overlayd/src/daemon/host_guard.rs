@@ -43,7 +43,14 @@ impl Node {
     pub async fn host_subnets(&self) -> OpResult<Vec<(String, IpNet)>> {
         let mut out = Vec::new();
         for link in self.host.links().await? {
-            if link.alias.as_deref().and_then(plan::parse_tag).is_some() {
+            // This instance's own links are not the host's; another
+            // overlayd instance's networks are, like any other link's.
+            let ours = link
+                .alias
+                .as_deref()
+                .and_then(plan::parse_tag)
+                .is_some_and(|t| t.belongs_to(&self.instance));
+            if ours {
                 continue;
             }
             for a in self.host.addresses(&link.name).await.unwrap_or_default() {

@@ -78,6 +78,16 @@ pub async fn run(
     )
     .await
     .context("cannot load overlayd state")?;
+    // Purge finds this instance's nftables table even without the config.
+    if let Err(e) = node.store.write(|tx| {
+        tx.put(
+            overlayd_state::Table::Meta,
+            purge::NFT_TABLE_KEY,
+            &node.cfg.nft_table(),
+        )
+    }) {
+        warn!(error = %e, "cannot record the nftables table name");
+    }
     let cluster = cluster::connect(&node.cfg).await?;
     node.cluster = cluster.clone();
     let report = node.reconcile(!opts.no_gc && node.cfg.gc).await;

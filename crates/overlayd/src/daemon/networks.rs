@@ -82,7 +82,7 @@ impl Node {
             ))
         })?;
         let gateway = plan::gateway_cidr(subnet)?;
-        let tag = plan::network_tag(&entry.owner, &entry.id);
+        let tag = plan::network_tag(&entry.owner, &entry.id, &self.instance);
         let index = match self.host.link(&entry.name).await? {
             Some(link) => {
                 if !plan::tag_matches(link.alias.as_deref(), &entry.owner, &entry.id) {
@@ -110,7 +110,13 @@ impl Node {
     /// Refuse to use a name held by a link that is not this owner's.
     async fn refuse_foreign(&self, name: &str, owner: &Owner) -> OpResult<()> {
         if let Some(link) = self.host.link(name).await? {
-            let ours = plan::tag_names_owner(link.alias.as_deref(), owner);
+            let alias = link.alias.as_deref();
+            if plan::is_foreign_instance(alias, &self.instance) {
+                return Err(OpError::Conflict(format!(
+                    "interface name {name} for {owner} is taken by another overlayd instance in this namespace; give each instance its own interface_prefix"
+                )));
+            }
+            let ours = plan::tag_names_owner(alias, owner);
             if !ours {
                 return Err(OpError::Conflict(format!(
                     "interface name {name} for {owner} is already taken by a link overlayd does not own; remove that link or set a different interface_prefix"

@@ -49,6 +49,10 @@ pub struct Node {
     pub rebuild_marker: bool,
     /// Cluster mode, when `[cluster]` is configured.
     pub cluster: Option<Arc<super::cluster::ClusterHandle>>,
+    /// This daemon instance's id ([`super::plan::instance_id`]), written in
+    /// every tag so two instances in one namespace never touch each other's
+    /// links.
+    pub instance: String,
 }
 
 impl Node {
@@ -105,6 +109,7 @@ impl Node {
         let ports = PortBand::from_marker(global_port, &marker);
         let (records, dns) = super::dns::start(&cfg, &store).await?;
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
+        let cfg_data_dir = cfg.data_dir.clone();
         Ok(Node {
             cfg,
             data,
@@ -121,6 +126,7 @@ impl Node {
             dns,
             rebuild_marker,
             cluster: None,
+            instance: super::plan::instance_id(&cfg_data_dir),
         })
     }
 

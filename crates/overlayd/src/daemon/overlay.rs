@@ -273,7 +273,10 @@ impl Node {
         let handle = wg_call(&self.wg, move |wg| wg.create_or_adopt(&cfg)).await?;
         info!(owner = %entry.owner, device = %name, disposition = ?handle.disposition, port, "WireGuard device ready");
         self.host
-            .set_alias(&name, &plan::network_tag(&entry.owner, &entry.id))
+            .set_alias(
+                &name,
+                &plan::network_tag(&entry.owner, &entry.id, &self.instance),
+            )
             .await?;
         let subnet = plan::parse_cidr(&entry.subnet)?;
         let gw = plan::gateway_cidr(subnet)?.addr();

@@ -103,18 +103,43 @@ pub fn pick_subnet(
     }
 }
 
-/// The ifalias tag of a network link.
-pub fn network_tag(owner: &Owner, id: &str) -> String {
+/// The id of the daemon instance using `data_dir`: a stable digest of the
+/// directory's canonical path (10 hex digits). Two daemons in one namespace
+/// need two data directories (the instance lock), so their ids differ; the
+/// same directory gives the same id across restarts, upgrades and a lost
+/// marker, and purge computes it without the daemon.
+pub fn instance_id(data_dir: &std::path::Path) -> String {
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let h = overlayd_engine::hash::stable_hash(
+        "overlayd-instance-v1",
+        &[path.as_os_str().as_encoded_bytes()],
+    );
+    overlayd_engine::hash::hex64(h)[..10].to_string()
+}
+
+/// The ifalias tag of a network link made by instance `inst`.
+pub fn network_tag(owner: &Owner, id: &str, inst: &str) -> String {
     Tag::network(owner, id)
+        .and_then(|t| t.in_instance(inst))
         .map(|t| t.to_string())
         .unwrap_or_else(|_| format!("{} owner={owner}", overlayd_engine::tag::TAG_PREFIX))
 }
 
-/// The ifalias tag of an attachment's veth.
-pub fn attach_tag(key: &str, id: &str) -> String {
+/// The ifalias tag of an attachment's veth made by instance `inst`.
+pub fn attach_tag(key: &str, id: &str, inst: &str) -> String {
     Tag::attachment(key, id)
+        .and_then(|t| t.in_instance(inst))
         .map(|t| t.to_string())
         .unwrap_or_else(|_| overlayd_engine::tag::TAG_PREFIX.to_string())
+}
+
+/// Whether a link's alias is a tag of another daemon instance than `inst`
+/// (such links are invisible to this one: never adopted, collected or
+/// purged).
+pub fn is_foreign_instance(alias: Option<&str>, inst: &str) -> bool {
+    alias
+        .and_then(parse_tag)
+        .is_some_and(|t| !t.belongs_to(inst))
 }
 
 /// Parse an ifalias as an overlayd tag.

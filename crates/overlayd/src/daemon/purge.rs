@@ -20,9 +20,50 @@ pub struct PurgeReport {
     pub errors: Vec<String>,
 }
 
+/// `Table::Meta` key of the nftables table the daemon last ran with, so a
+/// purge without the daemon's config file still removes the right table.
+pub const NFT_TABLE_KEY: &str = "host|nft_table";
+
+/// A value the daemon recorded in `Table::Meta` of the store under
+/// `data_dir`, read without the daemon (it must not be running); `None`
+/// when there is no store or no such value.
+pub fn read_meta<T: serde::de::DeserializeOwned>(
+    data_dir: &std::path::Path,
+    key: &str,
+) -> Result<Option<T>, String> {
+    if !DataDir::new(data_dir).store_path().exists() {
+        return Ok(None);
+    }
+    // A daemon that just released its instance lock may still hold the
+    // database for the moment it takes its process to end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let store = loop {
+        match overlayd_state::Store::open(data_dir) {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("cannot open the store: {e}")),
+        }
+    };
+    store
+        .read(|tx| tx.get(overlayd_state::Table::Meta, key))
+        .map_err(|e| format!("cannot read {key} from the store: {e}"))
+}
+
+/// The nftables table to remove for the instance under `data_dir`: the
+/// one its daemon recorded, else the one `cfg` names.
+pub fn nft_table(cfg: &Config) -> String {
+    read_meta::<String>(&cfg.data_dir, NFT_TABLE_KEY)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| cfg.nft_table())
+}
+
 /// Purge everything of this instance. Holds `lock` until done.
 pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> PurgeReport {
     let mut r = PurgeReport::default();
+    let inst = plan::instance_id(&cfg.data_dir);
     let marker_file = MarkerFile::new(&cfg.data_dir);
     let entries = match marker_file.load() {
         Ok(LoadOutcome::Loaded(m)) => m.iter().cloned().collect::<Vec<_>>(),
@@ -61,12 +102,22 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
     };
     // Recorded objects are deleted only when the live link carries our tag;
     // then every other tagged link (orphans, attachment veths) is swept.
+    let mut others = 0;
     for link in &links {
         let Some(alias) = link.alias.as_deref() else {
             continue;
         };
-        if plan::parse_tag(alias).is_none() {
-            continue;
+        match plan::parse_tag(alias) {
+            None => continue,
+            Some(t) if !t.belongs_to(&inst) => {
+                others += 1;
+                r.lines.push(format!(
+                    "kept {} ({alias}): another overlayd instance's",
+                    link.name
+                ));
+                continue;
+            }
+            Some(_) => {}
         }
         match host.delete_link(&link.name).await {
             Ok(_) => r.lines.push(format!("deleted {} ({alias})", link.name)),
@@ -84,10 +135,17 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
         Ok(false) => {}
         Err(e) => r.errors.push(format!("cannot remove nftables tables: {e}")),
     }
-    match super::forwarding::restore(&cfg.data_dir, host.as_ref()).await {
-        Ok(Some(line)) => r.lines.push(line),
-        Ok(None) => {}
-        Err(e) => r.errors.push(e),
+    if others > 0 {
+        // Another instance's networks still need forwarding.
+        r.lines.push(
+            "kept the forwarding sysctls: another overlayd instance in this namespace still has networks".into(),
+        );
+    } else {
+        match super::forwarding::restore(&cfg.data_dir, host.as_ref()).await {
+            Ok(Some(line)) => r.lines.push(line),
+            Ok(None) => {}
+            Err(e) => r.errors.push(e),
+        }
     }
     let data = DataDir::new(&cfg.data_dir);
     let keep_foreign: Vec<_> = entries

@@ -60,8 +60,12 @@ fn live_view(links: &[LinkInfo], addrs: impl Fn(&LinkInfo) -> Vec<ipnet::IpNet>)
 }
 
 impl Node {
+    /// The links of the namespace as reconcile sees them: every link but
+    /// those tagged by another overlayd instance, which this one never
+    /// adopts, collects or rebuilds from.
     async fn live(&self, with_addresses: bool) -> OpResult<(Vec<LinkInfo>, Vec<LiveLink>)> {
-        let links = self.host.links().await?;
+        let mut links = self.host.links().await?;
+        links.retain(|l| !plan::is_foreign_instance(l.alias.as_deref(), &self.instance));
         let mut addrs = std::collections::HashMap::new();
         if with_addresses {
             for l in links.iter().filter(|l| {

@@ -94,6 +94,19 @@ impl Node {
         }))
     }
 
+    /// When the live nftables table is not what the records say (deleted,
+    /// flushed, edited, or unreadable): the bridges whose isolation, NAT or
+    /// published ports it covers, and what to do.
+    async fn firewall_drift(&self) -> Option<(Vec<String>, String)> {
+        let spec = self.firewall_spec();
+        let why = match self.host.firewall_matches(&spec).await {
+            Ok(true) => return None,
+            Ok(false) => "firewall: overlayd's nftables table is missing or was changed by someone else; isolation, NAT and published ports may not hold — `overlayd doctor --fix` restores it".to_string(),
+            Err(e) => format!("firewall: cannot read overlayd's nftables table ({e}); `overlayd doctor --fix` re-applies it"),
+        };
+        Some((spec.accept_bridges.clone(), why))
+    }
+
     /// `list_networks`.
     pub async fn list_networks(&self) -> OpResult<Response> {
         let links = self.host.links().await?;
@@ -104,6 +117,7 @@ impl Node {
             .map(|(_, a)| a)
             .collect();
         let collisions = self.subnet_collisions();
+        let firewall = self.firewall_drift().await;
         let mut networks = Vec::with_capacity(self.marker.len());
         for e in self.marker.iter() {
             let managed = e.is_linux_managed();
@@ -116,7 +130,7 @@ impl Node {
                     .filter(|a| a.network == owner)
                     .filter_map(|a| {
                         let veth = links.iter().find(|l| l.name == a.host_ifname);
-                        attachment_problem(a, veth, live)
+                        attachment_problem(a, veth, live, &self.instance)
                     })
                     .collect();
                 if !drift.is_empty() {
@@ -164,6 +178,14 @@ impl Node {
                 extra.insert("collisions".into(), json!(clashes));
                 if managed && present && !extra.contains_key("drift") {
                     extra.insert("drift".into(), json!(clashes.join("; ")));
+                }
+            }
+            if let Some((bridges, why)) = &firewall {
+                if managed && present && bridges.contains(&e.name) {
+                    extra.insert("firewall_drift".into(), json!(why));
+                    if !extra.contains_key("drift") {
+                        extra.insert("drift".into(), json!(why));
+                    }
                 }
             }
             networks.push(NetworkView {

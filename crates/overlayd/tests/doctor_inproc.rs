@@ -1,0 +1,84 @@
+//! `overlayd doctor` reports firewall drift (someone deleted or edited
+//! overlayd's nftables table) and exits 3 on any drift, in text and in
+//! `--json` alike; `doctor --fix` restores the table (in process, fake host
+//! without a change monitor, so nothing restores it behind the test's back).
+
+mod support;
+
+use std::process::Output;
+
+use overlayd_host::Host;
+use overlayd_proto::{Request, Response};
+use support::inproc::Instance;
+
+/// Run the CLI against the in-process daemon, off the runtime's workers.
+async fn run(inst: &Instance, args: &'static [&'static str]) -> Output {
+    let (socket, data) = (inst.cfg.socket.clone(), inst.cfg.data_dir.clone());
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_overlayd"))
+            .arg("--socket")
+            .arg(socket)
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_drift_is_reported_and_exits_3_in_text_and_json_and_fix_restores_it() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let r = c
+        .call(Request::SetupIsolationNetwork {
+            network: "a".into(),
+            subnet: None,
+            internal: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
+
+    let clean = run(&inst, &["doctor"]).await;
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    let clean = run(&inst, &["--json", "doctor"]).await;
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+
+    inst.host.tamper_firewall();
+    let out = run(&inst, &["doctor"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("nftables table is missing or was changed"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&inst, &["--json", "doctor"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "--json exits 3 too: {}",
+        text(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["networks"][0]["firewall_drift"].is_string(),
+        "the JSON names the firewall drift: {v}"
+    );
+
+    let fixed = run(&inst, &["doctor", "--fix"]).await;
+    assert_eq!(fixed.status.code(), Some(0), "{}", text(&fixed));
+    let spec = inst.host.firewall().expect("a firewall was applied");
+    assert!(inst.host.firewall_matches(&spec).await.unwrap(), "restored");
+    let _ = inst.shutdown().await;
+}
