@@ -11,6 +11,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::forward::Forwarder;
 use crate::records::{Lookup, Records};
+use crate::scope::ScopeCell;
 
 /// Largest UDP payload we offer clients (the DNS Flag Day 2020 value).
 const SERVER_PAYLOAD: u16 = 1232;
@@ -60,14 +61,32 @@ pub(crate) struct Handler {
     records: Records,
     forwarder: Option<Arc<Forwarder>>,
     stats: Arc<DnsStats>,
+    scope: ScopeCell,
+    /// The listener address this handler answers on, for scoping.
+    listener: Option<std::net::IpAddr>,
 }
 
 impl Handler {
-    pub(crate) fn new(records: Records, forwarder: Option<Arc<Forwarder>>) -> Self {
+    pub(crate) fn new(
+        records: Records,
+        forwarder: Option<Arc<Forwarder>>,
+        scope: ScopeCell,
+    ) -> Self {
         Self {
             records,
             forwarder,
             stats: Arc::default(),
+            scope,
+            listener: None,
+        }
+    }
+
+    /// This handler for queries arriving on `listener` (answers are scoped
+    /// to what is visible from there).
+    pub(crate) fn for_listener(&self, listener: std::net::IpAddr) -> Self {
+        Self {
+            listener: Some(listener),
+            ..self.clone()
         }
     }
 
@@ -154,12 +173,21 @@ impl Handler {
                 RecordType::ANY => Authoritative::answer(soa, self.records.ns()),
                 _ => Authoritative::negative(ResponseCode::NoError, soa),
             },
-            Lookup::Found { a, aaaa } => match qtype {
-                RecordType::A => answer(a, empty, soa),
-                RecordType::AAAA => answer(aaaa, empty, soa),
-                RecordType::ANY => answer(a, aaaa, soa),
-                _ => Authoritative::negative(ResponseCode::NoError, soa),
-            },
+            Lookup::Found { a, aaaa } => {
+                let (a, aaaa) = match (self.listener, self.scope.get()) {
+                    (Some(at), Some(policy)) => (
+                        crate::scope::filter(a, policy.as_ref(), at),
+                        crate::scope::filter(aaaa, policy.as_ref(), at),
+                    ),
+                    _ => (a, aaaa),
+                };
+                match qtype {
+                    RecordType::A => answer(a, empty, soa),
+                    RecordType::AAAA => answer(aaaa, empty, soa),
+                    RecordType::ANY => answer(a, aaaa, soa),
+                    _ => Authoritative::negative(ResponseCode::NoError, soa),
+                }
+            }
             Lookup::Interior => Authoritative::negative(ResponseCode::NoError, soa),
             Lookup::Missing => Authoritative::negative(ResponseCode::NXDomain, soa),
         }

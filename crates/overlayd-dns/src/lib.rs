@@ -37,6 +37,7 @@ mod forward;
 mod handler;
 mod name;
 mod records;
+mod scope;
 mod server;
 mod udp;
 
@@ -49,4 +50,5 @@ pub use error::DnsError;
 pub use handler::{DnsStats, DnsStatsSnapshot};
 pub use name::normalize_name;
 pub use records::{parse_ip, RecordEntry, Records, DEFAULT_TTL};
+pub use scope::Visibility;
 pub use server::DnsServer;

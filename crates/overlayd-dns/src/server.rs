@@ -16,6 +16,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use crate::forward::Forwarder;
 use crate::handler::Handler;
 use crate::name::Zone;
+use crate::scope::ScopeCell;
 use crate::udp;
 use crate::{DnsConfig, DnsError, Records};
 
@@ -74,6 +75,7 @@ impl UdpRuntime {
 struct Inner {
     udp_runtime: UdpRuntime,
     handler: Handler,
+    scope: ScopeCell,
     records: Records,
     tcp_idle_timeout: Duration,
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
@@ -125,10 +127,12 @@ impl DnsServer {
                 config.upstream_timeout,
             ))
         });
+        let scope = ScopeCell::default();
         let server = Self {
             inner: Arc::new(Inner {
                 udp_runtime: UdpRuntime::start()?,
-                handler: Handler::new(records.clone(), forwarder),
+                handler: Handler::new(records.clone(), forwarder, scope.clone()),
+                scope,
                 records,
                 tcp_idle_timeout: config.tcp_idle_timeout,
                 listeners: Mutex::new(HashMap::new()),
@@ -150,6 +154,13 @@ impl DnsServer {
         Ok(server)
     }
 
+    /// Scope answers from now on: a query arriving on a listener learns only
+    /// the addresses `policy` says are visible from that listener's address
+    /// (`None`: every address, the default).
+    pub fn set_visibility(&self, policy: Option<Arc<dyn crate::Visibility>>) {
+        self.inner.scope.set(policy);
+    }
+
     /// The record set this server answers from.
     pub fn records(&self) -> &Records {
         &self.inner.records
@@ -166,7 +177,8 @@ impl DnsServer {
         }
         let (udp, tcp, bound) = bind_pair(addr)?;
         // TCP goes through hickory's server; UDP through our inline driver.
-        let mut server = Server::new(self.inner.handler.clone());
+        let handler = self.inner.handler.for_listener(bound.ip());
+        let mut server = Server::new(handler.clone());
         server.register_listener(tcp, self.inner.tcp_idle_timeout, TCP_RESPONSE_BUFFER);
         let udp_runtime = &self.inner.udp_runtime.handle;
         let udp = {
@@ -178,7 +190,7 @@ impl DnsServer {
                 source,
             })?
         };
-        let mut udp_task = udp_runtime.spawn(udp::serve(Arc::new(udp), self.inner.handler.clone()));
+        let mut udp_task = udp_runtime.spawn(udp::serve(Arc::new(udp), handler));
         let udp_abort = udp_task.abort_handle();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -277,6 +277,11 @@ pub enum Request {
     UnregisterDns {
         /// Name.
         name: String,
+        /// **ext**: also remove the addresses attached containers
+        /// registered under the name (by default only those added with
+        /// `register_dns` go).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
     },
     /// Report status.
     Status,

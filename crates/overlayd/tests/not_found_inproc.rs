@@ -71,7 +71,10 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
 async fn unknown_dns_names_handles_and_peers_are_not_found() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let rm = |n: &str| Request::UnregisterDns { name: n.into() };
+    let rm = |n: &str| Request::UnregisterDns {
+        name: n.into(),
+        force: false,
+    };
     not_found(&mut c, rm("nosuch")).await;
     c.call(Request::RegisterDns {
         name: "web1".into(),

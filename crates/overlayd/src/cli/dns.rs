@@ -22,6 +22,10 @@ pub enum DnsCmd {
     Rm {
         /// Name.
         name: String,
+        /// Also remove the addresses attached containers registered under
+        /// the name (by default only those added with `dns add` go).
+        #[arg(long, short)]
+        force: bool,
     },
     /// List the registered names.
     #[command(alias = "list")]
@@ -35,7 +39,10 @@ pub async fn run(cli: &Cli, cmd: &DnsCmd) -> Result<ExitCode> {
             name: name.clone(),
             ip: ip.clone(),
         },
-        DnsCmd::Rm { name } => Request::UnregisterDns { name: name.clone() },
+        DnsCmd::Rm { name, force } => Request::UnregisterDns {
+            name: name.clone(),
+            force: *force,
+        },
         DnsCmd::Ls(a) => {
             let r = call::call(cli, Request::ListDnsRecords).await?;
             super::output::print(&r, &cli.style(a.quiet))?;

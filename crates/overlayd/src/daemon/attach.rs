@@ -233,6 +233,15 @@ impl Node {
         let target = netns_target(&handle)?;
         let key = handle.key();
         let network = self.target_network(service, isolation, join_global)?;
+        if let Some(n) = &name {
+            let all: Vec<Attachment> = self
+                .store
+                .read(|tx| tx.list::<Attachment>(Table::Attachments))?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
+            self.refuse_duplicate_name(n, &network, &key, &all)?;
+        }
         let ns_id = self.host.netns_identity(&target).await?;
         let mut found = self
             .store

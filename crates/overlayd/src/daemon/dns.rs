@@ -108,6 +108,7 @@ impl Node {
 
     /// Make the server's gateway listeners match the recorded networks.
     pub async fn sync_dns_listeners(&self) {
+        self.sync_dns_scope();
         let want = self.dns_addresses();
         let extra: Vec<SocketAddr> = self
             .cfg
@@ -135,6 +136,25 @@ impl Node {
         self.records
             .normalize(name)
             .map_err(|e| OpError::Invalid(e.to_string()))
+    }
+
+    /// The attached containers holding DNS name `key` (their container name
+    /// or service name), with their addresses.
+    fn dns_holders(&self, key: &str) -> OpResult<Vec<(String, String)>> {
+        let all: Vec<(String, super::records::Attachment)> =
+            self.store.read(|tx| tx.list(Table::Attachments))?;
+        Ok(all
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| !a.ip.is_empty())
+            .filter(|a| {
+                a.dns_name
+                    .iter()
+                    .chain(std::iter::once(&a.service))
+                    .any(|n| self.dns_key(n).is_ok_and(|k| k == key))
+            })
+            .map(|a| (a.handle.key(), a.ip))
+            .collect())
     }
 
     /// Add an address to a name, in the store and the served set.
@@ -175,16 +195,53 @@ impl Node {
         }
     }
 
-    /// `unregister_dns`: a name that was removed already answers `ok`; a
-    /// name never registered is `not_found`.
-    pub fn unregister_dns(&self, name: &str) -> OpResult<Response> {
+    /// `unregister_dns`: removes the addresses added with `register_dns`;
+    /// addresses attached containers registered under the name stay (they
+    /// go when the containers detach) unless `force`. A name held only by
+    /// containers is a `conflict` without `force`. A name that was removed
+    /// already answers `ok`; a name never registered is `not_found`.
+    pub fn unregister_dns(&self, name: &str, force: bool) -> OpResult<Response> {
         let key = self.dns_key(name)?;
         let tomb = format!("dns:{key}");
         let present = self
             .store
-            .read(|tx| tx.get::<DnsRecord>(Table::Dns, &key))?
-            .is_some();
-        if !present {
+            .read(|tx| tx.get::<DnsRecord>(Table::Dns, &key))?;
+        if let Some(rec) = present.as_ref().filter(|_| !force) {
+            let holders = self.dns_holders(&key)?;
+            let held: Vec<&String> = rec
+                .ips
+                .iter()
+                .filter(|ip| holders.iter().any(|(_, h)| h == *ip))
+                .collect();
+            if !held.is_empty() {
+                let manual: Vec<String> = rec
+                    .ips
+                    .iter()
+                    .filter(|ip| !held.contains(ip))
+                    .cloned()
+                    .collect();
+                if manual.is_empty() {
+                    let who: Vec<String> = holders
+                        .iter()
+                        .map(|(h, ip)| format!("{h} ({ip})"))
+                        .collect();
+                    return Err(OpError::Conflict(format!(
+                        "DNS name {key} is registered by attached container(s) {}; it goes when they detach, or remove it anyway with `overlayd dns rm --force {key}`",
+                        who.join(", ")
+                    )));
+                }
+                let keep = DnsRecord {
+                    ips: held.into_iter().cloned().collect(),
+                };
+                self.store.write(|tx| tx.put(Table::Dns, &key, &keep))?;
+                let ips: Vec<IpAddr> = keep.ips.iter().filter_map(|i| i.parse().ok()).collect();
+                self.records
+                    .set(&key, ips)
+                    .map_err(|e| OpError::Invalid(e.to_string()))?;
+                return Ok(Response::Ok);
+            }
+        }
+        if present.is_none() {
             let known: Vec<(String, DnsRecord)> = self.store.read(|tx| tx.list(Table::Dns))?;
             super::missing::already_gone_or(
                 &self.store,

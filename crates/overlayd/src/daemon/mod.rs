@@ -7,6 +7,7 @@ pub mod attach_state;
 pub mod cluster;
 pub mod dispatch;
 pub mod dns;
+pub mod dns_scope;
 pub mod error;
 pub mod forwarding;
 pub mod guest;

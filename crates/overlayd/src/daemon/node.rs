@@ -319,7 +319,7 @@ impl Node {
                 scope,
             } => self.change_allowed_ip(&pubkey, &cidr, scope, false).await,
             Request::RegisterDns { name, ip } => self.register_dns(&name, &ip),
-            Request::UnregisterDns { name } => self.unregister_dns(&name),
+            Request::UnregisterDns { name, force } => self.unregister_dns(&name, force),
             Request::ListDnsRecords => Ok(self.list_dns()),
             Request::Reconcile => {
                 let gc = self.cfg.gc;
