@@ -82,3 +82,38 @@ async fn firewall_drift_is_reported_and_exits_3_in_text_and_json_and_fix_restore
     assert!(inst.host.firewall_matches(&spec).await.unwrap(), "restored");
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_subnet_that_is_not_a_cidr_is_drift() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    c.call(Request::SetupIsolationNetwork {
+        network: "a".into(),
+        subnet: None,
+        internal: false,
+    })
+    .await
+    .unwrap();
+    drop(c);
+    let (cfg, host, wg, marker) = (
+        inst.cfg.clone(),
+        inst.host.clone(),
+        inst.wg.clone(),
+        inst.marker(),
+    );
+    let dir = inst.shutdown().await;
+    let json = std::fs::read_to_string(&marker).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let subnet = v["networks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["owner"] == "iso:a"))
+        .and_then(|n| n["subnet"].as_str())
+        .expect("iso:a recorded")
+        .to_string();
+    std::fs::write(&marker, json.replace(&subnet, "not-a-cidr")).unwrap();
+    let inst = Instance::relaunch(dir, cfg, host, wg).await;
+    let out = run(&inst, &["doctor"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("not a CIDR"), "{}", text(&out));
+    let _ = inst.shutdown().await;
+}

@@ -180,6 +180,15 @@ impl Node {
                     extra.insert("drift".into(), json!(clashes.join("; ")));
                 }
             }
+            if managed && e.subnet.parse::<ipnet::IpNet>().is_err() {
+                extra.insert(
+                    "drift".into(),
+                    json!(format!(
+                        "recorded subnet {:?} is not a CIDR (the marker was edited by hand?); `overlayd network move {} --subnet CIDR` records a valid one",
+                        e.subnet, e.owner
+                    )),
+                );
+            }
             if let Some((bridges, why)) = &firewall {
                 if managed && present && bridges.contains(&e.name) {
                     extra.insert("firewall_drift".into(), json!(why));
