@@ -186,6 +186,8 @@ struct State {
     route_localnet: BTreeSet<String>,
     calls: Vec<Call>,
     failures: Vec<Op>,
+    stalls: Vec<(Op, std::time::Duration)>,
+    stalled: usize,
 }
 
 impl State {
@@ -331,6 +333,32 @@ impl FakeHost {
         self.lock().failures.push(op);
     }
 
+    /// Makes the next call of `op` take `delay` before it does anything (a
+    /// slow netlink or `nft` operation). Supported for
+    /// [`Op::CreateBridge`] and [`Op::AttachVeth`].
+    pub fn stall_next(&self, op: Op, delay: std::time::Duration) {
+        self.lock().stalls.push((op, delay));
+    }
+
+    /// Waits out a stall set with [`FakeHost::stall_next`] for `op`.
+    async fn stall(&self, op: Op) {
+        let delay = {
+            let mut s = self.lock();
+            let i = s.stalls.iter().position(|(o, _)| *o == op);
+            i.map(|i| s.stalls.remove(i).1)
+        };
+        if let Some(d) = delay {
+            self.lock().stalled += 1;
+            tokio::time::sleep(d).await;
+            self.lock().stalled -= 1;
+        }
+    }
+
+    /// How many calls are waiting out a stall right now.
+    pub fn stalled(&self) -> usize {
+        self.lock().stalled
+    }
+
     /// Declares a namespace target as existing (a live process or a netns file).
     pub fn add_live_target(&self, target: NetnsTarget) {
         self.lock().live.insert(target);
@@ -469,6 +497,7 @@ impl Host for FakeHost {
     }
 
     async fn create_bridge(&self, name: &str, alias: &str, mtu: Option<u32>) -> Result<LinkInfo> {
+        self.stall(Op::CreateBridge).await;
         let call = Call::CreateBridge {
             name: name.into(),
             alias: alias.into(),
@@ -626,6 +655,7 @@ impl Host for FakeHost {
     }
 
     async fn attach_veth(&self, spec: &VethSpec) -> Result<VethAttachment> {
+        self.stall(Op::AttachVeth).await;
         let mut s = self.begin(Call::AttachVeth(spec.clone()), Op::AttachVeth)?;
         spec.validate()?;
         if !s.live.contains(&spec.target) {

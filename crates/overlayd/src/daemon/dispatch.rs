@@ -14,13 +14,19 @@ use super::node::Node;
 /// connections only hold it while their request runs.
 pub struct Dispatcher {
     node: Arc<Mutex<Node>>,
+    view: super::views::ReadView,
     stop: watch::Sender<bool>,
 }
 
 impl Dispatcher {
     /// A dispatcher over a node; `stop` is set by the `shutdown` op.
-    pub fn new(node: Arc<Mutex<Node>>, stop: watch::Sender<bool>) -> Self {
-        Dispatcher { node, stop }
+    /// `status` is answered from `view`, without the node lock.
+    pub fn new(
+        node: Arc<Mutex<Node>>,
+        view: super::views::ReadView,
+        stop: watch::Sender<bool>,
+    ) -> Self {
+        Dispatcher { node, view, stop }
     }
 
     /// Handle one request.
@@ -61,6 +67,8 @@ impl Dispatcher {
                 Ok(Response::Ok)
             }
             Request::SubscribeEvents => Ok(Response::Ok),
+            // Read-only and lock-free: never waits behind a mutation.
+            Request::Status => self.view.status().await,
             Request::NatTick => {
                 let mut node = self.node.lock().await;
                 node.check_peer_health(std::time::SystemTime::now()).await;

@@ -111,8 +111,9 @@ pub async fn run(
     }
     let group = resolve_group(cfg.socket_group.as_deref())?;
     let listener = server::bind(&cfg.socket, group)?;
+    let view = node.read_view();
     let node = Arc::new(Mutex::new(node));
-    let dispatcher = Arc::new(Dispatcher::new(node.clone(), stop_tx.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(node.clone(), view, stop_tx.clone()));
     let policy = server::AccessPolicy {
         own_uid: nix::unistd::geteuid().as_raw(),
         group,

@@ -27,7 +27,7 @@ pub struct Node {
     /// The marker as last saved.
     pub marker: Marker,
     /// Transactional store.
-    pub store: Store,
+    pub store: Arc<Store>,
     /// The node keypair.
     pub key: KeyPair,
     /// Dedicated WireGuard port band.
@@ -53,6 +53,9 @@ pub struct Node {
     /// every tag so two instances in one namespace never touch each other's
     /// links.
     pub instance: String,
+    /// The marker as last saved, shared with [`super::views::ReadView`] so
+    /// read-only requests never wait for the node lock.
+    pub marker_view: Arc<std::sync::RwLock<Marker>>,
 }
 
 impl Node {
@@ -110,6 +113,8 @@ impl Node {
         let (records, dns) = super::dns::start(&cfg, &store).await?;
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
         let cfg_data_dir = cfg.data_dir.clone();
+        let marker_snapshot = marker.clone();
+        let store = Arc::new(store);
         Ok(Node {
             cfg,
             data,
@@ -127,12 +132,18 @@ impl Node {
             rebuild_marker,
             cluster: None,
             instance: super::plan::instance_id(&cfg_data_dir),
+            marker_view: Arc::new(std::sync::RwLock::new(marker_snapshot)),
         })
     }
 
     /// Save the marker durably.
     pub fn save_marker(&self) -> OpResult<()> {
-        self.marker_file.save(&self.marker).map_err(OpError::from)
+        self.marker_file.save(&self.marker).map_err(OpError::from)?;
+        *self
+            .marker_view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.marker.clone();
+        Ok(())
     }
 
     /// Record (or replace) an entry and save, rolling the in-memory marker

@@ -3,10 +3,11 @@
 //! with its live state, including entries of kinds this platform cannot
 //! manage).
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::UNIX_EPOCH;
 
 use overlayd_proto::{DedicatedServiceStatus, NetworkView, PeerStatus, Response, StatusInfo};
-use overlayd_state::{Owner, Table};
+use overlayd_state::{Marker, Owner, Store, Table};
 use serde_json::{json, Map};
 
 use super::attach_state::attachment_problem;
@@ -14,84 +15,129 @@ use super::error::OpResult;
 use super::node::Node;
 use super::overlay::wg_call;
 use super::plan;
-use super::records::{Attachment, PeerRecord, ServiceRecord};
+use super::records::{Attachment, GlobalRecord, PeerRecord, ServiceRecord, GLOBAL_KEY};
 
-impl Node {
-    /// Live peers of a device, as the protocol reports them.
-    async fn device_peers(&self, device: &str) -> Vec<PeerStatus> {
-        let dev = device.to_string();
-        let Ok(st) = wg_call(&self.wg, move |wg| wg.status(&dev)).await else {
-            return Vec::new();
-        };
-        st.peers
-            .iter()
-            .map(|p| PeerStatus {
-                public_key: overlayd_wg::format_key(&p.public_key),
-                endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
-                allowed_ips: p
-                    .allowed_ips
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                last_handshake_unix_secs: p
-                    .last_handshake
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                    .unwrap_or(0),
-            })
-            .collect()
-    }
+/// What `status` needs, shared with the node but behind no lock a mutation
+/// holds: the store (concurrent read transactions), the marker as last
+/// saved, the WireGuard backend and the node's public key. `status` served
+/// from it answers at once while another request waits on a slow host
+/// operation, and always reflects completed changes only.
+#[derive(Clone)]
+pub struct ReadView {
+    store: Arc<Store>,
+    marker: Arc<RwLock<Marker>>,
+    wg: Arc<dyn overlayd_wg::WgBackend>,
+    public_key: String,
+}
 
+impl ReadView {
     /// `status`.
     pub async fn status(&self) -> OpResult<Response> {
-        let services = self
-            .store
-            .read(|tx| tx.list::<ServiceRecord>(Table::Services))?;
-        let global = self.global()?;
-        let base = self.marker.get(&Owner::Base).cloned();
-        let peers = match base.as_ref().and_then(|b| b.interface.clone()) {
-            Some(dev) => self.device_peers(&dev).await,
-            None => Vec::new(),
-        };
-        let mut dedicated = Vec::new();
-        for e in self
+        let marker = self
             .marker
-            .iter()
-            .filter(|e| matches!(e.owner, Owner::Service(_)))
-        {
-            let (Some(dev), Some(port), Owner::Service(name)) = (&e.interface, e.wg_port, &e.owner)
-            else {
-                continue;
-            };
-            let peer_count: Vec<(String, PeerRecord)> = self
-                .store
-                .read(|tx| tx.list_prefix(Table::Peers, &format!("{}|", e.owner)))?;
-            let overlay_ip = plan::parse_cidr(&e.subnet)
-                .and_then(plan::gateway_cidr)
-                .map(|g| g.addr().to_string())
-                .unwrap_or_default();
-            dedicated.push(DedicatedServiceStatus {
-                service: name.clone(),
-                interface: dev.clone(),
-                public_key: e.wg_public_key.clone().unwrap_or_default(),
-                listen_port: port,
-                overlay_ip,
-                subnet: e.subnet.clone(),
-                peer_count: u32::try_from(peer_count.len()).unwrap_or(u32::MAX),
-            });
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        status(&self.store, &marker, &self.wg, &self.public_key).await
+    }
+}
+
+/// Live peers of a device, as the protocol reports them.
+async fn device_peers(wg: &Arc<dyn overlayd_wg::WgBackend>, device: &str) -> Vec<PeerStatus> {
+    let dev = device.to_string();
+    let Ok(st) = wg_call(wg, move |wg| wg.status(&dev)).await else {
+        return Vec::new();
+    };
+    st.peers
+        .iter()
+        .map(|p| PeerStatus {
+            public_key: overlayd_wg::format_key(&p.public_key),
+            endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+            allowed_ips: p
+                .allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            last_handshake_unix_secs: p
+                .last_handshake
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        })
+        .collect()
+}
+
+/// `status` from the store, a marker, the WireGuard backend and the key.
+async fn status(
+    store: &Store,
+    marker: &Marker,
+    wg: &Arc<dyn overlayd_wg::WgBackend>,
+    public_key: &str,
+) -> OpResult<Response> {
+    let services = store.read(|tx| tx.list::<ServiceRecord>(Table::Services))?;
+    let global: Option<GlobalRecord> = store.read(|tx| tx.get(Table::Global, GLOBAL_KEY))?;
+    let base = marker.get(&Owner::Base).cloned();
+    let peers = match base.as_ref().and_then(|b| b.interface.clone()) {
+        Some(dev) => device_peers(wg, &dev).await,
+        None => Vec::new(),
+    };
+    let mut dedicated = Vec::new();
+    for e in marker
+        .iter()
+        .filter(|e| matches!(e.owner, Owner::Service(_)))
+    {
+        let (Some(dev), Some(port), Owner::Service(name)) = (&e.interface, e.wg_port, &e.owner)
+        else {
+            continue;
+        };
+        let peer_count: Vec<(String, PeerRecord)> =
+            store.read(|tx| tx.list_prefix(Table::Peers, &format!("{}|", e.owner)))?;
+        let overlay_ip = plan::parse_cidr(&e.subnet)
+            .and_then(plan::gateway_cidr)
+            .map(|g| g.addr().to_string())
+            .unwrap_or_default();
+        dedicated.push(DedicatedServiceStatus {
+            service: name.clone(),
+            interface: dev.clone(),
+            public_key: e.wg_public_key.clone().unwrap_or_default(),
+            listen_port: port,
+            overlay_ip,
+            subnet: e.subnet.clone(),
+            peer_count: u32::try_from(peer_count.len()).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(Response::Status(StatusInfo {
+        interface: base.as_ref().and_then(|b| b.interface.clone()),
+        node_ip: base
+            .as_ref()
+            .and_then(|e| plan::parse_cidr(&e.subnet).ok())
+            .and_then(|s| plan::gateway_cidr(s).ok())
+            .map(|g| g.addr().to_string()),
+        public_key: Some(public_key.to_string()),
+        overlay_cidr: global.as_ref().map(|g| g.cluster_cidr.clone()),
+        slice_cidr: global.as_ref().map(|g| g.slice_cidr.clone()),
+        peer_count: u32::try_from(peers.len()).unwrap_or(u32::MAX),
+        service_count: u32::try_from(services.len()).unwrap_or(u32::MAX),
+        peers: Some(peers),
+        dedicated_services: Some(dedicated),
+    }))
+}
+
+impl Node {
+    /// The lock-free view read-only requests are served from.
+    pub fn read_view(&self) -> ReadView {
+        ReadView {
+            store: self.store.clone(),
+            marker: self.marker_view.clone(),
+            wg: self.wg.clone(),
+            public_key: self.key.public_base64(),
         }
-        Ok(Response::Status(StatusInfo {
-            interface: base.as_ref().and_then(|b| b.interface.clone()),
-            node_ip: self.node_ip().map(|i| i.to_string()),
-            public_key: Some(self.key.public_base64()),
-            overlay_cidr: global.as_ref().map(|g| g.cluster_cidr.clone()),
-            slice_cidr: global.as_ref().map(|g| g.slice_cidr.clone()),
-            peer_count: u32::try_from(peers.len()).unwrap_or(u32::MAX),
-            service_count: u32::try_from(services.len()).unwrap_or(u32::MAX),
-            peers: Some(peers),
-            dedicated_services: Some(dedicated),
-        }))
+    }
+
+    /// `status`, as the read view answers it.
+    pub async fn status(&self) -> OpResult<Response> {
+        self.read_view().status().await
     }
 
     /// When the live nftables table is not what the records say (deleted,
