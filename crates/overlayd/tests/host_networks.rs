@@ -405,14 +405,47 @@ fn kill_during_attaches_leaves_consistent_state() {
         .read(|tx| tx.list(overlayd_state::Table::Leases))
         .unwrap();
     drop(store);
-    let mut ips: Vec<&str> = leases
+    // Every attachment holds exactly the lease of its address, and no two
+    // live attachments share an address — read from the records and from
+    // the containers themselves (lease keys alone are unique by design).
+    let mut by_addr: std::collections::HashMap<(String, String), String> = Default::default();
+    for (key, a) in &atts {
+        let (net, ip) = (
+            a["network"].as_str().unwrap().to_string(),
+            a["ip"].as_str().unwrap().to_string(),
+        );
+        let holders: Vec<&str> = leases
+            .iter()
+            .filter(|(_, l)| l["ip"] == ip.as_str() && l["network"] == net.as_str())
+            .map(|(_, l)| l["holder"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            holders,
+            vec![key.as_str()],
+            "lease of {net} {ip} has one holder: {key}"
+        );
+        if let Some(other) = by_addr.insert((net.clone(), ip.clone()), key.clone()) {
+            panic!("{other} and {key} are both recorded with {ip} on {net}");
+        }
+    }
+    let mut live: Vec<String> = containers
         .iter()
-        .map(|(_, l)| l["ip"].as_str().unwrap())
+        .flat_map(|c| {
+            c.output(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .map(str::to_string)
+        })
         .collect();
-    let n = ips.len();
-    ips.sort();
-    ips.dedup();
-    assert_eq!(ips.len(), n, "no address leased twice");
+    let n = live.len();
+    live.sort();
+    live.dedup();
+    assert_eq!(
+        live.len(),
+        n,
+        "no two containers carry the same address: {live:?}"
+    );
     let veths: Vec<String> = lab
         .tagged_links()
         .into_iter()

@@ -446,14 +446,15 @@ impl Node {
                 }
             }
         };
-        self.store.write(|tx| {
-            tx.put(
-                Table::Services,
-                service,
-                &self.service_record(service, mode),
-            )?;
-            missing::unbury(tx, &dedicated_owner.to_string())
-        })?;
+        // A repeated setup (every CNI ADD makes one) writes nothing: no
+        // store commit, no fsync, when the record is already as it should be.
+        let record = self.service_record(service, mode);
+        if existing.as_ref() != Some(&record) {
+            self.store.write(|tx| {
+                tx.put(Table::Services, service, &record)?;
+                missing::unbury(tx, &dedicated_owner.to_string())
+            })?;
+        }
         Ok(response)
     }
 
