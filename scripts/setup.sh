@@ -13,6 +13,8 @@ command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 # for the container rootfs (no image pull).
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
+# ... and podman 4.3 with its CNI backend (the podman test of the plugin).
+command -v podman >/dev/null || need+=(podman)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 # Cluster mode: etcd-client's build needs protoc; its tests run Debian's etcd 3.4.
 command -v protoc >/dev/null || need+=(protobuf-compiler)

@@ -82,6 +82,71 @@ pub struct NetConf {
     /// GC: the key under its misspelled name, accepted too.
     #[serde(rename = "cni.dev/attachments", default)]
     pub attachments: Option<Vec<ValidAttachment>>,
+    /// Capabilities the runtime filled in (`portMappings`).
+    #[serde(rename = "runtimeConfig", default)]
+    pub runtime_config: RuntimeConfig,
+}
+
+/// `runtimeConfig`: what the runtime passes for the plugin's capabilities.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RuntimeConfig {
+    /// The `portMappings` capability: ports to publish on the host.
+    #[serde(rename = "portMappings", default)]
+    pub port_mappings: Vec<CniPortMapping>,
+}
+
+/// One entry of the `portMappings` capability (as containerd, CRI and
+/// podman send it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CniPortMapping {
+    /// Host port.
+    #[serde(rename = "hostPort")]
+    pub host_port: u16,
+    /// Container port.
+    #[serde(rename = "containerPort")]
+    pub container_port: u16,
+    /// `tcp` (default), `udp` or `sctp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Host address to bind; empty or absent means every address.
+    #[serde(rename = "hostIP", default)]
+    pub host_ip: Option<String>,
+}
+
+impl NetConf {
+    /// The `portMappings` as overlayd publish requests; a bad entry is
+    /// error 7 naming it.
+    pub fn publish(&self) -> Result<Vec<overlayd_proto::PortMapping>, CniError> {
+        self.runtime_config
+            .port_mappings
+            .iter()
+            .map(|m| {
+                let protocol = match m.protocol.as_deref().filter(|p| !p.is_empty()) {
+                    Some(p) => p.to_ascii_lowercase().parse().map_err(|e: String| {
+                        CniError::new(INVALID_CONFIG, format!("portMappings: {e}"))
+                    })?,
+                    None => overlayd_proto::PortProtocol::Tcp,
+                };
+                if m.host_port == 0 || m.container_port == 0 {
+                    return Err(CniError::new(
+                        INVALID_CONFIG,
+                        format!(
+                            "portMappings: hostPort {} and containerPort {} must be 1-65535",
+                            m.host_port, m.container_port
+                        ),
+                    ));
+                }
+                Ok(overlayd_proto::PortMapping {
+                    host_ip: m.host_ip.clone().filter(|h| !h.is_empty()),
+                    host_port: m.host_port,
+                    host_port_end: None,
+                    container_port: m.container_port,
+                    container_port_end: None,
+                    protocol,
+                })
+            })
+            .collect()
+    }
 }
 
 impl NetConf {

@@ -86,7 +86,7 @@ fn conf(version: &str, name: &str, socket: &Path) -> Value {
         "socket": socket,
         "unknownKey": {"tolerated": true},
         "ipam": {},
-        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+        "runtimeConfig": {"bandwidth": {"ingressRate": 1}},
     })
 }
 
@@ -359,6 +359,38 @@ fn plugin_follows_the_cni_spec_against_a_real_daemon() {
     assert_eq!(p.run("STATUS", &[], &cf), (0, Value::Null));
     let (code, out) = p.run("STATUS", &[], &conf("1.0.0", "ovl", &sock));
     expect_err(code, &out, 1, "STATUS before 1.1.0");
+
+    // portMappings: published by the daemon (one nft map element), a second
+    // container asking for the same host port is refused naming the
+    // holder, and DEL frees the port.
+    let mut pm = conf("1.0.0", "pm", &sock);
+    pm["runtimeConfig"] = json!({"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]});
+    let (p1, p2) = (Netns::new("cp"), Netns::new("cp"));
+    let (ns_p1, ns_p2) = (p1.path(), p2.path());
+    let (ns_p1, ns_p2) = (ns_p1.to_str().unwrap(), ns_p2.to_str().unwrap());
+    let (code, res) = p.run("ADD", &vars("p1", ns_p1, "eth0"), &pm);
+    assert_eq!(code, 0, "ADD with portMappings: {res}");
+    let table = node.output(&["nft", "list", "table", "inet", "overlayd"]);
+    assert!(table.contains("18080"), "the port is published: {table}");
+    let (code, out) = p.run("ADD", &vars("p2", ns_p2, "eth0"), &pm);
+    assert_eq!(code, 1, "the same host port twice: {out}");
+    assert!(
+        out["msg"].as_str().unwrap_or_default().contains("18080")
+            || out["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("18080"),
+        "the conflict names the port: {out}"
+    );
+    assert_eq!(p.run("DEL", &vars("p1", ns_p1, "eth0"), &pm).0, 0);
+    let table = node.output(&["nft", "list", "table", "inet", "overlayd"]);
+    assert!(!table.contains("18080"), "DEL unpublished it: {table}");
+    let (code, res) = p.run("ADD", &vars("p2", ns_p2, "eth0"), &pm);
+    assert_eq!(code, 0, "the freed port can be taken: {res}");
+    let mut bad = pm.clone();
+    bad["runtimeConfig"]["portMappings"][0]["protocol"] = json!("icmp");
+    let (code, out) = p.run("ADD", &vars("p3", ns_p1, "eth0"), &bad);
+    expect_err(code, &out, 7, "portMappings with an unknown protocol");
 }
 
 #[test]

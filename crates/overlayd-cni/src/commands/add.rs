@@ -14,6 +14,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
     let container_id = super::container_id(env)?;
     let ifname = env.require_ifname()?;
     let netns = env.require_netns()?;
+    let publish = conf.publish()?;
     let mut prev = match &conf.prev_result {
         Some(v) => CniResult::from_prev(v)?,
         None => CniResult::default(),
@@ -56,7 +57,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
         dns_domain: None,
         isolation: conf.isolation.clone(),
         name,
-        publish: vec![],
+        publish,
     })
     .map_err(|e| {
         if e.details == NOT_FOUND_MARK && e.msg.contains("network namespace") {

@@ -114,6 +114,7 @@ pub fn example_conflist(network: &str, socket: &Path) -> String {
             "join_global": false,
             "dns_name": true,
             "socket": socket,
+            "capabilities": {"portMappings": true},
         }],
     });
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"

@@ -233,6 +233,7 @@ impl Node {
         let target = netns_target(&handle)?;
         let key = handle.key();
         let network = self.target_network(service, isolation, join_global)?;
+        let ns_id = self.host.netns_identity(&target).await?;
         if let Some(n) = &name {
             let all: Vec<Attachment> = self
                 .store
@@ -240,9 +241,9 @@ impl Node {
                 .into_iter()
                 .map(|(_, a)| a)
                 .collect();
-            self.refuse_duplicate_name(n, &network, &key, &all)?;
+            let ns = ns_id.map(|i| i.to_string());
+            self.refuse_duplicate_name(n, &network, &key, ns.as_deref(), &all)?;
         }
-        let ns_id = self.host.netns_identity(&target).await?;
         let mut found = self
             .store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;

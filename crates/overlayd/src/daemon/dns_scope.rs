@@ -130,13 +130,15 @@ impl Node {
 
     /// Refuse a container name on `network` that another attached container
     /// already holds where either could learn the other's address (two
-    /// answers for one container name). Service names are shared by design
-    /// and are not checked.
+    /// answers for one container name). The same container (same network
+    /// namespace `netns_id`) on several networks may keep one name. Service
+    /// names are shared by design and are not checked.
     pub fn refuse_duplicate_name(
         &self,
         name: &str,
         network: &Owner,
         handle_key: &str,
+        netns_id: Option<&str>,
         attachments: &[Attachment],
     ) -> OpResult<()> {
         let key = self.dns_key(name)?;
@@ -145,7 +147,8 @@ impl Node {
             return Ok(());
         };
         for a in attachments {
-            if a.handle.key() == handle_key {
+            let same_container = netns_id.is_some() && a.netns_id.as_deref() == netns_id;
+            if a.handle.key() == handle_key || same_container {
                 continue;
             }
             let held = a
