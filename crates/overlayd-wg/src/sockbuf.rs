@@ -68,7 +68,9 @@ fn is_udp_on_port(fd: BorrowedFd<'_>, port: u16) -> bool {
     bound == Some(port)
 }
 
-fn set_buffers(fd: RawFd, bytes: usize) {
+/// Sets both buffers of socket `fd` to `bytes` (forced past the sysctl
+/// limits when privileged).
+pub(crate) fn set_buffers(fd: RawFd, bytes: usize) {
     let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
