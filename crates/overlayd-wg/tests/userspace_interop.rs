@@ -83,7 +83,9 @@ fn interop(test: &str, imp: Impl) {
         ping(&n2, "10.99.0.1")
     });
     let show = theirs.wg(&["show", THEIRS]);
-    assert!(show.contains("latest handshake"), "{show}");
+    assert!(show.contains(&p1s), "{show}");
+    let hs = ours.status(OURS).unwrap().peer(&p2).unwrap().last_handshake;
+    assert!(hs.is_some(), "no handshake recorded on our side");
 
     // TCP with checksums, each direction.
     let to_them: SocketAddr = "10.99.0.2:5201".parse().unwrap();

@@ -1,7 +1,8 @@
 //! Robustness of the userspace device, our device at both ends of a veth
 //! underlay: configuration edits in the middle of a transfer cost no
 //! handshake, a transfer completes over an underlay that drops 1% of the
-//! tunnel's packets (nftables `numgen random`; there is no netem here, so
+//! tunnel's packets as the input hook sees them (nftables `numgen random`;
+//! with UDP GRO those are bursts of datagrams; there is no netem here, so
 //! no reordering), and 10,000 junk datagrams to the port do not stop traffic.
 //! Handshake initiations and drops are counted with nftables counters in
 //! the test's namespaces.
@@ -267,20 +268,22 @@ fn transfer_completes_over_an_underlay_dropping_one_percent() {
         p.n2.path(),
         "10.99.0.2:5302".parse().unwrap(),
         p.n1.path(),
-        16 * MIB,
+        48 * MIB,
     )
     .finish();
     transfer::start(
         p.n1.path(),
         "10.99.0.1:5303".parse().unwrap(),
         p.n2.path(),
-        16 * MIB,
+        48 * MIB,
     )
     .finish();
     let dropped = (counter(&p.n1, "dropped"), counter(&p.n2, "dropped"));
     println!("tunnel packets dropped by the underlay (n1, n2): {dropped:?}");
+    // With UDP GSO/GRO the hook sees super-packets of up to 64 datagrams,
+    // so 1% of them is a handful, each losing a burst.
     assert!(
-        dropped.0 + dropped.1 > 50,
+        dropped.0 + dropped.1 >= 5,
         "the drop rule dropped: {dropped:?}"
     );
 }

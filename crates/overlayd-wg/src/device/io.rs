@@ -1,10 +1,10 @@
-//! The device's packet loops: TUN → encrypt → UDP, UDP → decrypt → TUN, and
-//! the timer tick that drives handshakes, rekeys and keepalives. The Noise
-//! work is boringtun's [`Tunn`]; this module only moves bytes and decides
-//! which peer a packet belongs to.
+//! What the packet loops share (the stop descriptor, waiting, finding the
+//! peer of a datagram) and the timer tick that drives handshakes, rekeys
+//! and keepalives. The loops themselves are `tx` (TUN → UDP) and `rx`
+//! (UDP → TUN); the Noise work is boringtun's [`Tunn`].
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use super::peer::{lock, Peer};
 use super::udp::UdpSet;
 use super::Shared;
 
-/// Largest datagram or TUN packet handled.
-const BUF: usize = 65536 + 64;
 /// Timer resolution (the WireGuard timers are in seconds).
 const TICK: Duration = Duration::from_millis(250);
 
@@ -48,7 +46,7 @@ impl Stop {
 /// Waits until `fd` is readable (`true`) or `stop` is signalled or the
 /// timeout passes (`false` for a stop; a timeout is `true` too, so callers
 /// re-check their work).
-fn wait(fd: Option<RawFd>, stop: &Stop, timeout: Option<Duration>) -> bool {
+pub(crate) fn wait(fd: Option<RawFd>, stop: &Stop, timeout: Option<Duration>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: stop.0.as_raw_fd(),
@@ -67,45 +65,11 @@ fn wait(fd: Option<RawFd>, stop: &Stop, timeout: Option<Duration>) -> bool {
     !(n > 0 && fds[0].revents != 0)
 }
 
-fn would_block(e: &io::Error) -> bool {
+pub(crate) fn would_block(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// Reads packets from the TUN device, encrypts them for the peer whose
-/// allowed IPs hold the destination, and sends them.
-pub(crate) fn tun_loop(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; BUF];
-    let mut out = vec![0u8; BUF + 32];
-    let fd = shared.tun.as_raw_fd();
-    loop {
-        // SAFETY: reads into a live buffer of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if would_block(&e) {
-                if !wait(Some(fd), &shared.stop, None) {
-                    return;
-                }
-                continue;
-            }
-            tracing::warn!(device = %shared.name, error = %e, "reading the TUN device failed; its loop stops");
-            return;
-        }
-        let packet = &buf[..n as usize];
-        let Some(dst) = Tunn::dst_address(packet) else {
-            continue;
-        };
-        let (peer, udp, now) = {
-            let st = shared.read();
-            let Some(peer) = st.route(dst) else { continue };
-            let Some(udp) = st.udp.clone() else { continue };
-            (Arc::clone(peer), udp, st.now_ms())
-        };
-        send_through(&peer, &udp, |t, o| t.encapsulate(packet, o), &mut out, now);
-    }
 }
 
 /// Runs `f` on the peer's Noise state and sends what it produced to the
@@ -128,33 +92,15 @@ fn send_through(
     }
 }
 
-/// Receives datagrams on one socket of `udp`, decrypts them and writes the
-/// inner packets to the TUN device.
-pub(crate) fn udp_loop(shared: Arc<Shared>, udp: Arc<UdpSet>, v6: bool) {
-    let sock = if v6 { udp.v6.as_ref() } else { Some(&udp.v4) };
-    let Some(sock) = sock else { return };
-    let mut buf = vec![0u8; BUF];
-    let mut out = vec![0u8; BUF];
-    loop {
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => handle_datagram(&shared, &udp, &buf[..n], from, &mut out),
-            Err(e) if would_block(&e) => {
-                if !wait(Some(sock.as_raw_fd()), &udp.stop, None) {
-                    return;
-                }
-            }
-            Err(e) => {
-                // ICMP errors surface here on unconnected sockets; keep going.
-                tracing::trace!(error = %e, "UDP receive error");
-            }
-        }
-    }
-}
-
 /// Finds the peer a datagram is for: initiations by the sender's static
 /// key (after the cheap mac1 check, answering with a cookie when under
 /// load), everything else by our session index.
-fn peer_for(shared: &Shared, udp: &UdpSet, data: &[u8], from: SocketAddr) -> Option<Arc<Peer>> {
+pub(crate) fn peer_for(
+    shared: &Shared,
+    udp: &UdpSet,
+    data: &[u8],
+    from: SocketAddr,
+) -> Option<Arc<Peer>> {
     let packet = Tunn::parse_incoming_packet(data).ok()?;
     let st = shared.read();
     let index = match &packet {
@@ -178,46 +124,6 @@ fn peer_for(shared: &Shared, udp: &UdpSet, data: &[u8], from: SocketAddr) -> Opt
         Packet::PacketData(p) => p.receiver_idx,
     };
     st.by_index.get(&(index >> 8)).cloned()
-}
-
-fn handle_datagram(shared: &Shared, udp: &UdpSet, data: &[u8], from: SocketAddr, out: &mut [u8]) {
-    let Some(peer) = peer_for(shared, udp, data, from) else {
-        return;
-    };
-    let mut tunn = lock(&peer.tunn);
-    let Some(t) = tunn.as_mut() else { return };
-    let inner = match t.decapsulate(Some(from.ip()), data, out) {
-        TunnResult::Done => None,
-        TunnResult::Err(e) => {
-            tracing::trace!(error = ?e, "datagram rejected");
-            return;
-        }
-        TunnResult::WriteToNetwork(reply) => {
-            udp.send(reply, from);
-            // Packets queued while the handshake ran go out now.
-            while let TunnResult::WriteToNetwork(p) = t.decapsulate(None, &[], out) {
-                udp.send(p, from);
-            }
-            None
-        }
-        TunnResult::WriteToTunnelV4(p, src) => Some((p.len(), IpAddr::V4(src))),
-        TunnResult::WriteToTunnelV6(p, src) => Some((p.len(), IpAddr::V6(src))),
-    };
-    drop(tunn);
-    // Authenticated: the peer is where this came from (roaming).
-    *lock(&peer.endpoint) = Some(from);
-    peer.rx_bytes
-        .fetch_add(data.len() as u64, Ordering::Relaxed);
-    let st = shared.read();
-    peer.touch(st.now_ms());
-    if let Some((len, src)) = inner {
-        // Only sources in the peer's own allowed IPs go in (cryptokey routing).
-        if st.route(src).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
-            drop(st);
-            // SAFETY: writes `len` initialised bytes of `out`.
-            let _ = unsafe { libc::write(shared.tun.as_raw_fd(), out.as_ptr().cast(), len) };
-        }
-    }
 }
 
 /// Every [`TICK`]: boringtun's timers for each peer (handshake retry,

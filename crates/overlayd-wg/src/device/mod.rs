@@ -2,11 +2,13 @@
 //! and a few threads around boringtun's sans-IO Noise core
 //! ([`boringtun::noise::Tunn`]; no boringtun `device` module).
 //!
-//! * `io` — the packet loops (TUN → peer, UDP → TUN) and the timer tick;
+//! * `tx` / `rx` — the packet loops, batched: TUN (TSO super-packets split)
+//!   → encrypt → UDP GSO, and UDP (recvmmsg + GRO) → decrypt → TUN (TCP
+//!   segments coalesced); `io` — what they share, and the timer tick;
 //! * `peer` — peers, session indices and the allowed-IP table, edited in
 //!   place so configuration changes never reset a session;
-//! * `udp` — the IPv4/IPv6 socket pair of the listen port;
-//! * `tun` — opening the TUN interface;
+//! * `udp` — the IPv4/IPv6 socket pair of the listen port (`quinn-udp`);
+//! * `tun` — opening the TUN interface with offloads (`tun-rs`);
 //! * `uapi_server` — the standard UAPI socket (`wg show` / `wg set`).
 //!
 //! Create a [`Device`] on the thread whose network namespace it should live
@@ -15,11 +17,12 @@
 
 mod io;
 mod peer;
+mod rx;
 mod tun;
+mod tx;
 mod uapi_server;
 mod udp;
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,8 +42,8 @@ use self::udp::UdpSet;
 pub(crate) struct Shared {
     /// Interface name, for logs.
     name: String,
-    /// The TUN queue (non-blocking).
-    tun: OwnedFd,
+    /// The TUN queue (non-blocking, virtio-net headers).
+    tun: tun::SyncDevice,
     /// Stops the TUN and timer threads.
     stop: Stop,
     /// Keys, peers, routes and sockets.
@@ -140,7 +143,7 @@ impl Shared {
             let (sh, s) = (Arc::clone(self), Arc::clone(&set));
             let t = std::thread::Builder::new()
                 .name(format!("wg-udp{}-{}", if v6 { 6 } else { 4 }, self.name))
-                .spawn(move || io::udp_loop(sh, s, v6))?;
+                .spawn(move || rx::udp_loop(sh, s, v6))?;
             set.add_thread(t);
         }
         Ok(set)
@@ -218,7 +221,7 @@ impl Device {
                 .spawn(move || f(sh))
                 .map_err(|e| err(format!("spawning thread: {e}")))
         };
-        dev.threads.push(spawn("tun", io::tun_loop)?);
+        dev.threads.push(spawn("tun", tx::tun_loop)?);
         dev.threads.push(spawn("timer", io::timer_loop)?);
         dev.uapi = Some(uapi_server::UapiServer::start(socket, Arc::clone(&shared))?);
         Ok(dev)

@@ -1,6 +1,7 @@
 //! The device's UDP sockets: one IPv4 and (when the host has IPv6) one
 //! IPv6-only socket on the same port, non-blocking, with large buffers and
-//! the device's firewall mark. A set is replaced as a whole when the listen
+//! the device's firewall mark; batched I/O through `quinn-udp` (`recvmmsg`
+//! with UDP GRO on receive, UDP GSO on send). A set is replaced as a whole when the listen
 //! port changes; its receive threads stop with it.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+use quinn_udp::{Transmit, UdpSocketState};
 
 use super::io::Stop;
 use super::peer::lock;
@@ -20,6 +22,10 @@ pub(crate) struct UdpSet {
     pub v4: UdpSocket,
     /// The IPv6 socket, absent when the host has no IPv6.
     pub v6: Option<UdpSocket>,
+    /// quinn-udp's per-socket state (GSO/GRO support found at setup).
+    pub state4: UdpSocketState,
+    /// Same for `v6`.
+    pub state6: Option<UdpSocketState>,
     /// The bound port.
     pub port: u16,
     /// Tells this set's receive threads to exit.
@@ -39,9 +45,16 @@ impl UdpSet {
                 None
             }
         };
+        let state4 = UdpSocketState::new((&v4).into())?;
+        let state6 = match &v6 {
+            Some(s) => Some(UdpSocketState::new(s.into())?),
+            None => None,
+        };
         let set = UdpSet {
             v4,
             v6,
+            state4,
+            state6,
             port,
             stop: Stop::new()?,
             threads: Mutex::new(Vec::new()),
@@ -77,6 +90,36 @@ impl UdpSet {
         };
         if let Some(s) = sock {
             let _ = s.send_to(buf, to);
+        }
+    }
+
+    /// Sends `contents` to `to` as datagrams of `segment` bytes each (the
+    /// last may be shorter) in one GSO send where the kernel offers it.
+    pub fn send_segments(&self, contents: &[u8], segment: usize, to: SocketAddr) {
+        let (sock, state) = match to {
+            SocketAddr::V4(_) => (&self.v4, &self.state4),
+            SocketAddr::V6(_) => match (&self.v6, &self.state6) {
+                (Some(s), Some(st)) => (s, st),
+                _ => return,
+            },
+        };
+        let t = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size: (contents.len() > segment).then_some(segment),
+            src_ip: None,
+        };
+        if let Err(e) = state.send(sock.into(), &t) {
+            tracing::trace!(error = %e, "UDP send failed");
+        }
+    }
+
+    /// How many segments one GSO send may carry to `to`'s family.
+    pub fn max_segments(&self, to: &SocketAddr) -> usize {
+        match (to, &self.state6) {
+            (SocketAddr::V6(_), Some(s)) => s.max_gso_segments(),
+            _ => self.state4.max_gso_segments(),
         }
     }
 
