@@ -278,6 +278,7 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use boringtun::noise::TunnResult;
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -321,5 +322,75 @@ mod tests {
             vec![[1; 32], [2; 32]]
         );
         assert_ne!(a.index, b.index);
+    }
+
+    /// Runs a handshake between `a`'s peer for `b` and `b`'s peer for `a`.
+    fn handshake(a: &Arc<Peer>, b: &Arc<Peer>) {
+        let mut buf = vec![0u8; 2048];
+        let mut buf2 = vec![0u8; 2048];
+        let mut ta = lock(&a.tunn);
+        let mut tb = lock(&b.tunn);
+        let (ta, tb) = (ta.as_mut().unwrap(), tb.as_mut().unwrap());
+        let init = match ta.format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("no initiation: {other:?}"),
+        };
+        let resp = match tb.decapsulate(None, &init, &mut buf2) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            other => panic!("no response: {other:?}"),
+        };
+        let _ = ta.decapsulate(None, &resp, &mut buf);
+    }
+
+    /// What encrypting one packet produces: `true` for a data packet of an
+    /// existing session, `false` for a handshake initiation.
+    fn sends_data(p: &Arc<Peer>) -> bool {
+        let mut out = vec![0u8; 2048];
+        let packet = [0x45u8; 40];
+        match lock(&p.tunn)
+            .as_mut()
+            .unwrap()
+            .encapsulate(&packet, &mut out)
+        {
+            TunnResult::WriteToNetwork(w) => w.len() != 148,
+            other => panic!("nothing to send: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn edits_keep_the_session_and_new_keys_replace_it() {
+        let (ka, kb) = ([7u8; 32], [9u8; 32]);
+        let pub_of = |k: [u8; 32]| PublicKey::from(&StaticSecret::from(k)).to_bytes();
+        let (mut a, mut b) = (State::new(), State::new());
+        a.set_private_key(Some(ka));
+        b.set_private_key(Some(kb));
+        let pa = a.peer_or_insert(pub_of(kb));
+        let pb = b.peer_or_insert(pub_of(ka));
+        let mut c = State::new();
+        c.set_private_key(Some(ka));
+        let fresh = c.peer_or_insert(pub_of(kb));
+        assert!(!sends_data(&fresh), "no session yet: a handshake goes out");
+        handshake(&pa, &pb);
+        assert!(sends_data(&pa), "a session after the handshake");
+
+        // Allowed IPs, endpoint and keepalive edits: same session.
+        a.set_allowed_ips(&pa, true, &[net("10.0.0.2/32")]);
+        a.set_allowed_ips(&pa, false, &[net("10.9.0.0/16")]);
+        a.set_allowed_ips(&pa, true, &[net("10.0.0.2/32")]);
+        *lock(&pa.endpoint) = Some("192.0.2.9:1".parse().unwrap());
+        pa.keepalive.store(25, std::sync::atomic::Ordering::Relaxed);
+        a.set_preshared(&pa, None);
+        assert!(sends_data(&pa), "an edit reset the session");
+
+        // A new preshared key or private key is a new identity: new handshake.
+        a.set_preshared(&pa, Some([3; 32]));
+        assert!(
+            !sends_data(&pa),
+            "a new preshared key must start a handshake"
+        );
+        let pa2 = b.peer_or_insert(pub_of(ka));
+        assert!(Arc::ptr_eq(&pa2, &pb));
+        a.set_private_key(Some([8; 32]));
+        assert!(!sends_data(&pa));
     }
 }
