@@ -3,7 +3,8 @@
 //! handshake, a transfer completes over an underlay that drops 1% of the
 //! tunnel's packets as the input hook sees them (nftables `numgen random`;
 //! with UDP GRO those are bursts of datagrams; there is no netem here, so
-//! no reordering), and 10,000 junk datagrams to the port do not stop traffic.
+//! no reordering), 10,000 junk datagrams to the port do not stop traffic,
+//! and IPv6 works inside the tunnel and as the underlay (with roaming).
 //! Handshake initiations and drops are counted with nftables counters in
 //! the test's namespaces.
 
@@ -64,15 +65,27 @@ fn pair() -> Pair {
         })
         .unwrap();
         ns.ip(&["addr", "add", addr, "dev", DEV]);
+        let v6 = addr.replace("10.99.0.", "fd99::").replace("/24", "/64");
+        ns.ip(&["addr", "add", &v6, "dev", DEV, "nodad"]);
     }
     b1.set_peer(
         DEV,
-        &peer_cfg(p2, "192.0.2.2:51820", &["10.99.0.2/32"], None),
+        &peer_cfg(
+            p2,
+            "192.0.2.2:51820",
+            &["10.99.0.2/32", "fd99::2/128"],
+            None,
+        ),
     )
     .unwrap();
     b2.set_peer(
         DEV,
-        &peer_cfg(p1, "192.0.2.1:51820", &["10.99.0.1/32"], None),
+        &peer_cfg(
+            p1,
+            "192.0.2.1:51820",
+            &["10.99.0.1/32", "fd99::1/128"],
+            None,
+        ),
     )
     .unwrap();
     wait_for("ping over the pair", Duration::from_secs(15), || {
@@ -353,4 +366,59 @@ fn junk_datagrams_do_not_stop_traffic() {
         .last_handshake
         .is_some());
     let _ = p.p2;
+}
+
+#[test]
+fn ipv6_inside_the_tunnel() {
+    if !common::need_root("ipv6_inside_the_tunnel") {
+        return;
+    }
+    let p = pair();
+    wait_for("ping fd99::2", Duration::from_secs(10), || {
+        p.n1.exec(&["ping", "-6", "-c1", "-W1", "fd99::2"])
+            .status
+            .success()
+    });
+    transfer::start(
+        p.n2.path(),
+        "[fd99::2]:5305".parse().unwrap(),
+        p.n1.path(),
+        16 * MIB,
+    )
+    .finish();
+    transfer::start(
+        p.n1.path(),
+        "[fd99::1]:5306".parse().unwrap(),
+        p.n2.path(),
+        16 * MIB,
+    )
+    .finish();
+
+    // An IPv6 underlay: n1 moves its side to an IPv6 endpoint (the device's
+    // IPv6-only socket), n2 roams to it.
+    p.n1.ip(&["addr", "add", "2001:db8::1/64", "dev", "ul0", "nodad"]);
+    p.n2.ip(&["addr", "add", "2001:db8::2/64", "dev", "ul0", "nodad"]);
+    p.b1.set_peer(
+        DEV,
+        &peer_cfg(
+            p.p2,
+            "[2001:db8::2]:51820",
+            &["10.99.0.2/32", "fd99::2/128"],
+            None,
+        ),
+    )
+    .unwrap();
+    transfer::start(
+        p.n2.path(),
+        "10.99.0.2:5307".parse().unwrap(),
+        p.n1.path(),
+        16 * MIB,
+    )
+    .finish();
+    let ep = p.b2.status(DEV).unwrap().peer(&p.p1).unwrap().endpoint;
+    assert_eq!(
+        ep,
+        Some("[2001:db8::1]:51820".parse().unwrap()),
+        "roamed to IPv6"
+    );
 }
