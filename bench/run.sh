@@ -18,7 +18,7 @@
 # machine's own namespace gets no link, route or firewall rule. Progress and the
 # sections' raw output go to stderr; the table alone goes to stdout.
 #
-# usage: sudo bench/run.sh            (from anywhere; about 8-12 min on 2 cores
+# usage: sudo bench/run.sh            (from anywhere; about 10-14 min on 2 cores
 #                                      once the peer tools are installed)
 # env:   OVERLAYD_BENCH_CACHE (/var/cache/overlayd-bench)  where cargo-installed peers go
 #        ATTACH_N (200)  ATTACH_BATCH (50)                attach_peers.sh N / BATCH
