@@ -96,12 +96,19 @@ def parse_daemon(text):
 
 
 def parse_tput(text):
-    """{backend: (fwd_gbps, rev_gbps)} and {backend: reason}."""
+    """{(backend, streams): (fwd, rev, tool_cpu, total_cpu, drops, failed)} and
+    {backend: reason}. fwd/rev are Gbit/s or None for FAILED; CPU in s/GB or None."""
     values, missing = {}, {}
+    num = lambda v: None if v in ("FAILED", "n/a") else float(v)
+    pattern = (r"^(\S+) P(\d+) ([\d.]+|FAILED) Gb/s ([\d.]+|FAILED) Gb/s .*"
+               r"failed (\d+/\d+) tool-cpu ([\d.]+|n/a) s/GB total-cpu ([\d.]+|n/a) s/GB"
+               r" udp-rcvbuf-drops (-?\d+)")
     for line in (text or "").splitlines():
-        match = re.match(r"^(\S+)\s+([\d.]+) Gb/s\s+([\d.]+) Gb/s", line)
+        match = re.match(pattern, line)
         if match:
-            values[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+            g = match.groups()
+            values[(g[0], int(g[1]))] = (num(g[2]), num(g[3]), num(g[5]), num(g[6]),
+                                         int(g[7]), g[4])
         match = re.match(r"^(\S+): not measured \((.*)\)", line)
         if match:
             missing[match.group(1)] = match.group(2)
@@ -244,23 +251,55 @@ def daemon_rows(table, text, why_missing):
                   "—", "—", "—")
 
 
+def cpu_ratio(ours, theirs):
+    if not ours or not theirs:
+        return "—"
+    return f"{theirs / ours:.2f}× less CPU" if ours <= theirs else f"{ours / theirs:.2f}× more CPU"
+
+
 def tput_rows(table, text, why_missing):
     values, missing = parse_tput(text)
     reason = why_missing or "throughput.sh printed no figures"
-    mine = values.get("overlayd-wg", (None, None))
-    mine_cell = pair(mine, "Gbit/s", 2) or f"{NM}: {reason}"
-    metric = ("tunnel TCP throughput n1→n2 / n2→n1, median (overlayd's userspace "
-              "WireGuard backend; higher is better)")
-    for peer in ("wireguard-go", "boringtun-cli", "veth"):
-        theirs = values.get(peer, (None, None))
-        theirs_cell = pair(theirs, "Gbit/s", 2) or f"{NM}: {missing.get(peer, reason)}"
-        if peer == "veth" and None not in mine and None not in theirs and all(theirs):
-            pcts = " / ".join(f"{100 * a / b:.0f}%" for a, b in zip(mine, theirs))
-            rat = " / ".join(f"{a / b:.2f}" for a, b in zip(mine, theirs))
-            rat = f"{rat} ({pcts} of the ceiling)"
-        else:
-            rat = pair_ratio(mine, theirs, False)
-        table.add(metric, mine_cell, PEER_LABEL[peer], theirs_cell, rat)
+    streams = sorted({s for (_, s) in values}) or [1]
+
+    def cell(v, failed):
+        if v is None:
+            return None
+        if None in v[:2]:
+            return " / ".join("FAILED" if x is None else f"{x:.2f}" for x in v[:2]) + \
+                f" Gbit/s ({failed} runs failed)"
+        return pair(v[:2], "Gbit/s", 2)
+
+    for n in streams:
+        mine = values.get(("overlayd-wg", n))
+        mine_cell = (cell(mine, mine[5]) if mine else None) or f"{NM}: {reason}"
+        metric = (f"tunnel TCP throughput, {n} stream{'s' if n > 1 else ''}, n1→n2 / n2→n1, "
+                  "median (overlayd's userspace WireGuard backend; higher is better)")
+        for peer in ("wireguard-go", "boringtun-cli", "veth"):
+            theirs = values.get((peer, n))
+            theirs_cell = (cell(theirs, theirs[5]) if theirs else None) or \
+                f"{NM}: {missing.get(peer, reason)}"
+            m2 = mine[:2] if mine else (None, None)
+            t2 = theirs[:2] if theirs else (None, None)
+            if peer == "veth" and None not in m2 and None not in t2 and all(t2):
+                pcts = " / ".join(f"{100 * a / b:.0f}%" for a, b in zip(m2, t2))
+                rat = " / ".join(f"{a / b:.2f}" for a, b in zip(m2, t2))
+                rat = f"{rat} ({pcts} of the ceiling)"
+            else:
+                rat = pair_ratio(m2, t2, False)
+            table.add(metric, mine_cell, PEER_LABEL[peer], theirs_cell, rat)
+        metric = (f"tunnel CPU seconds per GB moved, {n} stream{'s' if n > 1 else ''} "
+                  "(both ends' WireGuard processes; lower is better)")
+        mine_cpu = mine[2] if mine else None
+        for peer in ("wireguard-go", "boringtun-cli"):
+            theirs = values.get((peer, n))
+            peer_cpu = theirs[2] if theirs else None
+            table.add(metric,
+                      fmt(mine_cpu, "s/GB", 2) if mine_cpu is not None else f"{NM}: {reason}",
+                      PEER_LABEL[peer],
+                      fmt(peer_cpu, "s/GB", 2) if peer_cpu is not None
+                      else f"{NM}: {missing.get(peer, reason)}",
+                      cpu_ratio(mine_cpu, peer_cpu))
 
 
 def dns_rows(table, text, why_missing):

@@ -7,8 +7,8 @@
 #   CNI ADD/DEL latency               overlayd-cni vs CNI bridge + host-local (same run)
 #   daemon restart → ready, 64 networks + 500 attachments recorded, and the
 #   data-plane interruption during it                                bench/daemon.sh
-#   tunnel TCP throughput             overlayd-wg vs wireguard-go vs boringtun-cli,
-#                                     plain veth as the ceiling     crates/overlayd-wg/bench/throughput.sh
+#   tunnel TCP throughput, 1 and 4    overlayd-wg vs wireguard-go vs boringtun-cli,
+#   streams, and CPU seconds per GB   plain veth as the ceiling     crates/overlayd-wg/bench/throughput.sh
 #   DNS queries per second            overlayd-dns vs dnsmasq        crates/overlayd-dns/bench/dns_vs_dnsmasq.sh
 #
 # First installs what is missing (apt-get; `cargo install --root` into
@@ -18,11 +18,11 @@
 # machine's own namespace gets no link, route or firewall rule. Progress and the
 # sections' raw output go to stderr; the table alone goes to stdout.
 #
-# usage: sudo bench/run.sh            (from anywhere; about 8-12 min on 2 cores
+# usage: sudo bench/run.sh            (from anywhere; about 10-14 min on 2 cores
 #                                      once the peer tools are installed)
 # env:   OVERLAYD_BENCH_CACHE (/var/cache/overlayd-bench)  where cargo-installed peers go
 #        ATTACH_N (200)  ATTACH_BATCH (50)                attach_peers.sh N / BATCH
-#        TPUT_RUNS (3)  TPUT_SECS (5)                     throughput.sh RUNS / SECS
+#        TPUT_RUNS (3)  TPUT_SECS (5)  TPUT_STREAMS (4)   throughput.sh RUNS / SECS / STREAMS
 #        DNS_SECONDS (5)  DNS_ROUNDS (3)                  dns_vs_dnsmasq.sh RUN_SECONDS / ROUNDS
 #        BORINGTUN_CLI  NETAVARK                          use these binaries
 #        SKIP_DAEMON=1 SKIP_TPUT=1 SKIP_DNS=1 SKIP_ATTACH=1  leave a section out
@@ -195,7 +195,7 @@ if [ -n "${SKIP_TPUT:-}" ]; then
     TPUT_MISSING="skipped (SKIP_TPUT)"
 elif [ -z "$TPUT_MISSING" ]; then
     section "tunnel throughput" "$WORK/tput.out" \
-        env RUNS="${TPUT_RUNS:-3}" SECS="${TPUT_SECS:-5}" BORINGTUN_CLI="${BORINGTUN_CLI:-/nonexistent/boringtun-cli}" \
+        env RUNS="${TPUT_RUNS:-3}" SECS="${TPUT_SECS:-5}" STREAMS="${TPUT_STREAMS:-4}" BORINGTUN_CLI="${BORINGTUN_CLI:-/nonexistent/boringtun-cli}" \
         WG_NODE="$TARGET/release/examples/wg_node" crates/overlayd-wg/bench/throughput.sh ||
         TPUT_MISSING="throughput.sh failed"
 fi

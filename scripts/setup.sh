@@ -9,6 +9,8 @@ command -v wg >/dev/null || need+=(wireguard-tools)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+# Interop tests of the userspace WireGuard device run wireguard-go as the other end.
+command -v wireguard-go >/dev/null || need+=(wireguard-go)
 # CNI end-to-end test: containerd 1.6 with ctr and runc, a static busybox
 # for the container rootfs (no image pull).
 command -v containerd >/dev/null || need+=(containerd)

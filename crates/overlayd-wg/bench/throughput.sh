@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # TCP throughput through WireGuard implementations between two network
 # namespaces joined by a veth underlay (192.0.2.1/24 <-> 192.0.2.2/24):
-#   overlayd-wg userspace (boringtun in-process, examples/wg_node)
+#   overlayd-wg userspace (our device around boringtun's Noise core, examples/wg_node)
 #   wireguard-go            (apt-get install wireguard-go)
 #   boringtun-cli           (cargo install boringtun-cli --root /tmp/bt)
 #   plain veth              (the ceiling)
-# iperf3, both directions, RUNS runs of SECS seconds each; prints medians and
-# ratios. Every namespace, process and socket it makes is removed on exit.
+# iperf3 with 1 and STREAMS parallel streams, both directions, RUNS runs of
+# SECS seconds each: medians of the successful runs (failed runs are reported
+# as failures, never as 0), CPU seconds per GB moved (the implementation's
+# processes, and the whole machine), UDP receive-buffer drops (see
+# measure.py). Every namespace, process and socket it makes is removed on exit.
 #
 # usage: sudo crates/overlayd-wg/bench/throughput.sh   (from the workspace root)
-# env:   RUNS=3 SECS=5 BORINGTUN_CLI=/tmp/bt/bin/boringtun-cli WG_NODE=<path>
+# env:   RUNS=3 SECS=5 STREAMS=4 BORINGTUN_CLI=/tmp/bt/bin/boringtun-cli WG_NODE=<path>
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
+STREAMS=${STREAMS:-4}
 BORINGTUN_CLI=${BORINGTUN_CLI:-/tmp/bt/bin/boringtun-cli}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 WG_NODE=${WG_NODE:-$ROOT/target/release/examples/wg_node}
@@ -71,9 +75,9 @@ wait_ping() { # ns ip
 
 # --- overlayd-wg userspace: subnet 10.99.1.0/24, port 51820, device "ovl0" ---
 "$WG_NODE" /run/netns/"$N1" "$WORK/uapi1" ovl0 51820 "$WORK/k1" "$P2" 192.0.2.2:51820 10.99.1.2/32 >"$WORK/n1.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); OURS_PIDS=$!
 "$WG_NODE" /run/netns/"$N2" "$WORK/uapi2" ovl0 51820 "$WORK/k2" "$P1" 192.0.2.1:51820 10.99.1.1/32 >"$WORK/n2.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); OURS_PIDS=$OURS_PIDS,$!
 for i in $(seq 1 100); do
     grep -q ready "$WORK/n1.log" 2>/dev/null && grep -q ready "$WORK/n2.log" 2>/dev/null && break
     sleep 0.1
@@ -90,8 +94,8 @@ HAVE_GO=0
 if command -v wireguard-go >/dev/null; then
     # Different names per side: both sockets live in the shared /run/wireguard.
     GO1=${GO_IF}a; GO2=${GO_IF}b
-    WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 ip netns exec "$N1" wireguard-go -f "$GO1" >"$WORK/go1.log" 2>&1 & PIDS+=($!)
-    WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 ip netns exec "$N2" wireguard-go -f "$GO2" >"$WORK/go2.log" 2>&1 & PIDS+=($!)
+    WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 ip netns exec "$N1" wireguard-go -f "$GO1" >"$WORK/go1.log" 2>&1 & PIDS+=($!); GO_PIDS=$!
+    WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 ip netns exec "$N2" wireguard-go -f "$GO2" >"$WORK/go2.log" 2>&1 & PIDS+=($!); GO_PIDS=$GO_PIDS,$!
     if wait_sock "$GO1" && wait_sock "$GO2"; then
         ip netns exec "$N1" wg set "$GO1" private-key "$WORK/k1" listen-port 51821 \
             peer "$P2" endpoint 192.0.2.2:51821 allowed-ips 10.99.2.2/32
@@ -107,8 +111,8 @@ fi
 HAVE_BT=0
 if [ -x "$BORINGTUN_CLI" ]; then
     BT1=${BT_IF}a; BT2=${BT_IF}b
-    ip netns exec "$N1" "$BORINGTUN_CLI" -f --disable-drop-privileges -l "$WORK/bt1.log" "$BT1" >/dev/null 2>&1 & PIDS+=($!)
-    ip netns exec "$N2" "$BORINGTUN_CLI" -f --disable-drop-privileges -l "$WORK/bt2.log" "$BT2" >/dev/null 2>&1 & PIDS+=($!)
+    ip netns exec "$N1" "$BORINGTUN_CLI" -f --disable-drop-privileges -l "$WORK/bt1.log" "$BT1" >/dev/null 2>&1 & PIDS+=($!); BT_PIDS=$!
+    ip netns exec "$N2" "$BORINGTUN_CLI" -f --disable-drop-privileges -l "$WORK/bt2.log" "$BT2" >/dev/null 2>&1 & PIDS+=($!); BT_PIDS=$BT_PIDS,$!
     if wait_sock "$BT1" && wait_sock "$BT2"; then
         ip netns exec "$N1" wg set "$BT1" private-key "$WORK/k1" listen-port 51822 \
             peer "$P2" endpoint 192.0.2.2:51822 allowed-ips 10.99.3.2/32
@@ -125,41 +129,10 @@ for _ in $(seq 1 50); do [ -s "$WORK/iperf.pid" ] && break; sleep 0.1; done
 PIDS+=("$(cat "$WORK/iperf.pid")")
 sleep 0.2
 
-# One measurement in Gbit/s: dir "fwd" = n1 -> n2, "rev" = n2 -> n1.
-measure() { # ip dir
-    local flag=""
-    [ "$2" = rev ] && flag="-R"
-    ip netns exec "$N1" iperf3 -c "$1" -t "$SECS" -J $flag 2>/dev/null |
-        python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))' ||
-        echo 0
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-declare -A RES
-TARGETS=("veth:192.0.2.2" "overlayd-wg:10.99.1.2")
-[ "$HAVE_GO" = 1 ] && TARGETS+=("wireguard-go:10.99.2.2")
-[ "$HAVE_BT" = 1 ] && TARGETS+=("boringtun-cli:10.99.3.2")
-for t in "${TARGETS[@]}"; do
-    name=${t%%:*}; addr=${t#*:}
-    for dir in fwd rev; do
-        vals=()
-        for _ in $(seq 1 "$RUNS"); do vals+=("$(measure "$addr" "$dir")"); done
-        RES[$name.$dir]=$(median "${vals[@]}")
-        echo "  $name $dir runs: ${vals[*]} Gbit/s" >&2
-    done
-done
-
-printf '\n%-15s %12s %12s %10s %10s %14s %14s\n' backend "n1->n2" "n2->n1" "%veth fwd" "%veth rev" "ours/this fwd" "ours/this rev"
-for t in "${TARGETS[@]}"; do
-    name=${t%%:*}
-    f=${RES[$name.fwd]}; r=${RES[$name.rev]}
-    python3 - "$name" "$f" "$r" "${RES[veth.fwd]}" "${RES[veth.rev]}" "${RES[overlayd-wg.fwd]}" "${RES[overlayd-wg.rev]}" <<'PY'
-import sys
-n, f, r, vf, vr, of, orr = sys.argv[1], *map(float, sys.argv[2:])
-pct = lambda a, b: "%9.1f%%" % (100 * a / b) if b else "      n/a"
-rat = lambda a, b: "%13.2fx" % (a / b) if b else "          n/a"
-print("%-15s %8.2f Gb/s %7.2f Gb/s %s %s %s %s" % (n, f, r, pct(f, vf), pct(r, vr), rat(of, f), rat(orr, r)))
-PY
-done
+TARGETS=("veth:192.0.2.2:" "overlayd-wg:10.99.1.2:$OURS_PIDS")
+[ "$HAVE_GO" = 1 ] && TARGETS+=("wireguard-go:10.99.2.2:$GO_PIDS")
+[ "$HAVE_BT" = 1 ] && TARGETS+=("boringtun-cli:10.99.3.2:$BT_PIDS")
+echo "# backend streams n1->n2 n2->n1 (medians of $RUNS runs of ${SECS}s), CPU seconds per GB moved"
+python3 "$(dirname "$0")/measure.py" "$N1" "$N2" "$RUNS" "$SECS" "$STREAMS" "${TARGETS[@]}"
 [ "$HAVE_GO" = 1 ] || echo "wireguard-go: not measured (not installed or failed to start)"
 [ "$HAVE_BT" = 1 ] || echo "boringtun-cli: not measured (not at $BORINGTUN_CLI or failed to start)"

@@ -4,7 +4,8 @@
 //!
 //! * [`KernelBackend`] — an in-kernel `wireguard` link (rtnetlink) configured
 //!   over generic netlink. Survives daemon restarts and is adopted afterwards.
-//! * [`UserspaceBackend`] — boringtun on a TUN device inside this process,
+//! * [`UserspaceBackend`] — overlayd's own WireGuard device (boringtun's
+//!   Noise core, our TUN/UDP loops) inside this process,
 //!   exposing the standard UAPI socket in a per-instance directory
 //!   (`uapi_dir`, e.g. `{run_dir}/wireguard`); see [`wgtool`] for running
 //!   `wg show` against it.
@@ -13,15 +14,14 @@
 //! Every host-touching call runs on a backend-owned worker thread that may sit
 //! in another network namespace ([`select_in`]).
 
+mod device;
 pub mod error;
 pub mod fake;
-mod fdleak;
 mod genl;
 pub mod kernel;
 pub mod key;
 mod netlink;
 mod ops;
-mod relay;
 pub mod sockbuf;
 pub mod types;
 pub mod uapi;

@@ -1,32 +1,31 @@
-//! Userspace backend: boringtun driving a TUN device inside this process.
+//! Userspace backend: overlayd's own WireGuard device (the `device`
+//! module: a TUN interface and UDP sockets around boringtun's Noise core)
+//! inside this process.
 //!
-//! Each device is created on the backend's worker thread (see
-//! the `worker` module), so its TUN queues and UDP sockets live in the worker's
-//! network namespace, and its control channel is a private socketpair served
-//! as `{uapi_dir}/{name}.sock` by a UAPI relay (the `relay` module). All configuration — ours and
-//! `wg set`'s — goes through that socket, so status and peers look the same
-//! whoever configured the device.
+//! Each device is created on the backend's worker thread (see the `worker`
+//! module), so its TUN queue, UDP sockets and threads live in the worker's
+//! network namespace, and it serves the standard UAPI socket as
+//! `{uapi_dir}/{name}.sock`. All configuration — ours and `wg set`'s — goes
+//! through that socket, so status and peers look the same whoever
+//! configured the device, and edits never reset a peer's session.
 //!
 //! A userspace device lives only as long as this process (the TUN file
 //! descriptor is not persistent); after a restart [`WgBackend::create_or_adopt`]
 //! recreates it with the same name, key and port.
 
 use std::collections::HashMap;
-use std::os::fd::IntoRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use crate::device::Device;
 use crate::error::{Result, WgError};
 use crate::key::KeyBytes;
 use crate::netlink::{self, NlSocket};
 use crate::ops;
-use crate::relay::UapiRelay;
-use crate::sockbuf;
 use crate::types::{
     validate_ifname, BackendKind, DeviceConfig, DeviceHandle, DeviceStatus, Disposition, PeerConfig,
 };
@@ -45,14 +44,8 @@ pub const TUN_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A device this backend runs.
 struct Running {
     ifindex: u32,
-    /// boringtun's event descriptors, closed once the device is gone (see
-    /// the `fdleak` module).
-    event_fds: Vec<std::os::fd::RawFd>,
-    // Drop order matters: the relay closes the control channel first, then the
-    // boringtun handle tells its threads to exit.
-    relay: UapiRelay,
-    /// Held for its `Drop`, which stops the device's threads.
-    _device: boringtun::device::DeviceHandle,
+    /// Dropping it stops the device's threads and closes its TUN.
+    device: Device,
 }
 
 /// The userspace WireGuard backend.
@@ -60,7 +53,6 @@ pub struct UserspaceBackend {
     worker: Arc<Worker>,
     uapi_dir: PathBuf,
     devices: Mutex<HashMap<String, Running>>,
-    threads: usize,
 }
 
 impl UserspaceBackend {
@@ -78,15 +70,10 @@ impl UserspaceBackend {
     }
 
     pub(crate) fn from_worker(uapi_dir: PathBuf, worker: Arc<Worker>) -> Self {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 4);
         UserspaceBackend {
             worker,
             uapi_dir,
             devices: Mutex::new(HashMap::new()),
-            threads,
         }
     }
 
@@ -128,51 +115,21 @@ impl UserspaceBackend {
             .run(move || netlink::link_by_name(&NlSocket::route()?, &name))
     }
 
-    /// Starts a new boringtun device and its relay.
+    /// Starts a new device (on the worker thread, in its namespace).
     fn start(&self, cfg: &DeviceConfig) -> Result<Running> {
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| WgError::io("creating UAPI socketpair", e))?;
         let name = cfg.name.clone();
-        let threads = self.threads;
-        let (device, ifindex, event_fds) = self.worker.run(move || {
-            let uapi_fd = theirs.into_raw_fd();
-            let bt_cfg = boringtun::device::DeviceConfig {
-                n_threads: threads,
-                // Unconnected sockets keep all traffic on the listen sockets,
-                // whose buffers we can size.
-                use_connected_socket: false,
-                use_multi_queue: true,
-                uapi_fd,
-            };
-            let device = boringtun::device::DeviceHandle::new(&name, bt_cfg).map_err(|e| {
-                WgError::Userspace {
-                    name: name.clone(),
-                    detail: e.to_string(),
-                }
-            })?;
+        let socket = self.socket_path(&cfg.name);
+        let (device, ifindex) = self.worker.run(move || {
+            let device = Device::start(&name, &socket)?;
             let facts = netlink::link_by_name(&NlSocket::route()?, &name)?.ok_or_else(|| {
                 WgError::Userspace {
                     name: name.clone(),
                     detail: "TUN link vanished right after creation".into(),
                 }
             })?;
-            Ok((
-                device,
-                facts.index,
-                crate::fdleak::device_event_fds(uapi_fd),
-            ))
+            Ok((device, facts.index))
         })?;
-        let relay = UapiRelay::start(
-            &self.socket_path(&cfg.name),
-            ours,
-            Box::new(sockbuf::tune_udp_port),
-        )?;
-        Ok(Running {
-            ifindex,
-            event_fds,
-            relay,
-            _device: device,
-        })
+        Ok(Running { ifindex, device })
     }
 
     fn configure(&self, cfg: &DeviceConfig, ifindex: u32, fresh: bool) -> Result<Disposition> {
@@ -194,27 +151,17 @@ impl UserspaceBackend {
 
     fn stop(&self, name: &str, running: Running) -> Result<()> {
         let ifindex = running.ifindex;
-        let event_fds = running.event_fds.clone();
-        tracing::debug!(device = name, socket = %running.relay.path().display(), "stopping userspace device");
+        tracing::debug!(device = name, socket = %running.device.socket().display(), "stopping userspace device");
+        // Joins the device's threads and closes its TUN descriptor.
         drop(running);
         let deadline = Instant::now() + LINK_GONE_TIMEOUT;
         loop {
             match self.link(name)? {
                 Some(f) if f.index == ifindex => {}
-                _ => {
-                    // The TUN link goes only when boringtun's threads have
-                    // dropped the device: its leaked descriptors are free.
-                    let closed = crate::fdleak::close_event_fds(&event_fds, LINK_GONE_TIMEOUT);
-                    tracing::debug!(
-                        device = name,
-                        closed,
-                        "closed descriptors boringtun leaves open"
-                    );
-                    return Ok(());
-                }
+                _ => return Ok(()),
             }
             if Instant::now() >= deadline {
-                // The device threads did not let go in time; remove the link directly.
+                // Still there (someone else holds the TUN open): remove the link directly.
                 self.worker
                     .run(move || netlink::delete_link(&NlSocket::route()?, ifindex))?;
                 return Ok(());

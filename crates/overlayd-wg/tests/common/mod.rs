@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod foreign;
+pub mod transfer;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
