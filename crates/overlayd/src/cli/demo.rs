@@ -13,7 +13,6 @@ mod report;
 mod restart;
 mod setup;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -281,7 +280,10 @@ fn print_keep_guide(lab: &Lab) {
         println!("  ip netns exec {} {exe} --socket {sock} network ls", n1.ns);
         println!("  ip netns exec {} nft list ruleset", n1.ns);
         println!("  ip netns exec {} ping -c3 {}", web1.ns, web2.ip);
-        print_wg_recipe(&n1.uapi_dir());
+        println!(
+            "  ip netns exec {} {exe} --socket {sock} wg show db   # a device by its network's name",
+            n1.ns
+        );
         println!("  (node logs: {}/n*/overlayd.log)", lab.workdir.display());
     }
     println!("\nRemove it:\n  {exe} demo --cleanup {}", lab.pid);
@@ -297,14 +299,6 @@ fn print_keep_guide(lab: &Lab) {
     let all = lab.namespaces().join(" ");
     println!("  for ns in {all}; do ip netns pids $ns | xargs -r kill; ip netns del $ns; done");
     println!("  rm -rf {}", lab.workdir.display());
-}
-
-/// The `wg show` one-liner for a userspace instance (see `overlayd_wg::wgtool`).
-fn print_wg_recipe(uapi_dir: &Path) {
-    println!(
-        "  unshare --mount --propagation private sh -c 'exec 3<\"{}\"; mount -t tmpfs tmpfs /run; mkdir /run/wireguard; mount --bind /proc/self/fd/3 /run/wireguard; wg show'",
-        uapi_dir.display()
-    );
 }
 
 /// `overlayd demo --cleanup PID`: purge each node through overlayd, then
