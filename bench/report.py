@@ -6,6 +6,7 @@ Inputs (each optional; a missing or unparsable one yields "not measured" rows):
   --daemon FILE   markdown report of bench/daemon.sh (cargo bench --bench daemon)
   --tput FILE     output of crates/overlayd-wg/bench/throughput.sh
   --dns FILE      output of crates/overlayd-dns/bench/dns_vs_dnsmasq.sh
+  --cluster FILE  BENCH lines of bench/cluster.sh
   --note TEXT     a line printed under the table (repeatable)
 
 Ratios are always overlayd / peer, with the reading spelled out (for latency
@@ -319,9 +320,48 @@ def dns_rows(table, text, why_missing):
                   ratio(mine, peer, lower))
 
 
+def parse_cluster(text):
+    """{nodes: (join_ms, late_ms, etcd_per_node_min) or reason} from BENCH lines."""
+    out = {}
+    for line in (text or "").splitlines():
+        f = line.split("\t")
+        if len(f) < 5 or f[0] != "BENCH" or f[1] != "cluster":
+            continue
+        if f[3] == "unavailable":
+            out[f[2]] = f[4]
+            continue
+        try:
+            out[f[2]] = tuple(None if v == "-" else float(v) for v in f[3:6])
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+def cluster_rows(table, text, why_missing):
+    values = parse_cluster(text)
+    reason = why_missing or "bench/cluster.sh printed no figures"
+    if not values:
+        table.add("cluster join convergence (bench/cluster.sh)", f"{NM}: {reason}",
+                  "— (no peer measured)", "—", "—")
+        return
+    for nodes, v in values.items():
+        if isinstance(v, str):
+            table.add(f"cluster of {nodes} nodes on etcd", f"{NM}: {v}", "—", "—", "—")
+            continue
+        join, late, rate = v
+        table.add(f"cluster join convergence, {nodes} nodes: last node's start → "
+                  "every container pings every other", fmt(join, "ms", 0), "—", "—", "—")
+        target = "" if nodes != "16" or late is None else (
+            " (target < 2 s: met)" if late < 2000 else " (target < 2 s: missed)")
+        table.add(f"late joiner reachable from all {nodes} members{target}",
+                  fmt(late, "ms", 0), "—", "—", "—")
+        table.add(f"etcd messages per node per minute at rest, {nodes} nodes "
+                  "(keep-alives only is the target)", fmt(rate, "/min", 1), "—", "—", "—")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("attach", "daemon", "tput", "dns"):
+    for name in ("attach", "daemon", "tput", "dns", "cluster"):
         parser.add_argument(f"--{name}", default="")
         parser.add_argument(f"--{name}-missing", default="",
                             help="why the section was not run")
@@ -338,6 +378,7 @@ def main():
     daemon_rows(table, read(args.daemon), args.daemon_missing)
     tput_rows(table, read(args.tput), args.tput_missing)
     dns_rows(table, read(args.dns), args.dns_missing)
+    cluster_rows(table, read(args.cluster), args.cluster_missing)
     print(table.render())
     if args.note:
         print()

@@ -10,6 +10,8 @@
 #   tunnel TCP throughput, 1 and 4    overlayd-wg vs wireguard-go vs boringtun-cli,
 #   streams, and CPU seconds per GB   plain veth as the ceiling     crates/overlayd-wg/bench/throughput.sh
 #   DNS queries per second            overlayd-dns vs dnsmasq        crates/overlayd-dns/bench/dns_vs_dnsmasq.sh
+#   cluster join convergence on etcd, late joiner, etcd load at rest
+#                                     (no peer)                      bench/cluster.sh
 #
 # First installs what is missing (apt-get; `cargo install --root` into
 # $OVERLAYD_BENCH_CACHE) and builds the release binaries, saying what it does.
@@ -25,7 +27,8 @@
 #        TPUT_RUNS (3)  TPUT_SECS (5)  TPUT_STREAMS (4)   throughput.sh RUNS / SECS / STREAMS
 #        DNS_SECONDS (5)  DNS_ROUNDS (3)                  dns_vs_dnsmasq.sh RUN_SECONDS / ROUNDS
 #        BORINGTUN_CLI  NETAVARK                          use these binaries
-#        SKIP_DAEMON=1 SKIP_TPUT=1 SKIP_DNS=1 SKIP_ATTACH=1  leave a section out
+#        CLUSTER_SIZES ("4 8 16")  CLUSTER_STEADY (30)        cluster.sh SIZES / STEADY
+#        SKIP_DAEMON=1 SKIP_TPUT=1 SKIP_DNS=1 SKIP_ATTACH=1 SKIP_CLUSTER=1  leave a section out
 #        NETAVARK_BUILD_TIMEOUT (900)                     seconds allowed for `cargo install netavark`
 set -euo pipefail
 
@@ -82,6 +85,9 @@ need dnsmasq dnsmasq-base
 need python3 python3
 need wireguard-go wireguard-go
 need iptables iptables # the CNI bridge plugin's ipMasq uses it (nf_tables backend)
+need etcd etcd-server # cluster section
+need etcdctl etcd-client
+need curl curl
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || MISSING_PKGS+=(containernetworking-plugins)
 
 find_tool() { # name -> path or ""
@@ -143,7 +149,7 @@ build() { # what... -> 0/1
     tail -n 15 "$WORK/build.log" | sed 's/^/    /' >&2
     return 1
 }
-ATTACH_MISSING=""; TPUT_MISSING=""; DNS_MISSING=""; DAEMON_MISSING=""
+ATTACH_MISSING=""; TPUT_MISSING=""; DNS_MISSING=""; DAEMON_MISSING=""; CLUSTER_MISSING=""
 OVERLAYD_BIN=$TARGET/release/overlayd
 build -p overlayd --bin overlayd || OVERLAYD_BIN=""
 build -p overlayd-wg --example wg_node || TPUT_MISSING="wg_node example build failed"
@@ -213,6 +219,16 @@ elif [ -z "$DNS_MISSING" ]; then
     ip netns del "$DNS_NS"
 fi
 
+if [ -n "${SKIP_CLUSTER:-}" ]; then
+    CLUSTER_MISSING="skipped (SKIP_CLUSTER)"
+elif [ -z "$OVERLAYD_BIN" ]; then
+    CLUSTER_MISSING="release build failed"
+else
+    section "cluster" "$WORK/cluster.out" \
+        env OVERLAYD="$OVERLAYD_BIN" SIZES="${CLUSTER_SIZES:-4 8 16}" STEADY="${CLUSTER_STEADY:-30}" \
+        bench/cluster.sh || CLUSTER_MISSING="bench/cluster.sh failed"
+fi
+
 # ---------------------------------------------------------------------------
 # 4. The table.
 
@@ -235,4 +251,5 @@ python3 bench/report.py \
     --daemon "$WORK/daemon.out" --daemon-missing "$DAEMON_MISSING" \
     --tput "$WORK/tput.out" --tput-missing "$TPUT_MISSING" \
     --dns "$WORK/dns.out" --dns-missing "$DNS_MISSING" \
+    --cluster "$WORK/cluster.out" --cluster-missing "$CLUSTER_MISSING" \
     "${NOTES[@]/#/--note=}"

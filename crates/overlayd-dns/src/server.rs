@@ -147,8 +147,8 @@ impl DnsServer {
         }
         tracing::info!(
             zone = %server.inner.records.zone(),
-            upstreams = ?config.upstreams,
-            listeners = ?server.listeners(),
+            upstreams = %join(&config.upstreams),
+            listeners = %join(&server.listeners()),
             "DNS server started"
         );
         Ok(server)
@@ -358,4 +358,13 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(TCP_BACKLOG)?;
     TcpListener::from_std(StdTcpListener::from(socket))
+}
+
+/// Addresses as one comma-separated log field (not Rust Debug text).
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -121,7 +121,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler) {
         match futures::FutureExt::catch_unwind(run).await {
             Err(_) => {
                 tracing::error!(
-                    addr = ?addr,
+                    addr = addr.map(tracing::field::display),
                     "DNS UDP loop panicked; restarting it on the same socket"
                 );
                 tokio::time::sleep(RESTART_DELAY).await;

@@ -35,6 +35,7 @@ pub fn init(default: &str, json: bool) -> Result<()> {
         .with_target(false);
     let _ = if json {
         builder
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .with_current_span(false)

@@ -64,8 +64,14 @@ impl Drop for Guard {
 
 /// Start the demo with stdout read line by line on a thread.
 fn spawn_demo() -> (Guard, u32, mpsc::Receiver<String>) {
+    spawn_demo_with(&[])
+}
+
+/// [`spawn_demo`] with extra arguments.
+fn spawn_demo_with(args: &[&str]) -> (Guard, u32, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .arg("demo")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -219,5 +225,49 @@ fn demo_refuses_without_root() {
     assert!(
         err.contains("overlayd demo needs root") && err.contains("sudo overlayd demo"),
         "{err}"
+    );
+}
+
+#[test]
+fn demo_cluster_nodes_join_and_mesh_through_etcd_with_no_hand_wiring() {
+    if !is_root("demo_cluster")
+        || !overlayd_lab::need_tool("demo_cluster", "etcd", "--version")
+        || !overlayd_lab::need_tool("demo_cluster", "curl", "--version")
+    {
+        return;
+    }
+    let (mut guard, pid, rx) =
+        spawn_demo_with(&["--cluster", "--nodes", "3", "--steady-secs", "2"]);
+    let (code, out) = finish(&mut guard, &rx, Duration::from_secs(240));
+    assert_eq!(code, 0, "demo --cluster failed:\n{out}");
+    for check in [
+        "etcd",
+        "join convergence",
+        "slice leases",
+        "etcd load at rest",
+        "late joiner",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("| {check} ")) && l.contains("| pass ")),
+            "no passing row for {check:?}:\n{out}"
+        );
+    }
+    for n in 1..=4 {
+        assert!(out.contains(&format!("n{n}: joined in ")), "{out}");
+    }
+    let figures = out
+        .lines()
+        .find(|l| l.starts_with("figures: "))
+        .unwrap_or_else(|| panic!("no figures line:\n{out}"));
+    for key in ["nodes=3", "join_convergence_ms=", "new_node_reachable_ms="] {
+        assert!(figures.contains(key), "{figures}");
+    }
+    assert!(!figures.contains("=-"), "every figure measured: {figures}");
+    assert!(out.contains("cleaned up"), "{out}");
+    assert!(
+        leftovers(pid).is_empty(),
+        "namespaces left: {:?}",
+        leftovers(pid)
     );
 }

@@ -123,6 +123,74 @@ fn wg_show(uapi_dir: &Path, dev: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `overlayd wg show` resolves `base`, a bare service name and an owner
+/// key to the right device and reads it itself (no wg(8) involved).
+fn cli_wg_show_resolves_names(n: &Node, base_dev: &str, db_dev: &str, k2: &str, db2_key: &str) {
+    let run = |args: &[&str]| {
+        let out = n.d.cli(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for target in ["db", "service:db", db_dev] {
+        let (code, text, err) = run(&["wg", "show", target]);
+        assert_eq!(code, Some(0), "wg show {target}: {err}");
+        assert!(
+            text.starts_with(&format!("interface: {db_dev}\n")),
+            "{text}"
+        );
+        assert!(text.contains("  overlay: service:db"), "{text}");
+        assert!(text.contains(&format!("peer: {db2_key}")), "{text}");
+        assert!(!text.contains(k2), "only the db device: {text}");
+        assert!(text.contains("latest handshake: "), "{text}");
+    }
+    let (code, text, err) = run(&["wg", "show", "base"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.starts_with(&format!("interface: {base_dev}\n")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("peer: {k2}")), "{text}");
+
+    // No argument: every device of this instance, each once.
+    let (code, text, err) = run(&["wg", "show"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(text.matches("interface: ").count(), 2, "{text}");
+    assert!(text.contains(&format!("interface: {base_dev}")) && text.contains(db_dev));
+    let (_, names, _) = run(&["wg", "show", "interfaces"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort_unstable();
+    let mut want = vec![base_dev, db_dev];
+    want.sort_unstable();
+    assert_eq!(names, want);
+
+    let (code, json, err) = run(&["--json", "wg", "show", "db"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    let d = &v["devices"][0];
+    assert_eq!(d["interface"], db_dev);
+    assert_eq!(d["owner"], "service:db");
+    assert_eq!(d["peers"][0]["public_key"], db2_key);
+    assert!(
+        d["peers"][0]["latest_handshake_unix_secs"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Unknown names: not found (4) with a suggestion; a shared service
+    // points at the base overlay.
+    let (code, _, err) = run(&["wg", "show", "dbb"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("did you mean"), "{err}");
+    let (code, _, err) = run(&["wg", "show", "web"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("wg show base"), "{err}");
+}
+
 fn underlay_probe(ns: &Netns, dev: &str) {
     ns.exec(&["nft", "add", "table", "netdev", "probe"]);
     ns.exec(&[
@@ -260,6 +328,7 @@ fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
     let db_dev2 = status(&n2).dedicated_services.unwrap()[0].interface.clone();
     assert!(wg_show(&uapi2, &db_dev2).contains(&db1.key));
     assert!(wg_show(&uapi1, &dev1).contains(&k2));
+    cli_wg_show_resolves_names(&n1, &dev1, &db_dev1, &k2, &db2.key);
     let st = status(&n1);
     assert_eq!(st.peer_count, 1);
     assert!(st.peers.unwrap()[0].last_handshake_unix_secs > 0);

@@ -6,13 +6,13 @@
 //! (unless `--keep`), and exits non-zero when a check fails.
 
 mod checks;
+mod cluster;
 mod lab;
 mod node;
 mod report;
 mod restart;
 mod setup;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,16 @@ pub struct DemoArgs {
     /// Remove what an earlier `--keep` run with this pid left behind, then exit.
     #[arg(long, value_name = "PID", conflicts_with = "keep")]
     pub cleanup: Option<u32>,
+    /// Cluster mode instead: etcd in a namespace, nodes that find and peer
+    /// each other through it, one late joiner, and the join figures.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Nodes started before the late joiner (with --cluster).
+    #[arg(long, default_value_t = 3, requires = "cluster", value_parser = clap::value_parser!(u8).range(2..=60))]
+    pub nodes: u8,
+    /// Seconds of rest over which etcd's load is measured (with --cluster).
+    #[arg(long, default_value_t = 10, requires = "cluster", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub steady_secs: u64,
 }
 
 /// What stopped the demo.
@@ -53,6 +63,10 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode> {
     if let Some(pid) = args.cleanup {
         return cleanup_kept(pid).await;
     }
+    if let Some(missing) = args.cluster.then(missing_cluster_tools).flatten() {
+        eprintln!("overlayd demo --cluster needs {missing} on the PATH; install etcd-server, etcd-client and curl");
+        return Ok(ExitCode::from(1));
+    }
     if let Some(missing) = missing_tools() {
         eprintln!("overlayd demo needs {missing} on the PATH; install iproute2, iputils-ping, dnsutils (dig) and nftables");
         return Ok(ExitCode::from(1));
@@ -64,14 +78,28 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     let mut lab = Lab::new(pid)?;
     let mut report = Report::default();
+    let what = if args.cluster {
+        format!("cluster mode: etcd, {} nodes and a late joiner", args.nodes)
+    } else {
+        format!("{NODES} nodes and an outside")
+    };
     println!(
-        "overlayd demo: {NODES} nodes and an outside in network namespaces {}*, working directory {}",
+        "overlayd demo: {what} in network namespaces {}*, working directory {}",
         lab::prefix(pid),
         lab.workdir.display()
     );
 
+    let mut figures = cluster::Figures::default();
+    let run = async {
+        if args.cluster {
+            let steady = Duration::from_secs(args.steady_secs);
+            cluster::scenario(&mut lab, &mut report, args.nodes, steady, &mut figures).await
+        } else {
+            scenario(&mut lab, &mut report).await
+        }
+    };
     let outcome = tokio::select! {
-        r = scenario(&mut lab, &mut report) => Outcome::Finished(r),
+        r = run => Outcome::Finished(r),
         code = signals.next() => Outcome::Signalled(code),
     };
 
@@ -157,6 +185,28 @@ impl Signals {
     }
 }
 
+/// The first tool `--cluster` also needs that is not installed.
+fn missing_cluster_tools() -> Option<&'static str> {
+    first_missing(&[
+        ("etcd", "--version"),
+        ("etcdctl", "version"),
+        ("curl", "--version"),
+    ])
+}
+
+/// The first of `probes` (tool, harmless argument) that cannot run.
+fn first_missing(probes: &[(&'static str, &str)]) -> Option<&'static str> {
+    probes.iter().find_map(|(tool, arg)| {
+        std::process::Command::new(tool)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_err()
+            .then_some(*tool)
+    })
+}
+
 /// The first required tool that is not installed.
 fn missing_tools() -> Option<&'static str> {
     let probes: [(&str, &str); 4] = [
@@ -230,7 +280,10 @@ fn print_keep_guide(lab: &Lab) {
         println!("  ip netns exec {} {exe} --socket {sock} network ls", n1.ns);
         println!("  ip netns exec {} nft list ruleset", n1.ns);
         println!("  ip netns exec {} ping -c3 {}", web1.ns, web2.ip);
-        print_wg_recipe(&n1.uapi_dir());
+        println!(
+            "  ip netns exec {} {exe} --socket {sock} wg show db   # a device by its network's name",
+            n1.ns
+        );
         println!("  (node logs: {}/n*/overlayd.log)", lab.workdir.display());
     }
     println!("\nRemove it:\n  {exe} demo --cleanup {}", lab.pid);
@@ -246,14 +299,6 @@ fn print_keep_guide(lab: &Lab) {
     let all = lab.namespaces().join(" ");
     println!("  for ns in {all}; do ip netns pids $ns | xargs -r kill; ip netns del $ns; done");
     println!("  rm -rf {}", lab.workdir.display());
-}
-
-/// The `wg show` one-liner for a userspace instance (see `overlayd_wg::wgtool`).
-fn print_wg_recipe(uapi_dir: &Path) {
-    println!(
-        "  unshare --mount --propagation private sh -c 'exec 3<\"{}\"; mount -t tmpfs tmpfs /run; mkdir /run/wireguard; mount --bind /proc/self/fd/3 /run/wireguard; wg show'",
-        uapi_dir.display()
-    );
 }
 
 /// `overlayd demo --cleanup PID`: purge each node through overlayd, then

@@ -105,7 +105,7 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Replace the node's WireGuard keypair (daemon stopped).
     RotateKey(RotateKeyArgs),
-    /// Run wg(8) against this instance's WireGuard devices (e.g. `overlayd wg show`).
+    /// Show this instance's WireGuard devices (`overlayd wg show base|SERVICE`), like wg(8).
     Wg(WgArgs),
     /// Stop the daemon; with --purge also remove every host object and file of overlayd.
     Uninstall(UninstallArgs),
@@ -182,7 +182,8 @@ pub struct WgArgs {
     /// TOML configuration file (for the runtime directory).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Arguments passed to wg(8).
+    /// `show [base|SERVICE|service:NAME|DEV|all|interfaces]`; other wg(8)
+    /// arguments run wg(8) against this instance's devices.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -220,7 +221,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cluster(ref c) => rt.block_on(cluster::run(&cli, c)),
         Command::Doctor(ref a) => rt.block_on(doctor::run(&cli, a)),
         Command::RotateKey(ref a) => key::rotate(&cli, a),
-        Command::Wg(ref a) => wg::run(&cli, a),
+        Command::Wg(ref a) => rt.block_on(wg::run(&cli, a)),
         Command::Demo(ref a) => rt.block_on(demo::run(a)),
         Command::Cni(ref c) => cni::run(&cli, c),
         Command::Version => rt.block_on(version::run(&cli)),

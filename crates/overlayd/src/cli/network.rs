@@ -25,7 +25,8 @@ pub enum NetworkCmd {
     /// Give a network another subnet (the explicit fix when two nodes use
     /// the same one); no container may be attached to it.
     Move {
-        /// Owner key (`shared-nat`, `service:NAME`, `iso:NET`).
+        /// Owner key (`shared-nat`, `service:NAME`, `iso:NET`), or a bare
+        /// service / isolation network name when that is unambiguous.
         owner: String,
         /// The subnet to move to; without it the next free one is taken.
         #[arg(long)]
@@ -58,8 +59,15 @@ pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         NetworkCmd::Move { owner, subnet } => {
+            // A bare name (`db`) means its owner key, as for `inspect`.
+            let network = match call::call(cli, Request::ListNetworks).await {
+                Ok(Response::Networks { networks }) => resolve(networks, owner)
+                    .map(|v| v.owner)
+                    .unwrap_or_else(|_| owner.clone()),
+                _ => owner.clone(),
+            };
             let req = Request::MoveNetwork {
-                network: owner.clone(),
+                network,
                 subnet: subnet.clone(),
             };
             match call::call(cli, req).await? {

@@ -297,7 +297,7 @@ impl Node {
                         Ok(()) if device_only => {
                             rep.adopted += 1;
                             rep.devices_restarted += 1;
-                            info!(%owner, ?missing, "adopted recorded network; restarted its WireGuard device with its recorded key and port");
+                            info!(%owner, missing = %missing.join(","), "adopted recorded network; restarted its WireGuard device with its recorded key and port");
                         }
                         Ok(()) => {
                             rep.recreated += 1;
@@ -310,7 +310,7 @@ impl Node {
                                     warn!(%owner, error = %e, "cannot re-plug containers into the recreated bridge")
                                 }
                             }
-                            info!(%owner, ?missing, "recreated recorded network with its recorded identity");
+                            info!(%owner, missing = %missing.join(","), "recreated recorded network with its recorded identity");
                         }
                         Err(e) => error!(%owner, error = %e, "cannot recreate recorded network"),
                     }

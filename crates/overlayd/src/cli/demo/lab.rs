@@ -149,6 +149,11 @@ impl Lab {
     /// their uplinks (192.0.2.N/24, default route via the outside) and the
     /// outside namespace (192.0.2.100/24).
     pub async fn build_underlay(&mut self) -> Result<()> {
+        self.build_underlay_for(NODES).await
+    }
+
+    /// [`Lab::build_underlay`] with `nodes` node namespaces.
+    pub async fn build_underlay_for(&mut self, nodes: u8) -> Result<()> {
         let ul = self.add_netns("ul").await?;
         ns_ok(
             &ul,
@@ -158,7 +163,7 @@ impl Lab {
         ns_ok(&ul, &["ip", "link", "set", UNDERLAY_BRIDGE, "up"]).await?;
         let outside = self.add_netns("out").await?;
         self.uplink(&ul, "pout", &outside, OUTSIDE_IP).await?;
-        for i in 1..=NODES {
+        for i in 1..=nodes {
             let ns = self.add_netns(&format!("n{i}")).await?;
             self.uplink(&ul, &format!("p{i}"), &ns, &node_ip(i)).await?;
             ns_ok(&ns, &["ip", "route", "add", "default", "via", OUTSIDE_IP]).await?;
@@ -167,7 +172,7 @@ impl Lab {
     }
 
     /// A veth from the underlay bridge (`port`) to `ns` (`ul0`, addressed).
-    async fn uplink(&self, ul: &str, port: &str, ns: &str, ip: &str) -> Result<()> {
+    pub async fn uplink(&self, ul: &str, port: &str, ns: &str, ip: &str) -> Result<()> {
         ns_ok(
             ul,
             &[
@@ -187,6 +192,11 @@ impl Lab {
         .await?;
         ns_ok(ns, &["ip", "link", "set", UPLINK, "up"]).await?;
         Ok(())
+    }
+
+    /// A helper process (etcd) that cleanup kills with the sleepers.
+    pub fn adopt(&mut self, child: Child) {
+        self.sleepers.push(child);
     }
 
     /// A container by short name.
