@@ -47,7 +47,7 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<(Records, DnsS
         ..DnsConfig::default()
     };
     let server = DnsServer::start(config, records.clone()).await?;
-    info!(zone = %cfg.dns_zone, records = records.len(), "DNS server started");
+    info!(records = records.len(), "DNS records loaded from the store");
     Ok((records, server))
 }
 
