@@ -42,4 +42,5 @@ pub const EXTENSIONS: &[&str] = &[
     "cluster_leave",
     "move_network",
     "list_services",
+    "prune_networks",
 ];

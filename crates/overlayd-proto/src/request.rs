@@ -352,6 +352,15 @@ pub enum Request {
     ListServices,
     /// **ext**: list the attached containers with their addresses and names.
     ListAttachments,
+    /// **ext**: remove every isolation network and every service with no
+    /// attached container (never `base` or `shared-nat`; a dedicated
+    /// service only with `include_dedicated`). Answers `pruned`.
+    PruneNetworks {
+        /// Also remove dedicated services (their key, port and subnet) that
+        /// have no members.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        include_dedicated: bool,
+    },
 }
 
 impl Request {
@@ -391,6 +400,7 @@ impl Request {
             Request::ClusterLeave { .. } => "cluster_leave",
             Request::MoveNetwork { .. } => "move_network",
             Request::ListServices => "list_services",
+            Request::PruneNetworks { .. } => "prune_networks",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod node;
 pub mod notify;
 pub mod overlay;
 pub mod plan;
+pub mod prune;
 pub mod publish;
 pub mod purge;
 pub mod reconcile;

@@ -328,6 +328,9 @@ impl Node {
                     conflicts: n(r.conflicts),
                 })
             }
+            Request::PruneNetworks { include_dedicated } => {
+                self.prune_networks(include_dedicated).await
+            }
             Request::ClusterStatus => self.cluster_status().await,
             Request::ClusterLeave { release } => self.cluster_leave(release).await,
             Request::MoveNetwork { network, subnet } => {
