@@ -203,4 +203,6 @@ pub const KNOWN_OPS: &[&str] = &[
     "move_network",
     "list_services",
     "prune_networks",
+    "connect_container",
+    "disconnect_container",
 ];

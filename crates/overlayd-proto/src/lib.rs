@@ -43,4 +43,6 @@ pub const EXTENSIONS: &[&str] = &[
     "move_network",
     "list_services",
     "prune_networks",
+    "connect_container",
+    "disconnect_container",
 ];

@@ -56,6 +56,8 @@ fn every_v1_request_round_trips() {
         json!({"op":"move_network","network":"service:db"}),
         json!({"op":"list_services"}),
         json!({"op":"prune_networks","include_dedicated":true}),
+        json!({"op":"connect_container","handle":{"platform":"linux_pid","pid":4242},"network":"red","ifname":"eth1","name":"c1"}),
+        json!({"op":"disconnect_container","handle":{"platform":"linux_pid","pid":4242},"network":"iso:red"}),
         json!({"op":"cluster_status"}),
         json!({"op":"cluster_leave","release":false}),
     ];

@@ -5,6 +5,7 @@ pub mod address_plan;
 pub mod attach;
 pub mod attach_state;
 pub mod cluster;
+pub mod connect;
 pub mod dispatch;
 pub mod dns;
 pub mod error;

@@ -328,6 +328,15 @@ impl Node {
                     conflicts: n(r.conflicts),
                 })
             }
+            Request::ConnectContainer {
+                handle,
+                network,
+                ifname,
+                name,
+            } => self.connect(handle, &network, ifname, name).await,
+            Request::DisconnectContainer { handle, network } => {
+                self.disconnect(&handle, &network).await
+            }
             Request::PruneNetworks { include_dedicated } => {
                 self.prune_networks(include_dedicated).await
             }

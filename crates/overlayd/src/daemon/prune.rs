@@ -137,6 +137,7 @@ mod tests {
             state: Default::default(),
             netns_id: None,
             publish: Vec::new(),
+            ifname: None,
         }
     }
 
