@@ -206,3 +206,67 @@ async fn connect_disconnect_and_detach_every_network() {
         r => panic!("{r:?}"),
     }
 }
+
+/// The next event on a subscribed stream (responses are skipped).
+async fn next_event(s: &mut tokio::net::UnixStream) -> overlayd_proto::Event {
+    use overlayd_proto::{decode_frame, read_frame, Frame};
+    loop {
+        let body = tokio::time::timeout(std::time::Duration::from_secs(5), read_frame(s))
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("stream open");
+        if let Ok(Frame::Event(event)) = decode_frame(&body) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_are_announced_with_the_network_key() {
+    use overlayd_proto::{encode_frame, write_frame, Event, Frame};
+    let inst = Instance::start().await;
+    let mut c = setup(&inst).await;
+    ip(c.call(Request::AttachContainer {
+        handle: handle(),
+        service: "web".into(),
+        join_global: false,
+        dns_server: None,
+        dns_domain: None,
+        isolation: None,
+        name: None,
+        publish: Vec::new(),
+    })
+    .await
+    .unwrap());
+    let mut s = tokio::net::UnixStream::connect(&inst.cfg.socket)
+        .await
+        .unwrap();
+    let sub = encode_frame(&Frame::Request {
+        id: 1,
+        request: Request::SubscribeEvents,
+    });
+    write_frame(&mut s, &sub).await.unwrap();
+    let red = ip(c.call(connect("red", None)).await.unwrap());
+    match next_event(&mut s).await {
+        Event::ContainerAttached {
+            key, network, ip, ..
+        } => {
+            assert_eq!(
+                (key.as_str(), network.as_str(), ip),
+                ("pid:100@iso:red", "iso:red", red)
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(c.call(disconnect("red")).await.unwrap(), Response::Ok);
+    match next_event(&mut s).await {
+        Event::ContainerDetached { key, network } => {
+            assert_eq!(
+                (key.as_str(), network.as_str()),
+                ("pid:100@iso:red", "iso:red")
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+}
