@@ -566,6 +566,9 @@ impl Node {
             }
         }
         let Some(a) = found else {
+            if self.detach_orphan_connected(handle).await? {
+                return Ok(Response::Ok);
+            }
             if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
                 return Ok(Response::Ok);
             }

@@ -169,6 +169,27 @@ impl Node {
         })
     }
 
+    /// Detach the further networks recorded for a handle whose first
+    /// attachment is gone (reclaimed after its veth vanished); whether
+    /// there were any.
+    pub(crate) async fn detach_orphan_connected(&mut self, handle: &Handle) -> OpResult<bool> {
+        let prefix = connected_key(&handle.key(), "");
+        let orphans: Vec<Attachment> = self
+            .store
+            .read(|tx| tx.list_prefix::<Attachment>(Table::Attachments, &prefix))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.is_connected() && a.handle == *handle)
+            .collect();
+        let any = !orphans.is_empty();
+        for a in orphans {
+            let key = a.key();
+            self.detach_one(a).await?;
+            self.bury_attachment(&key);
+        }
+        Ok(any)
+    }
+
     /// `disconnect_container`: idempotent for a network that was connected
     /// (a container never connected to it is `not_found`).
     pub async fn disconnect(&mut self, handle: &Handle, network: &str) -> OpResult<Response> {
