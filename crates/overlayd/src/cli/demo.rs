@@ -8,6 +8,7 @@
 mod checks;
 mod lab;
 mod node;
+mod publish;
 mod report;
 mod restart;
 mod setup;
