@@ -1,7 +1,9 @@
 //! `overlayd network prune` end to end, as root, with the daemon inside a
 //! namespace this test creates: refused without a terminal unless
 //! `--force`, then removes exactly the empty isolation networks and
-//! services (their bridges too) and prints what it removed.
+//! services (their bridges too) and prints what it removed; a network a
+//! container joined with `overlayd connect` counts as used until
+//! `overlayd disconnect`.
 
 mod support;
 
@@ -87,15 +89,20 @@ fn network_prune_removes_only_empty_networks_after_confirmation() {
     );
     assert!(bridge_of(&daemon, "iso:blue").is_some(), "nothing pruned");
 
+    // A network the container is connected to (eth1) has a member too.
+    let connected = ok(&daemon, &["connect", "blue", "--pid", &pid]);
+    assert!(connected.contains("connected to blue"), "{connected}");
     let printed = ok(&daemon, &["network", "prune", "--force"]);
-    assert!(
-        printed.contains("removed isolation network blue"),
-        "{printed}"
-    );
-    assert!(printed.contains("removed service idle"), "{printed}");
-    assert!(
-        !printed.contains(" red") && !printed.contains(" web"),
-        "members' networks stay: {printed}"
+    assert_eq!(printed.trim(), "removed service idle", "blue is in use");
+    ok(&daemon, &["disconnect", "blue", "--pid", &pid]);
+    let links = c.output(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth1"), "{links}");
+
+    let printed = ok(&daemon, &["network", "prune", "--force"]);
+    assert_eq!(
+        printed.trim(),
+        "removed isolation network blue",
+        "members' networks (red, web) stay"
     );
     assert!(bridge_of(&daemon, "iso:blue").is_none());
     assert!(!node.links().contains(&blue), "{blue} deleted");
