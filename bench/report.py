@@ -90,6 +90,9 @@ def parse_daemon(text):
             out["window"] = ms_value(cells[1])
         elif label.startswith("nothing recreated") and len(cells) >= 2:
             out["unchanged"] = cells[1]
+    ratio = re.search(r"published / plain: \**([0-9.]+)×", text or "")
+    if ratio:
+        out["publish_ratio"] = float(ratio.group(1))
     match = re.search(r"with (\d+) isolation networks and (\d+) attachments", text or "")
     if match:
         out["scale"] = (match.group(1), match.group(2))
@@ -227,6 +230,13 @@ def daemon_rows(table, text, why_missing):
         else:
             table.add(f"container {op} through the socket API", f"{NM}: {reason}",
                       "—", "—", "—")
+    if "publish_ratio" in fig:
+        table.add("attach with 2 published ports / plain attach, ratio of medians "
+                  "(target ≤ 1.2×; bench/daemon.sh)", f"{fig['publish_ratio']:.2f}×",
+                  "—", "—", "—")
+    else:
+        table.add("attach with 2 published ports / plain attach", f"{NM}: {reason}",
+                  "—", "—", "—")
     nets, atts = fig.get("scale", ("64", "500"))
     if "ready" in fig and fig["ready"][0] is not None:
         ready, runs = fig["ready"]

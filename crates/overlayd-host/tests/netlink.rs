@@ -212,6 +212,9 @@ async fn attach_two_containers_by_path_and_pid_and_connect() {
         assert_eq!(l.index, att.host_index);
         assert_eq!(l.master, Some(bridge.index));
         assert!(l.up);
+        // Hairpin mode, so a container reaches its own published ports.
+        let detail = node.exec(&["ip", "-d", "link", "show", name]);
+        assert!(detail.contains("hairpin on"), "{detail}");
         assert_eq!(
             l.alias.as_deref(),
             Some(format!("overlayd:test:{name}").as_str())

@@ -202,4 +202,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "cluster_leave",
     "move_network",
     "list_services",
+    "prune_networks",
+    "connect_container",
+    "disconnect_container",
 ];

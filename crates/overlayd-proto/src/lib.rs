@@ -42,4 +42,7 @@ pub const EXTENSIONS: &[&str] = &[
     "cluster_leave",
     "move_network",
     "list_services",
+    "prune_networks",
+    "connect_container",
+    "disconnect_container",
 ];

@@ -357,6 +357,39 @@ pub enum Request {
     ListServices,
     /// **ext**: list the attached containers with their addresses and names.
     ListAttachments,
+    /// **ext**: connect an attached container to a further network, on its
+    /// own interface (`eth1`, …) with its own address and DNS names; the
+    /// default route stays on the first network. Answers `attached`.
+    ConnectContainer {
+        /// The container (`linux_pid` or `netns_path`), already attached.
+        handle: Handle,
+        /// The network: an isolation network name, or an owner string
+        /// (`iso:<net>`, `service:<name>`, `shared-nat`, `base`).
+        network: String,
+        /// Interface name inside the container; default the lowest free `ethN`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
+        /// DNS name on that network; default the container's own name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// **ext**: disconnect a container from a network it was connected to
+    /// with `connect_container` (its first network goes with `detach_container`).
+    DisconnectContainer {
+        /// The container.
+        handle: Handle,
+        /// The network, as for `connect_container`.
+        network: String,
+    },
+    /// **ext**: remove every isolation network and every service with no
+    /// attached container (never `base` or `shared-nat`; a dedicated
+    /// service only with `include_dedicated`). Answers `pruned`.
+    PruneNetworks {
+        /// Also remove dedicated services (their key, port and subnet) that
+        /// have no members.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        include_dedicated: bool,
+    },
 }
 
 impl Request {
@@ -396,6 +429,9 @@ impl Request {
             Request::ClusterLeave { .. } => "cluster_leave",
             Request::MoveNetwork { .. } => "move_network",
             Request::ListServices => "list_services",
+            Request::PruneNetworks { .. } => "prune_networks",
+            Request::ConnectContainer { .. } => "connect_container",
+            Request::DisconnectContainer { .. } => "disconnect_container",
         }
     }
 }

@@ -323,6 +323,16 @@ pub enum Response {
         /// Members, this node included, sorted by name.
         members: Vec<ClusterMemberView>,
     },
+    /// **ext**: what `prune_networks` removed, and what it could not.
+    Pruned {
+        /// Isolation networks removed (names, without `iso:`).
+        networks: Vec<String>,
+        /// Services removed (names).
+        services: Vec<String>,
+        /// Removals that failed (each says which and why); the rest went on.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<String>,
+    },
     /// **ext**: an isolation network.
     IsolationNetwork {
         /// Network name.

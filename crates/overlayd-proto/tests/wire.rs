@@ -55,6 +55,9 @@ fn every_v1_request_round_trips() {
         json!({"op":"list_attachments"}),
         json!({"op":"move_network","network":"service:db"}),
         json!({"op":"list_services"}),
+        json!({"op":"prune_networks","include_dedicated":true}),
+        json!({"op":"connect_container","handle":{"platform":"linux_pid","pid":4242},"network":"red","ifname":"eth1","name":"c1"}),
+        json!({"op":"disconnect_container","handle":{"platform":"linux_pid","pid":4242},"network":"iso:red"}),
         json!({"op":"cluster_status"}),
         json!({"op":"cluster_leave","release":false}),
     ];
@@ -100,6 +103,7 @@ fn every_response_and_event_round_trips() {
         json!({"frame":"response","id":7,"response":{"result":"hello","protocol_version":1,"server_version":"0.1.0","extensions":["hello"]}}),
         json!({"frame":"response","id":7,"response":{"result":"networks","networks":[{"owner":"x","kind":"hcn-internal","name":"n","id":"i","subnet":"s","present":false,"managed":false,"future":1}]}}),
         json!({"frame":"response","id":7,"response":{"result":"isolation_network","network":"a","subnet":"10.201.0.0/24","bridge":"ovl-i"}}),
+        json!({"frame":"response","id":7,"response":{"result":"pruned","networks":["red"],"services":["web"],"errors":["iso:blue: busy"]}}),
         json!({"frame":"response","id":7,"response":{"result":"dns_records","zone":"overlay.internal.","records":[{"name":"web.overlay.internal.","ips":["10.201.0.2"]}]}}),
         json!({"frame":"response","id":7,"response":{"result":"reconciled","adopted":3,"recreated":1,"created":0,"orphans":0,"reclaimed":2,"conflicts":0}}),
         json!({"frame":"response","id":7,"response":{"result":"attachment","handle":{"platform":"netns_path","path":"/run/netns/c1"},"service":"web","network":"shared-nat","ip":"10.201.0.2","prefix_len":24,"gateway":"10.201.0.1","dns_server":"10.201.0.1","dns_domain":"overlay.internal","name":"c1"}}),

@@ -25,6 +25,7 @@ const CHECKS: &[&str] = &[
     "restart n1: keys and ports kept",
     "restart n1: marker unchanged",
     "restart n1: traffic recovers",
+    "published port outside→n1:8080",
 ];
 
 fn is_root(test: &str) -> bool {

@@ -1,6 +1,7 @@
 //! End to end, as root, inside namespaces this test creates: published TCP
 //! and UDP ports reached from an outside namespace, from the node itself and
-//! from a neighbour on the bridge (hairpin); a 127.0.0.1 publish reachable from the node
+//! from a neighbour on the bridge and from the container itself (hairpin); a
+//! 127.0.0.1 publish reachable from the node
 //! only, never by packets from the wire; conflicts refused; mappings back
 //! after a restart and after someone deletes our table; an internal network
 //! whose members reach each other but nothing outside.
@@ -228,7 +229,11 @@ fn published_ports_from_outside_host_and_hairpin_loopback_stays_local() {
     let seen = answered("hairpin tcp", || tcp(&c2_ns, NODE_UPLINK, 8080));
     assert_ne!(seen, ip2, "hairpin traffic is masqueraded");
     answered("hairpin udp", || udp(&c2_ns, NODE_UPLINK, 5353));
-    let _ = (&c_ns, &ip);
+    // Self-hairpin: the container reaches its own published port through
+    // the node's address; masqueraded, so it sees the gateway, not itself.
+    let seen = answered("self-hairpin tcp", || tcp(&c_ns, NODE_UPLINK, 8080));
+    assert_ne!(seen, ip, "self-hairpin traffic is masqueraded");
+    answered("self-hairpin udp", || udp(&c_ns, NODE_UPLINK, 5353));
 
     // 127.0.0.1 only answers on the node, and only where it was asked for.
     answered("loopback publish from the node", || {

@@ -7,7 +7,8 @@
 //! derived from its tag (the kernel ignores `ifalias` at creation); then, through a netlink
 //! connection opened inside the container namespace, address the peer, bring up
 //! `lo` and the peer and add the default route; last, enslave the host end to the
-//! bridge and bring it up. Once the pair exists, any failure (or cancellation of
+//! bridge, bring it up and turn on hairpin mode on the port (so a container
+//! reaches its own published ports through a host address). Once the pair exists, any failure (or cancellation of
 //! the call) deletes it again: deleting one end of a veth deletes both.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -183,6 +184,9 @@ async fn configure(
         Some(bridge.index),
     )
     .await?;
+    // Hairpin: a container reaching its own published port through a host
+    // address gets its DNATed packet back on the port it came from.
+    links::set_hairpin(h, host_end.index, true).await?;
     Ok(VethAttachment {
         host_index: host_end.index,
         host_ifname: spec.host_ifname.clone(),

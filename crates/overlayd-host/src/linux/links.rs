@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
-use rtnetlink::{Handle, LinkBridge, LinkUnspec};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec};
 
 use crate::error::{netlink_errno, HostError, Result};
 use crate::types::{LinkInfo, LinkKind};
@@ -148,6 +148,18 @@ pub(crate) async fn set_props(
         None => b,
     };
     change(h, b.build(), || format!("configure link #{index}")).await
+}
+
+/// Turns hairpin mode on or off for a bridge port (`ip link set NAME type
+/// bridge_slave hairpin on`): frames may go back out of the port they came
+/// in by, which a container reaching its own published port needs when the
+/// kernel bridges the DNATed packet (br_netfilter) instead of routing it.
+pub(crate) async fn set_hairpin(h: &Handle, index: u32, on: bool) -> Result<()> {
+    let msg = LinkBridgePort::new(index).hairpin(on).build();
+    change(h, msg, || {
+        format!("set hairpin mode on bridge port #{index}")
+    })
+    .await
 }
 
 /// Creates a bridge with `alias`, optional MTU, up. An existing bridge with the

@@ -33,8 +33,12 @@ pub(crate) fn check(resp: &Response, what: &str, daemon: &Daemon) {
 }
 
 /// `attach_container` of `handle` to [`SERVICE`], optionally into an
-/// isolation network.
-fn attach_request(handle: Handle, isolation: Option<String>) -> Request {
+/// isolation network, publishing `publish`.
+fn attach_request(
+    handle: Handle,
+    isolation: Option<String>,
+    publish: Vec<overlayd_proto::PortMapping>,
+) -> Request {
     Request::AttachContainer {
         handle,
         service: SERVICE.into(),
@@ -43,7 +47,7 @@ fn attach_request(handle: Handle, isolation: Option<String>) -> Request {
         dns_domain: None,
         isolation,
         name: None,
-        publish: vec![],
+        publish,
     }
 }
 
@@ -55,7 +59,21 @@ pub(crate) fn attach(
     i: usize,
     isolation: Option<String>,
 ) -> (String, Duration) {
-    let (resp, took) = timed_call(rt, client, attach_request(lab.handle(i), isolation));
+    attach_publishing(rt, client, lab, i, isolation, Vec::new())
+}
+
+/// Attach container `i` publishing `publish`, returning its address and
+/// the latency.
+pub(crate) fn attach_publishing(
+    rt: &Runtime,
+    client: &mut Client,
+    lab: &Lab,
+    i: usize,
+    isolation: Option<String>,
+    publish: Vec<overlayd_proto::PortMapping>,
+) -> (String, Duration) {
+    let req = attach_request(lab.handle(i), isolation, publish);
+    let (resp, took) = timed_call(rt, client, req);
     match resp {
         Response::Attached { ip, .. } => (ip, took),
         other => {

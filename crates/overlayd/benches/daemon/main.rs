@@ -6,6 +6,8 @@
 //!
 //! 1. attach, detach and attach+detach latency through the daemon socket,
 //!    seen from the client (request sent → response received);
+//!    and attach with two published ports against a plain attach (ratio of
+//!    the medians);
 //! 2. start-to-ready time (spawn → socket answers `hello`) with 64 isolation
 //!    networks and 500 attachments recorded, over several SIGTERM restarts,
 //!    checking that no tagged link was recreated (same ifindexes);
@@ -21,6 +23,7 @@ mod interrupt;
 mod lab;
 mod latency;
 mod namespaces;
+mod publish;
 mod report;
 mod restart;
 mod shell;
@@ -32,6 +35,7 @@ use interrupt::catch_interrupts;
 use lab::Lab;
 use latency::bench_latency;
 use namespaces::leftover_namespaces;
+use publish::bench_publish;
 use report::print_report;
 use restart::bench_restart;
 
@@ -78,13 +82,21 @@ fn main() {
     let mut lab = Lab::new(&rt);
     let prefix = lab.prefix.clone();
     let latency = bench_latency(&rt, &mut lab);
+    let publish = bench_publish(&rt, &mut lab);
     let restart = bench_restart(&rt, &mut lab);
     lab.daemon.stop();
     let cleanup_started = Instant::now();
     drop(lab);
     let cleanup = cleanup_started.elapsed();
     let leftovers = leftover_namespaces(&prefix);
-    print_report(&latency, &restart, cleanup, &leftovers, started.elapsed());
+    print_report(
+        &latency,
+        &publish,
+        &restart,
+        cleanup,
+        &leftovers,
+        started.elapsed(),
+    );
     assert!(
         leftovers.is_empty(),
         "namespaces left behind: {leftovers:?}"

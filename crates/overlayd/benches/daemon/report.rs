@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use crate::latency::LatencyReport;
+use crate::publish::{PublishReport, PUBLISH_PAIRS};
 use crate::restart::RestartReport;
 use crate::stats::{median, Summary};
 use crate::{ATTACHMENTS, HELLO_POLL, LATENCY_CONTAINERS, NETWORKS, PING_INTERVAL, SERVICE};
@@ -51,6 +52,7 @@ fn runs_row(label: &str, runs: &[Duration]) -> String {
 /// Print the whole markdown report on stdout.
 pub(crate) fn print_report(
     lat: &LatencyReport,
+    publish: &PublishReport,
     rs: &RestartReport,
     cleanup: Duration,
     leftovers: &[String],
@@ -73,6 +75,20 @@ pub(crate) fn print_report(
     s += &rs.iso_attach.row(&format!(
         "attach into isolation network (0 → {ATTACHMENTS}, {NETWORKS} networks)"
     ));
+    s += &format!(
+        "\nPublished ports: {PUBLISH_PAIRS} attaches of each kind in alternation on the same \
+         containers, each followed by an untimed detach.\n\n\
+         | operation | n | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|\n"
+    );
+    s += &publish.plain.row("attach, plain");
+    s += &publish
+        .published
+        .row("attach with 2 published ports (tcp + udp)");
+    s += &format!(
+        "\nRatio of the medians, published / plain: **{:.2}×** (target ≤ 1.2×: {}).\n",
+        publish.ratio(),
+        yes_no(publish.ratio() <= 1.2)
+    );
     s += &format!(
         "\nRestart with {NETWORKS} isolation networks and {ATTACHMENTS} attachments recorded \
          (SIGTERM, wait for exit, spawn `ip netns exec NODE overlayd run`, poll `hello` every \

@@ -22,7 +22,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn handle(&self) -> Handle {
+    pub(crate) fn handle(&self) -> Handle {
         match (&self.pid, &self.netns) {
             (Some(pid), _) => Handle::LinuxPid { pid: *pid },
             (None, Some(path)) => Handle::NetnsPath { path: path.clone() },

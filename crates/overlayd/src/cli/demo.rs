@@ -9,6 +9,7 @@ mod checks;
 mod cluster;
 mod lab;
 mod node;
+mod publish;
 mod report;
 mod restart;
 mod setup;

@@ -5,6 +5,7 @@ mod attach;
 mod call;
 pub(crate) mod cluster;
 mod cni;
+mod connect;
 mod demo;
 mod dns;
 mod docs;
@@ -35,6 +36,7 @@ use clap::{Args, Parser, Subcommand};
 pub use attach::{AttachArgs, DetachArgs};
 pub use cluster::ClusterCmd;
 pub use cni::CniCmd;
+pub use connect::{ConnectArgs, DisconnectArgs};
 pub use dns::DnsCmd;
 pub use global::GlobalCmd;
 pub use iso::IsoCmd;
@@ -90,8 +92,12 @@ pub enum Command {
     Iso(IsoCmd),
     /// Attach a container.
     Attach(AttachArgs),
-    /// Detach a container.
+    /// Detach a container (from every network).
     Detach(DetachArgs),
+    /// Connect an attached container to a further network (eth1, …).
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network it was connected to.
+    Disconnect(DisconnectArgs),
     /// WireGuard peers.
     #[command(subcommand)]
     Peer(PeerCmd),
@@ -216,6 +222,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Iso(ref c) => rt.block_on(iso::run(&cli, c)),
         Command::Attach(ref a) => rt.block_on(attach::attach(&cli, a)),
         Command::Detach(ref a) => rt.block_on(attach::detach(&cli, a)),
+        Command::Connect(ref a) => rt.block_on(connect::connect(&cli, a)),
+        Command::Disconnect(ref a) => rt.block_on(connect::disconnect(&cli, a)),
         Command::Peer(ref c) => rt.block_on(peer::run(&cli, c)),
         Command::Dns(ref c) => rt.block_on(dns::run(&cli, c)),
         Command::Cluster(ref c) => rt.block_on(cluster::run(&cli, c)),

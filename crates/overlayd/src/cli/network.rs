@@ -1,4 +1,4 @@
-//! `overlayd network ls | inspect OWNER|NAME`.
+//! `overlayd network ls | inspect OWNER|NAME | move OWNER | prune`.
 
 use std::process::ExitCode;
 
@@ -31,6 +31,18 @@ pub enum NetworkCmd {
         /// The subnet to move to; without it the next free one is taken.
         #[arg(long)]
         subnet: Option<String>,
+    },
+    /// Remove every isolation network and service no container is attached
+    /// to (never the base network or the shared NAT bridge), printing what
+    /// was removed. Asks for confirmation unless --force.
+    Prune {
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        force: bool,
+        /// Also remove dedicated services without members: their WireGuard
+        /// key, port and subnet are gone for good.
+        #[arg(long)]
+        include_dedicated: bool,
     },
 }
 
@@ -83,7 +95,66 @@ pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
                 }
             }
         }
+        NetworkCmd::Prune {
+            force,
+            include_dedicated,
+        } => prune(cli, *force, *include_dedicated).await,
     }
+}
+
+/// `network prune`: confirm on a terminal (or `--force`), prune, print what
+/// went; exit non-zero when a removal failed.
+async fn prune(cli: &Cli, force: bool, include_dedicated: bool) -> Result<ExitCode> {
+    if !force {
+        let what = if include_dedicated {
+            "every isolation network and service (dedicated ones included, with their keys)"
+        } else {
+            "every isolation network and shared service"
+        };
+        let question =
+            format!("WARNING! This will remove {what} that no container is attached to.\nAre you sure you want to continue? [y/N] ");
+        if !confirm(&question)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let r = call::call(cli, Request::PruneNetworks { include_dedicated }).await?;
+    output::print(&r, &cli.style(false))?;
+    match r {
+        Response::Pruned { errors, .. } if !errors.is_empty() => Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "{} removal(s) failed (see above); the rest was pruned",
+                errors.len()
+            ),
+        )
+        .into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Ask a yes/no question on the terminal. Without a terminal on stdin
+/// nobody can answer: refuse, naming `--force`.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "refusing to prune without confirmation: stdin is not a terminal; pass --force",
+        )
+        .into());
+    }
+    let mut err = std::io::stderr().lock();
+    err.write_all(question.as_bytes())?;
+    err.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(is_yes(&answer))
+}
+
+/// `y` or `yes`, any case; everything else (an empty line too) is no.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// Find the network a user means: an exact owner, else the one whose bare
@@ -148,6 +219,15 @@ mod tests {
             managed: true,
             extra: Default::default(),
         }
+    }
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        assert!(is_yes("y\n"));
+        assert!(is_yes(" YES \n"));
+        assert!(!is_yes("\n"));
+        assert!(!is_yes("n"));
+        assert!(!is_yes("yep"));
     }
 
     #[test]

@@ -251,6 +251,9 @@ impl Node {
             // The handle (a reused PID) now names another namespace: the
             // recorded container is gone and this is a different one.
             info!(handle = %key, recorded = ?stale.netns_id, "handle names a different namespace than recorded: reclaiming the old attachment");
+            for c in self.connected_of(&stale)? {
+                self.undo_attachment(&c).await?;
+            }
             self.undo_attachment(&stale).await?;
         }
         if found.is_none() {
@@ -313,16 +316,38 @@ impl Node {
             state: AttachState::Attaching,
             netns_id: ns_id.map(|i| i.to_string()),
             publish,
+            ifname: None,
         };
+        let ip = self.realize_attachment(record, &entry, target).await?;
+        info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
+        Ok(Response::Attached {
+            ip: ip.to_string(),
+            namespace_guid: None,
+        })
+    }
+
+    /// The attach state machine, shared by `attach_container` and
+    /// `connect_container`: lease and `attaching` record, veth, commit
+    /// `attached` with the DNS names, then published ports — each step
+    /// undone when a later one fails. `record` is in state `attaching`,
+    /// without an address yet.
+    pub(crate) async fn realize_attachment(
+        &mut self,
+        record: Attachment,
+        entry: &overlayd_state::NetworkEntry,
+        target: NetnsTarget,
+    ) -> OpResult<IpAddr> {
+        let key = record.key();
+        let host_ifname = record.host_ifname.clone();
         // 1. Lease and `attaching` record in one transaction, before any host
         //    effect: whatever a crash leaves on the host from here on is
         //    named by this record (veth name, and MAC derived from its tag).
-        let (ip, prefix_len) = self.lease(&network, &key, Some(record.clone()))?;
+        let (ip, prefix_len) = self.lease(&entry.owner, &key, Some(record.clone()))?;
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
         // 2. The veth (the host backend deletes it again on its own failure).
-        let made = match self.veth_spec(&record, &entry, target).await {
+        let made = match self.veth_spec(&record, entry, target).await {
             Ok(spec) => self.host.attach_veth(&spec).await.map_err(OpError::from),
             Err(e) => Err(e),
         };
@@ -357,11 +382,7 @@ impl Node {
             self.unpublish_ports(&record, &entry.name).await;
             return Err(e);
         }
-        info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
-        Ok(Response::Attached {
-            ip: ip.to_string(),
-            namespace_guid: None,
-        })
+        Ok(ip)
     }
 
     /// The veth of an attachment on a network.
@@ -378,13 +399,14 @@ impl Node {
             .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
         Ok(VethSpec {
             host_ifname: a.host_ifname.clone(),
-            alias: plan::attach_tag(&a.handle.key(), &a.id, &self.instance),
+            alias: plan::attach_tag(&a.key(), &a.id, &self.instance),
             bridge: entry.name.clone(),
             target,
-            container_ifname: a.handle.ifname().unwrap_or(CONTAINER_IFNAME).to_string(),
+            container_ifname: a.container_ifname().to_string(),
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            // An internal network has no way out: no default route.
-            gateway: if self.is_internal(&entry.owner)? {
+            // An internal network has no way out: no default route; a
+            // further network leaves the default route on the first one.
+            gateway: if a.is_connected() || self.is_internal(&entry.owner)? {
                 None
             } else {
                 Some(plan::gateway_cidr(subnet)?.addr())
@@ -472,7 +494,7 @@ impl Node {
     /// its address, in one store transaction.
     fn commit_attached(&self, a: &Attachment, ip: IpAddr) -> OpResult<()> {
         let keys = self.attachment_dns_keys(a);
-        let key = a.handle.key();
+        let key = a.key();
         self.store.write(|tx| {
             tx.put(Table::Attachments, &key, a)?;
             for k in &keys {
@@ -508,7 +530,7 @@ impl Node {
         } else {
             Vec::new()
         };
-        let key = a.handle.key();
+        let key = a.key();
         self.store.write(|tx| {
             if let Some(ip) = ip {
                 for k in &dns_keys {
@@ -553,7 +575,10 @@ impl Node {
                 found = self.attachment_by_netns(handle, ns_id)?;
             }
         }
-        let Some(mut a) = found else {
+        let Some(a) = found else {
+            if self.detach_orphan_connected(handle).await? {
+                return Ok(Response::Ok);
+            }
             if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
                 return Ok(Response::Ok);
             }
@@ -568,10 +593,25 @@ impl Node {
             info!(handle = %key, ip = %a.ip, "guest detached");
             return Ok(Response::Ok);
         }
+        // Every further network first, then the first one.
+        for c in self.connected_of(&a)? {
+            self.detach_one(c).await?;
+        }
+        self.detach_one(a.clone()).await?;
+        self.bury_attachment(&key);
+        self.bury_attachment(&a.handle.key());
+        info!(handle = %key, ip = %a.ip, "container detached");
+        Ok(Response::Ok)
+    }
+
+    /// Detach one (container, network) attachment: mark it `detaching`,
+    /// delete its veth, drop its record, lease and names, unpublish.
+    pub(crate) async fn detach_one(&mut self, mut a: Attachment) -> OpResult<()> {
+        let key = a.key();
         if a.state != AttachState::Detaching {
             a.state = AttachState::Detaching;
             self.store
-                .write(|tx| tx.put(Table::Attachments, &a.handle.key(), &a))?;
+                .write(|tx| tx.put(Table::Attachments, &key, &a))?;
         }
         self.delete_attachment_veth(&a).await?;
         if let Err(e) = self.drop_attachment(&a) {
@@ -581,10 +621,20 @@ impl Node {
         if let Some(bridge) = self.network_bridge(&a.network) {
             self.unpublish_ports(&a, &bridge).await;
         }
-        self.bury_attachment(&key);
-        self.bury_attachment(&a.handle.key());
-        info!(handle = %key, ip = %a.ip, "container detached");
-        Ok(Response::Ok)
+        Ok(())
+    }
+
+    /// The further networks (`connect_container`) of a container whose
+    /// first attachment is `first`.
+    pub fn connected_of(&self, first: &Attachment) -> OpResult<Vec<Attachment>> {
+        let prefix = super::records::connected_key(&first.handle.key(), "");
+        Ok(self
+            .store
+            .read(|tx| tx.list_prefix::<Attachment>(Table::Attachments, &prefix))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.is_connected() && a.handle == first.handle)
+            .collect())
     }
 
     /// The attachment recorded for a namespace identity, whatever handle
@@ -605,7 +655,9 @@ impl Node {
             .read(|tx| tx.list::<Attachment>(Table::Attachments))?
             .into_iter()
             .map(|(_, a)| a)
-            .find(|a| single(&a.handle) && a.netns_id.as_deref() == Some(id.as_str())))
+            .find(|a| {
+                !a.is_connected() && single(&a.handle) && a.netns_id.as_deref() == Some(id.as_str())
+            }))
     }
 
     /// Remember that a container was detached, so a repeated detach is `ok`.

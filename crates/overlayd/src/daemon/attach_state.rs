@@ -21,7 +21,7 @@ pub fn veth_owned(link: &LinkInfo, a: &Attachment, inst: &str) -> bool {
     if link.kind != LinkKind::Veth {
         return false;
     }
-    let key = a.handle.key();
+    let key = a.key();
     match link.alias.as_deref() {
         Some(alias) if !alias.is_empty() => plan::attach_tag_matches(Some(alias), &key, &a.id),
         _ => link.mac == Some(veth_mac(&plan::attach_tag(&key, &a.id, inst))),
@@ -39,7 +39,7 @@ pub fn attachment_problem(
     if a.guest_private_key.is_some() {
         return None;
     }
-    let key = a.handle.key();
+    let key = a.key();
     let name = &a.host_ifname;
     match a.state {
         AttachState::Attaching => {
@@ -138,7 +138,7 @@ impl Node {
             .collect();
         let mut n = 0;
         for a in half {
-            let key = a.handle.key();
+            let key = a.key();
             match self.undo_attachment(&a).await {
                 Ok(()) => {
                     n += 1;
@@ -196,7 +196,7 @@ impl Node {
             let spec = self.veth_spec(&a, &entry, target).await?;
             self.host.detach_veth(&a.host_ifname).await?;
             self.host.attach_veth(&spec).await?;
-            info!(handle = %a.handle.key(), veth = %a.host_ifname, "plugged an unplugged container in again");
+            info!(handle = %a.key(), veth = %a.host_ifname, "plugged an unplugged container in again");
             n += 1;
         }
         Ok(n)

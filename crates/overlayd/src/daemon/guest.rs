@@ -68,6 +68,7 @@ impl Node {
                     dns_domain: None,
                     state: Default::default(),
                     publish: Vec::new(),
+                    ifname: None,
                 };
                 let (ip, prefix_len) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
                 let mut rec = rec;

@@ -25,7 +25,8 @@ impl Node {
             let entry = self.marker.get(&owner);
             let count = attachments
                 .iter()
-                .filter(|(_, a)| a.service == name)
+                // One container, counted once however many networks it joined.
+                .filter(|(_, a)| a.service == name && !a.is_connected())
                 .count();
             out.push(ServiceView {
                 mode: rec.mode.resolve().as_str().to_string(),

@@ -14,7 +14,7 @@ use super::error::{OpError, OpResult};
 /// Key prefix of tombstones in `Table::Meta`.
 const PREFIX: &str = "gone|";
 
-/// How many tombstones are kept (up to [`PRUNE_SLACK`] more between prunes).
+/// How many tombstones are kept (up to `PRUNE_SLACK` more between prunes).
 pub const MAX_TOMBSTONES: usize = 4096;
 
 /// How far over the cap tombstones may grow before the oldest are pruned.

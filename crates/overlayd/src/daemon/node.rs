@@ -345,6 +345,18 @@ impl Node {
                     conflicts: n(r.conflicts),
                 })
             }
+            Request::ConnectContainer {
+                handle,
+                network,
+                ifname,
+                name,
+            } => self.connect(handle, &network, ifname, name).await,
+            Request::DisconnectContainer { handle, network } => {
+                self.disconnect(&handle, &network).await
+            }
+            Request::PruneNetworks { include_dedicated } => {
+                self.prune_networks(include_dedicated).await
+            }
             Request::ClusterStatus => self.cluster_status().await,
             Request::ClusterLeave { release } => self.cluster_leave(release).await,
             Request::MoveNetwork { network, subnet } => {

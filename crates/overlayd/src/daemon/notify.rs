@@ -53,6 +53,17 @@ impl Node {
             .flatten()
     }
 
+    /// The store key of a container's attachment to a further network, when
+    /// its first attachment is recorded under this handle.
+    fn connected_key(&self, handle: &overlayd_proto::Handle, network: &str) -> Option<String> {
+        let first = self.attachment(&handle.key())?;
+        let owner = super::connect::parse_network(network).ok()?;
+        Some(super::records::connected_key(
+            &first.handle.key(),
+            &owner.to_string(),
+        ))
+    }
+
     /// Note what `request` may change.
     pub fn probe(&self, request: &Request) -> Probe {
         match request {
@@ -70,6 +81,24 @@ impl Node {
                     Some(a) => Probe::Detach {
                         key,
                         network: a.network,
+                    },
+                    None => Probe::Nothing,
+                }
+            }
+            Request::ConnectContainer {
+                handle, network, ..
+            } => match self.connected_key(handle, network) {
+                Some(key) if self.attachment(&key).is_none() => Probe::Attach { key },
+                _ => Probe::Nothing,
+            },
+            Request::DisconnectContainer { handle, network } => {
+                match self.connected_key(handle, network) {
+                    Some(key) => match self.attachment(&key) {
+                        Some(a) => Probe::Detach {
+                            key,
+                            network: a.network,
+                        },
+                        None => Probe::Nothing,
                     },
                     None => Probe::Nothing,
                 }

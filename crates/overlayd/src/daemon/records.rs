@@ -93,7 +93,9 @@ impl AttachState {
     }
 }
 
-/// An attached container (`Table::Attachments`, key = handle key).
+/// An attached container on one network (`Table::Attachments`, key =
+/// [`Attachment::key`]: the handle key for the network it was attached to,
+/// `KEY@NETWORK` for each further network it was connected to).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     /// The container.
@@ -134,6 +136,39 @@ pub struct Attachment {
     /// one container port already narrowed to the chosen port).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<overlayd_proto::PortMapping>,
+    /// Set for a further network joined with `connect_container`: the
+    /// interface inside the container (e.g. `eth1`). Such an attachment
+    /// has its own veth, lease and DNS names and no default route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+}
+
+impl Attachment {
+    /// Store key (also the lease holder and the key in the veth's tag).
+    pub fn key(&self) -> String {
+        match &self.ifname {
+            Some(_) => connected_key(&self.handle.key(), &self.network),
+            None => self.handle.key(),
+        }
+    }
+
+    /// The interface inside the container.
+    pub fn container_ifname(&self) -> &str {
+        self.ifname
+            .as_deref()
+            .or(self.handle.ifname())
+            .unwrap_or(super::attach::CONTAINER_IFNAME)
+    }
+
+    /// Whether this is a further network joined with `connect_container`.
+    pub fn is_connected(&self) -> bool {
+        self.ifname.is_some()
+    }
+}
+
+/// Store key of a container's attachment to a further network.
+pub fn connected_key(handle_key: &str, network: &str) -> String {
+    format!("{handle_key}@{network}")
 }
 
 /// A WireGuard peer (`Table::Peers`, key = [`peer_key`]).
@@ -203,6 +238,7 @@ impl std::fmt::Debug for Attachment {
             .field("state", &self.state)
             .field("netns_id", &self.netns_id)
             .field("publish", &self.publish)
+            .field("ifname", &self.ifname)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),

@@ -1,7 +1,7 @@
 //! The demo's checks, each measured and recorded in the report: overlay
 //! pings across nodes, what crosses the underlay, the dedicated tunnel as
-//! `wg show` sees it, NAT egress, DNS and isolation (the restart is in
-//! `restart`).
+//! `wg show` sees it, NAT egress, DNS, isolation and a published port (the
+//! restart is in `restart`).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "restart n1: keys and ports kept",
     "restart n1: marker unchanged",
     "restart n1: traffic recovers",
+    "published port outside→n1:8080",
 ];
 
 /// How long a ping may take to get its first reply.
@@ -43,6 +44,7 @@ pub async fn run_all(lab: &mut Lab, report: &mut Report, cluster: &Cluster) -> R
     nat_check(lab, report).await?;
     dns_check(lab, report, cluster).await?;
     isolation_checks(lab, report).await?;
+    super::publish::published_port_check(lab, report, CHECK_NAMES[13]).await?;
     super::restart::run(lab, report).await
 }
 

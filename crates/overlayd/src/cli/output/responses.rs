@@ -369,6 +369,24 @@ fn print_human(r: &Response) -> Result<()> {
             &["NETWORK", "SUBNET", "BRIDGE"],
             &[vec![network.clone(), subnet.clone(), bridge.clone()]],
         )?,
+        Response::Pruned {
+            networks,
+            services,
+            errors,
+        } => {
+            for n in networks {
+                line(&format!("removed isolation network {n}"))?;
+            }
+            for s in services {
+                line(&format!("removed service {s}"))?;
+            }
+            for e in errors {
+                line(&format!("not removed: {e}"))?;
+            }
+            if networks.is_empty() && services.is_empty() && errors.is_empty() {
+                line("nothing to prune")?;
+            }
+        }
         Response::GuestConfig {
             overlay_ip,
             prefix_len,

@@ -1,0 +1,125 @@
+//! `overlayd network prune` end to end, as root, with the daemon inside a
+//! namespace this test creates: refused without a terminal unless
+//! `--force`, then removes exactly the empty isolation networks and
+//! services (their bridges too) and prints what it removed; a network a
+//! container joined with `overlayd connect` counts as used until
+//! `overlayd disconnect`.
+
+mod support;
+
+use std::process::Output;
+
+use support::*;
+
+/// Root tests skip without root, but fail when CI requires them.
+fn root(test: &str) -> bool {
+    if can_run_root_tests(test) {
+        return true;
+    }
+    assert!(
+        std::env::var("OVERLAYD_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "{test} needs root and OVERLAYD_REQUIRE_ROOT=1 is set"
+    );
+    false
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(daemon: &Daemon, args: &[&str]) -> String {
+    let out: Output = daemon.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}\nlog:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        daemon.log()
+    );
+    text(&out.stdout)
+}
+
+/// Bridge name of a recorded network, from `network ls --json`.
+fn bridge_of(daemon: &Daemon, owner: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&ok(daemon, &["--json", "network", "ls"]))
+        .expect("network ls --json is JSON");
+    let nets = v
+        .get("networks")
+        .and_then(|n| n.as_array())
+        .cloned()
+        .or_else(|| v.as_array().cloned())
+        .expect("a list of networks");
+    nets.iter()
+        .find(|n| n["owner"] == owner)
+        .map(|n| n["name"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn network_prune_removes_only_empty_networks_after_confirmation() {
+    if !root("network_prune_removes_only_empty_networks_after_confirmation") {
+        return;
+    }
+    let node = Netns::new("pr");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("overlayd.toml");
+    std::fs::write(&cfg, "check_interval_secs = 60\n").unwrap();
+    let daemon = Daemon::start(&node, dir.path(), &["--config", cfg.to_str().unwrap()]);
+
+    ok(&daemon, &["service", "up", "web"]);
+    ok(&daemon, &["service", "up", "idle"]);
+    ok(&daemon, &["iso", "up", "red"]);
+    ok(&daemon, &["iso", "up", "blue"]);
+    let c = Container::new();
+    let pid = c.pid().to_string();
+    ok(
+        &daemon,
+        &["attach", "--pid", &pid, "--service", "web", "--iso", "red"],
+    );
+    let red = bridge_of(&daemon, "iso:red").expect("iso:red recorded");
+    let blue = bridge_of(&daemon, "iso:blue").expect("iso:blue recorded");
+    assert!(node.links().contains(&blue), "{blue} exists before prune");
+
+    // No terminal on stdin and no --force: refused, nothing removed.
+    let out = daemon.cli(&["network", "prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(bridge_of(&daemon, "iso:blue").is_some(), "nothing pruned");
+
+    // A network the container is connected to (eth1) has a member too.
+    let connected = ok(&daemon, &["connect", "blue", "--pid", &pid]);
+    assert!(connected.contains("connected to blue"), "{connected}");
+    let printed = ok(&daemon, &["network", "prune", "--force"]);
+    assert_eq!(printed.trim(), "removed service idle", "blue is in use");
+    ok(&daemon, &["disconnect", "blue", "--pid", &pid]);
+    let links = c.output(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth1"), "{links}");
+
+    let printed = ok(&daemon, &["network", "prune", "--force"]);
+    assert_eq!(
+        printed.trim(),
+        "removed isolation network blue",
+        "members' networks (red, web) stay"
+    );
+    assert!(bridge_of(&daemon, "iso:blue").is_none());
+    assert!(!node.links().contains(&blue), "{blue} deleted");
+    assert!(node.links().contains(&red), "{red} stays");
+    assert!(
+        bridge_of(&daemon, "shared-nat").is_some(),
+        "shared-nat stays"
+    );
+    let services = ok(&daemon, &["service", "ls", "-q"]);
+    assert_eq!(services.split_whitespace().collect::<Vec<_>>(), ["web"]);
+
+    // The container still has its address on iso:red after the prune.
+    let addrs = c.output(&["ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addrs.contains("inet "), "{addrs}");
+
+    assert_eq!(
+        ok(&daemon, &["network", "prune", "--force"]).trim(),
+        "nothing to prune"
+    );
+}
