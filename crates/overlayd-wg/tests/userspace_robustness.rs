@@ -2,142 +2,23 @@
 //! underlay: configuration edits in the middle of a transfer cost no
 //! handshake, a transfer completes over an underlay that drops 1% of the
 //! tunnel's packets as the input hook sees them (nftables `numgen random`;
-//! with UDP GRO those are bursts of datagrams; there is no netem here, so
-//! no reordering), 10,000 junk datagrams to the port do not stop traffic,
-//! and IPv6 works inside the tunnel and as the underlay (with roaming).
-//! Handshake initiations and drops are counted with nftables counters in
-//! the test's namespaces.
+//! with UDP GRO those are bursts of datagrams; reordering, which nftables
+//! cannot do, is in `userspace_adversity.rs` with a relay), 10,000 junk
+//! datagrams to the port do not stop traffic, and IPv6 works inside the
+//! tunnel and as the underlay (with roaming). Handshake initiations and
+//! drops are counted with nftables counters in the test's namespaces (the
+//! device pair and the counters are in `common::pair`).
 
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{transfer, underlay, wait_for, Netns};
-use overlayd_wg::{
-    format_key, generate_private_key, public_key, wgtool, DeviceConfig, KeyBytes, PeerConfig,
-    UserspaceBackend, WgBackend, DEFAULT_MTU,
-};
+use common::pair::{count_messages, counter, nft, pair, peer_cfg, DEV};
+use common::{transfer, wait_for};
+use overlayd_wg::{format_key, wgtool, WgBackend};
 
-const DEV: &str = "wgr0";
 const MIB: u64 = 1024 * 1024;
-
-struct Pair {
-    n1: Netns,
-    n2: Netns,
-    b1: UserspaceBackend,
-    b2: UserspaceBackend,
-    p1: KeyBytes,
-    p2: KeyBytes,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-fn peer_cfg(key: KeyBytes, endpoint: &str, allowed: &[&str], keepalive: Option<u16>) -> PeerConfig {
-    PeerConfig {
-        public_key: key,
-        endpoint: Some(endpoint.parse().unwrap()),
-        allowed_ips: allowed.iter().map(|a| a.parse().unwrap()).collect(),
-        persistent_keepalive: keepalive,
-    }
-}
-
-/// Two of our devices, 10.99.0.1 in n1 and 10.99.0.2 in n2, pinging.
-fn pair() -> Pair {
-    let (n1, n2) = underlay();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (k1, k2) = (
-        generate_private_key().unwrap(),
-        generate_private_key().unwrap(),
-    );
-    let (p1, p2) = (public_key(&k1), public_key(&k2));
-    let b1 = UserspaceBackend::with_netns(d1.path().join("wireguard"), Some(&n1.path())).unwrap();
-    let b2 = UserspaceBackend::with_netns(d2.path().join("wireguard"), Some(&n2.path())).unwrap();
-    for (b, k, ns, addr) in [
-        (&b1, k1, &n1, "10.99.0.1/24"),
-        (&b2, k2, &n2, "10.99.0.2/24"),
-    ] {
-        b.create_or_adopt(&DeviceConfig {
-            name: DEV.into(),
-            private_key: k,
-            listen_port: 51820,
-            mtu: DEFAULT_MTU,
-            fwmark: None,
-        })
-        .unwrap();
-        ns.ip(&["addr", "add", addr, "dev", DEV]);
-        let v6 = addr.replace("10.99.0.", "fd99::").replace("/24", "/64");
-        ns.ip(&["addr", "add", &v6, "dev", DEV, "nodad"]);
-    }
-    b1.set_peer(
-        DEV,
-        &peer_cfg(
-            p2,
-            "192.0.2.2:51820",
-            &["10.99.0.2/32", "fd99::2/128"],
-            None,
-        ),
-    )
-    .unwrap();
-    b2.set_peer(
-        DEV,
-        &peer_cfg(
-            p1,
-            "192.0.2.1:51820",
-            &["10.99.0.1/32", "fd99::1/128"],
-            None,
-        ),
-    )
-    .unwrap();
-    wait_for("ping over the pair", Duration::from_secs(15), || {
-        n1.exec(&["ping", "-c1", "-W1", "10.99.0.2"])
-            .status
-            .success()
-    });
-    Pair {
-        n1,
-        n2,
-        b1,
-        b2,
-        p1,
-        p2,
-        _dirs: (d1, d2),
-    }
-}
-
-fn nft(ns: &Netns, script: &str) {
-    let out = ns.exec(&["nft", script]);
-    assert!(
-        out.status.success(),
-        "nft {script:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Packets counted by named counter `name` of table `inet owgt`.
-fn counter(ns: &Netns, name: &str) -> u64 {
-    let out = ns.exec(&["nft", "list", "counter", "inet", "owgt", name]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no packet count in {text:?}"))
-}
-
-/// Counts handshake initiations (message type 1, the first payload byte)
-/// arriving at the WireGuard port of `ns`.
-fn count_initiations(ns: &Netns) {
-    nft(ns, "add table inet owgt");
-    nft(ns, "add counter inet owgt hs");
-    nft(
-        ns,
-        "add chain inet owgt in { type filter hook input priority 0 ; }",
-    );
-    nft(
-        ns,
-        "add rule inet owgt in udp dport 51820 @th,64,8 1 counter name hs",
-    );
-}
 
 #[test]
 fn allowed_ip_edits_during_a_transfer_cause_no_handshake() {
@@ -145,8 +26,8 @@ fn allowed_ip_edits_during_a_transfer_cause_no_handshake() {
         return;
     }
     let p = pair();
-    count_initiations(&p.n1);
-    count_initiations(&p.n2);
+    count_messages(&p.n1, "hs", 1);
+    count_messages(&p.n2, "hs", 1);
     let t = transfer::start(
         p.n2.path(),
         "10.99.0.2:5301".parse().unwrap(),

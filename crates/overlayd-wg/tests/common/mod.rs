@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod foreign;
+pub mod pair;
+pub mod relay;
 pub mod transfer;
 
 use std::path::PathBuf;
