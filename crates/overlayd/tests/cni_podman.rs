@@ -19,25 +19,17 @@ use overlayd_proto::{Request, Response};
 use support::*;
 
 fn root_or_skip(test: &str) -> bool {
-    let required = std::env::var("OVERLAYD_REQUIRE_ROOT").as_deref() == Ok("1");
-    if !can_run_root_tests(test) {
-        assert!(
-            !required,
-            "{test} needs root and OVERLAYD_REQUIRE_ROOT=1 is set"
-        );
-        return false;
-    }
-    for (ok, what) in [
-        (try_sh(&["sh", "-c", "command -v podman"]), "podman"),
-        (Path::new("/bin/busybox").exists(), "busybox-static"),
-    ] {
-        if !ok {
-            assert!(!required, "{what} is missing; scripts/setup.sh installs it");
-            eprintln!("skipping {test}: {what} is not installed (scripts/setup.sh)");
-            return false;
-        }
-    }
-    true
+    can_run_root_tests(test)
+        && overlayd_lab::need(
+            test,
+            try_sh(&["sh", "-c", "command -v podman"]),
+            "podman is missing (scripts/setup.sh installs it)",
+        )
+        && overlayd_lab::need(
+            test,
+            Path::new("/bin/busybox").exists(),
+            "busybox-static is missing (scripts/setup.sh installs it)",
+        )
 }
 
 /// podman with every directory of its own under `dir`; removes every

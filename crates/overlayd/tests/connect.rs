@@ -11,18 +11,6 @@ use std::time::Duration;
 use overlayd_proto::{Handle, Request, Response, ServiceMode};
 use support::*;
 
-/// Root tests skip without root, but fail when CI requires them.
-fn root(test: &str) -> bool {
-    if can_run_root_tests(test) {
-        return true;
-    }
-    assert!(
-        std::env::var("OVERLAYD_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test} needs root and OVERLAYD_REQUIRE_ROOT=1 is set"
-    );
-    false
-}
-
 /// A process killed on drop.
 struct Running(Child);
 
@@ -62,7 +50,7 @@ fn rx_packets(c: &Container) -> u64 {
 
 #[test]
 fn connect_and_disconnect_lose_no_packet_on_the_first_network() {
-    if !root("connect_and_disconnect_lose_no_packet_on_the_first_network") {
+    if !can_run_root_tests("connect_and_disconnect_lose_no_packet_on_the_first_network") {
         return;
     }
     let node = Netns::new("cn");

@@ -11,18 +11,6 @@ use std::process::Output;
 
 use support::*;
 
-/// Root tests skip without root, but fail when CI requires them.
-fn root(test: &str) -> bool {
-    if can_run_root_tests(test) {
-        return true;
-    }
-    assert!(
-        std::env::var("OVERLAYD_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "{test} needs root and OVERLAYD_REQUIRE_ROOT=1 is set"
-    );
-    false
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -56,7 +44,7 @@ fn bridge_of(daemon: &Daemon, owner: &str) -> Option<String> {
 
 #[test]
 fn network_prune_removes_only_empty_networks_after_confirmation() {
-    if !root("network_prune_removes_only_empty_networks_after_confirmation") {
+    if !can_run_root_tests("network_prune_removes_only_empty_networks_after_confirmation") {
         return;
     }
     let node = Netns::new("pr");

@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn element_changes_alone_do_not_count_and_rule_changes_do() {
         let elems = [msg(NFT | 12, 21), msg(NFT | 14, 8), msg(NFT | 15, 4)].concat();
-        assert!(!changes_rules(&elems), "element adds/deletes and the generation bump");
+        assert!(
+            !changes_rules(&elems),
+            "element adds/deletes and the generation bump"
+        );
         let with_rule = [msg(NFT | 12, 20), msg(NFT | 8, 40), msg(NFT | 15, 4)].concat();
         assert!(changes_rules(&with_rule), "a deleted rule");
         assert!(changes_rules(&msg(NFT | 2, 12)), "a deleted table");

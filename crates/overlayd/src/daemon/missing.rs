@@ -59,7 +59,7 @@ pub fn was_removed(store: &Store, what: &str) -> OpResult<bool> {
 /// Edit distance between two short strings: insertions, deletions,
 /// substitutions and swaps of adjacent characters each cost one (optimal
 /// string alignment), so `wbe` is one edit from `web`.
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
