@@ -55,4 +55,7 @@ pub struct AttachmentView {
     pub addresses: Vec<String>,
     /// DNS names registered for it (fully qualified).
     pub dns_names: Vec<String>,
+    /// Ports published for it (`[IP:]HOST_PORT:CONTAINER_PORT/PROTO`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::PortMapping>,
 }

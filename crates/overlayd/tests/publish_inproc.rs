@@ -79,6 +79,18 @@ async fn attach_publishes_with_one_element_update_and_detach_removes_them() {
     assert_eq!((udp.host_port, udp.container_port), (5353, 53));
     let bridge = udp.bridge.clone();
     assert_eq!(inst.host.route_localnet(), vec![bridge.clone()]);
+    // `ps` (list_attachments) shows the container's published ports.
+    match c.call(Request::ListAttachments).await.unwrap() {
+        Response::Attachments { attachments } => {
+            let shown: Vec<String> = attachments[0].ports.iter().map(|p| p.to_string()).collect();
+            assert_eq!(
+                shown,
+                vec!["8080:80/tcp", "127.0.0.1:5353:53/udp"],
+                "{attachments:?}"
+            );
+        }
+        r => panic!("{r:?}"),
+    }
 
     // The same port for another container is refused, naming the holder;
     // nothing of the second container is left behind.

@@ -77,6 +77,7 @@ impl Node {
                 vec![format!("{}/{}", a.ip, a.prefix_len)]
             },
             dns_names,
+            ports: a.publish,
             handle: a.handle,
         }
     }

@@ -175,6 +175,20 @@ const ATTACHMENT_COLUMNS: &[Column<AttachmentView>] = &[
             }
         },
     },
+    Column {
+        header: "PORTS",
+        cell: |a| {
+            if a.ports.is_empty() {
+                "-".into()
+            } else {
+                a.ports
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        },
+    },
 ];
 
 const PEER_COLUMNS: &[Column<PeerStatus>] = &[
