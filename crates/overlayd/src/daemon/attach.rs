@@ -1,8 +1,7 @@
-//! Containers: attach (lease, record, veth — rolled back on any failure),
-//! detach (idempotent, also after a restart), and the plain address ops
-//! `allocate_ip` / `release_ip`.
+//! Containers: attach (lease and `attaching` record, veth, commit — rolled
+//! back on any failure), inspect, and the record bookkeeping detach and
+//! reconcile share. Detach is in `detach.rs`, leases in `lease.rs`.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -16,7 +15,7 @@ use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::plan;
-use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord, ALLOC_HOLDER};
+use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord};
 
 /// What `attach_container` asks for.
 #[derive(Debug, Clone)]
@@ -80,7 +79,7 @@ pub fn netns_target(handle: &Handle) -> OpResult<NetnsTarget> {
 impl Node {
     /// The network a request targets: an isolation network, or the
     /// service's network. Unknown names are errors.
-    fn target_network(
+    pub(crate) fn target_network(
         &self,
         service: &str,
         isolation: Option<&str>,
@@ -117,86 +116,6 @@ impl Node {
             )));
         }
         Ok(owner)
-    }
-
-    /// Lease the lowest free address of `network` for `holder`, in one
-    /// store transaction (no address is ever handed to two holders). With
-    /// `extra`, the attachment record is written in the same transaction,
-    /// completed with the address and prefix length.
-    pub(crate) fn lease(
-        &self,
-        network: &Owner,
-        holder: &str,
-        extra: Option<Attachment>,
-    ) -> OpResult<(IpAddr, u8)> {
-        let entry = self
-            .marker
-            .get(network)
-            .ok_or_else(|| OpError::NotFound(format!("network {network} is not recorded")))?;
-        let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
-        let net_s = network.to_string();
-        let ip = self.store.write(|tx| {
-            let prefix = format!("{net_s}|");
-            let leased: BTreeSet<IpAddr> = tx
-                .list_prefix::<Lease>(Table::Leases, &prefix)?
-                .into_iter()
-                .filter_map(|(_, l)| l.ip.parse().ok())
-                .collect();
-            let ip = match plan::pick_address(subnet, &leased) {
-                Ok(ip) => ip,
-                Err(e) => return Ok(Err(e)),
-            };
-            let ip_s = ip.to_string();
-            tx.put(
-                Table::Leases,
-                &lease_key(&net_s, &ip_s),
-                &Lease {
-                    network: net_s.clone(),
-                    ip: ip_s.clone(),
-                    holder: holder.to_string(),
-                },
-            )?;
-            if let Some(mut a) = extra.clone() {
-                a.ip = ip_s;
-                a.prefix_len = subnet.prefix_len();
-                tx.put(Table::Attachments, holder, &a)?;
-            }
-            Ok(Ok(ip))
-        })??;
-        Ok((ip, subnet.prefix_len()))
-    }
-
-    /// `allocate_ip`.
-    pub async fn allocate_ip(&mut self, service: &str, join_global: bool) -> OpResult<Response> {
-        let network = self.target_network(service, None, join_global)?;
-        let (ip, _) = self.lease(&network, ALLOC_HOLDER, None)?;
-        Ok(Response::Ip { ip: ip.to_string() })
-    }
-
-    /// `release_ip`: releasing an address that is not leased changes nothing.
-    pub fn release_ip(&mut self, ip: &str) -> OpResult<Response> {
-        let addr: IpAddr = ip
-            .parse()
-            .map_err(|_| OpError::Invalid(format!("{ip:?} is not an IP address")))?;
-        let ip_s = addr.to_string();
-        self.store.write(|tx| {
-            let held: Vec<(String, Lease)> = tx
-                .list::<Lease>(Table::Leases)?
-                .into_iter()
-                .filter(|(_, l)| l.ip == ip_s)
-                .collect();
-            if let Some((_, l)) = held.iter().find(|(_, l)| l.holder != ALLOC_HOLDER) {
-                return Ok(Err(OpError::Conflict(format!(
-                    "{ip_s} belongs to attached container {}; detach it instead",
-                    l.holder
-                ))));
-            }
-            for (k, _) in held {
-                tx.remove(Table::Leases, &k)?;
-            }
-            Ok(Ok(()))
-        })??;
-        Ok(Response::Ok)
     }
 
     /// `attach_container`.
@@ -554,120 +473,6 @@ impl Node {
             }
         }
         Ok(())
-    }
-
-    /// `detach_container`: idempotent for a container that was attached (a
-    /// handle never attached is `not_found`). The record is marked
-    /// `detaching` first (a refused detach — the store cannot write —
-    /// touches nothing on the host), then the veth goes, then the record and
-    /// lease. Past the mark, a crash or failure is finished by start-up or
-    /// the periodic check.
-    pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
-        let key = handle.key();
-        let mut found = self
-            .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?;
-        if found.is_none() {
-            // The container may have been attached under another handle
-            // form of the same namespace (netns path vs /proc/PID/ns/net).
-            if let Ok(target) = netns_target(handle) {
-                let ns_id = self.host.netns_identity(&target).await?;
-                found = self.attachment_by_netns(handle, ns_id)?;
-            }
-        }
-        let Some(a) = found else {
-            if self.detach_orphan_connected(handle).await? {
-                return Ok(Response::Ok);
-            }
-            if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
-                return Ok(Response::Ok);
-            }
-            return Err(OpError::NotFound(format!(
-                "{key} is not attached (never attached here); see `overlayd network inspect OWNER` for attached containers"
-            )));
-        };
-        if a.guest_private_key.is_some() {
-            self.detach_guest(&a).await?;
-            self.drop_attachment(&a)?;
-            self.bury_attachment(&key);
-            info!(handle = %key, ip = %a.ip, "guest detached");
-            return Ok(Response::Ok);
-        }
-        // Every further network first, then the first one.
-        for c in self.connected_of(&a)? {
-            self.detach_one(c).await?;
-        }
-        self.detach_one(a.clone()).await?;
-        self.bury_attachment(&key);
-        self.bury_attachment(&a.handle.key());
-        info!(handle = %key, ip = %a.ip, "container detached");
-        Ok(Response::Ok)
-    }
-
-    /// Detach one (container, network) attachment: mark it `detaching`,
-    /// delete its veth, drop its record, lease and names, unpublish.
-    pub(crate) async fn detach_one(&mut self, mut a: Attachment) -> OpResult<()> {
-        let key = a.key();
-        if a.state != AttachState::Detaching {
-            a.state = AttachState::Detaching;
-            self.store
-                .write(|tx| tx.put(Table::Attachments, &key, &a))?;
-        }
-        self.delete_attachment_veth(&a).await?;
-        if let Err(e) = self.drop_attachment(&a) {
-            // The detach is decided and durable; only the bookkeeping lags.
-            warn!(handle = %key, error = %e, "veth removed; the record and lease are released by the periodic check");
-        }
-        if let Some(bridge) = self.network_bridge(&a.network) {
-            self.unpublish_ports(&a, &bridge).await;
-        }
-        Ok(())
-    }
-
-    /// The further networks (`connect_container`) of a container whose
-    /// first attachment is `first`.
-    pub fn connected_of(&self, first: &Attachment) -> OpResult<Vec<Attachment>> {
-        let prefix = super::records::connected_key(&first.handle.key(), "");
-        Ok(self
-            .store
-            .read(|tx| tx.list_prefix::<Attachment>(Table::Attachments, &prefix))?
-            .into_iter()
-            .map(|(_, a)| a)
-            .filter(|a| a.is_connected() && a.handle == first.handle)
-            .collect())
-    }
-
-    /// The attachment recorded for a namespace identity, whatever handle
-    /// form it was attached with. Only `linux_pid` / `netns_path` handles
-    /// (one container, one `eth0`) are matched this way; CNI handles name an
-    /// interface, and one namespace may hold several of them.
-    pub fn attachment_by_netns(
-        &self,
-        handle: &Handle,
-        ns_id: Option<NetnsId>,
-    ) -> OpResult<Option<Attachment>> {
-        let single = |h: &Handle| matches!(h, Handle::LinuxPid { .. } | Handle::NetnsPath { .. });
-        let Some(id) = ns_id.map(|i| i.to_string()).filter(|_| single(handle)) else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .read(|tx| tx.list::<Attachment>(Table::Attachments))?
-            .into_iter()
-            .map(|(_, a)| a)
-            .find(|a| {
-                !a.is_connected() && single(&a.handle) && a.netns_id.as_deref() == Some(id.as_str())
-            }))
-    }
-
-    /// Remember that a container was detached, so a repeated detach is `ok`.
-    pub fn bury_attachment(&self, key: &str) {
-        if let Err(e) = self
-            .store
-            .write(|tx| super::missing::bury(tx, &format!("attach:{key}")))
-        {
-            warn!(error = %e, "cannot record the detach tombstone");
-        }
     }
 }
 
