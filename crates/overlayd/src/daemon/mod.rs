@@ -26,6 +26,7 @@ pub mod networks;
 pub mod node;
 pub mod notify;
 pub mod overlay;
+pub mod peers;
 pub mod plan;
 pub mod prune;
 pub mod publish;
