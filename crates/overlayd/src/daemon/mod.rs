@@ -34,6 +34,7 @@ pub mod purge;
 pub mod reconcile;
 pub mod records;
 pub mod server;
+pub mod services;
 pub mod state_files;
 pub mod views;
 
