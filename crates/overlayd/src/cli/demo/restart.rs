@@ -137,7 +137,9 @@ struct Reconciled {
 fn reconciled(records: &[serde_json::Value]) -> Reconciled {
     let mut r = Reconciled::default();
     for rec in records {
-        let f = &rec["fields"];
+        // `--log-json` puts fields at the top level; older builds nested
+        // them under `fields`.
+        let f = rec.get("fields").unwrap_or(rec);
         match f["message"].as_str() {
             Some("state reconciled") => {
                 r.adopted = f["adopted"].as_u64().unwrap_or(0);
@@ -338,5 +340,17 @@ mod tests {
         let r = reconciled(&recs);
         assert_eq!((r.adopted, r.recreated), (3, 1));
         assert_eq!(r.remade, vec!["ovl-w1".to_string()]);
+        // As `--log-json` writes them now: fields at the top level, lists
+        // comma-joined.
+        let flat: Vec<serde_json::Value> = [
+            r#"{"level":"INFO","message":"adopted recorded network; restarted its WireGuard device","owner":"base","missing":"ovl-w1,ovl-w2"}"#,
+            r#"{"level":"INFO","message":"state reconciled","adopted":5,"recreated":0}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let r = reconciled(&flat);
+        assert_eq!((r.adopted, r.recreated), (5, 0));
+        assert_eq!(r.remade, vec!["ovl-w1".to_string(), "ovl-w2".to_string()]);
     }
 }
