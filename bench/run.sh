@@ -229,6 +229,22 @@ else
         bench/cluster.sh || CLUSTER_MISSING="bench/cluster.sh failed"
 fi
 
+# Cross-node traffic through a daemon restart: the demo's restart check runs
+# a ping every 10 ms from a container on n1 to one on n2 through n1's whole
+# SIGTERM restart (the userspace WireGuard device lives in the daemon).
+INTERRUPT="cross-node restart: not measured"
+if [ -n "${SKIP_INTERRUPT:-}" ]; then
+    INTERRUPT="cross-node restart: skipped (SKIP_INTERRUPT)"
+elif [ -n "$OVERLAYD_BIN" ]; then
+    log "== cross-node restart: $OVERLAYD_BIN demo"
+    if "$OVERLAYD_BIN" demo >"$WORK/demo.out" 2>&1; then
+        FIGURE=$(grep -m1 -o 'a ping every 10 ms web1→web2 through the restart: [^|]*' "$WORK/demo.out" | sed 's/ *$//' || true)
+        INTERRUPT="cross-node restart (n1 SIGTERM, started again; demo): ${FIGURE:-no figure in the demo output}"
+    else
+        INTERRUPT="cross-node restart: overlayd demo failed (see $WORK/demo.out)"
+    fi
+fi
+
 # ---------------------------------------------------------------------------
 # 4. The table.
 
@@ -244,6 +260,7 @@ NOTES=(
     "peers: $NV_VERSION; CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo '?'); $(version_of wireguard-go --version); $BT_VERSION; $(version_of dnsmasq --version | cut -d' ' -f1-3)"
 )
 [ -z "$NETAVARK_MISSING" ] || NOTES+=("$NETAVARK_MISSING")
+NOTES+=("$INTERRUPT")
 log "total wall time ${WALL}s"
 echo
 python3 bench/report.py \
