@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use overlayd_proto::{Handle, Request, Response, ServiceMode};
+use overlayd_proto::{Handle, Request, Response};
 use support::*;
 
 const OUTSIDE: &str = "198.51.100.2";
@@ -73,11 +73,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
     let cfg = dir.path().join("overlayd.toml");
     std::fs::write(&cfg, format!("dns_upstreams = [\"{OUTSIDE}:53\"]\n")).unwrap();
     let mut d = Daemon::start(&node, dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let gw = match d.ok(Request::SetupServiceOverlay {
-        service: "web".into(),
-        mode: ServiceMode::Shared,
-        recreate: false,
-    }) {
+    let gw = match d.ok(support::requests::shared("web")) {
         Response::ServiceOverlay { overlay_ip, .. } => overlay_ip.unwrap(),
         r => panic!("{r:?}"),
     };
@@ -194,16 +190,12 @@ fn attach_named(
     isolation: Option<&str>,
     name: &str,
 ) -> Response {
-    d.call(Request::AttachContainer {
-        handle: Handle::LinuxPid { pid: c.pid() },
-        service: service.into(),
-        join_global: false,
-        dns_server: None,
-        dns_domain: None,
-        isolation: isolation.map(str::to_string),
-        name: Some(name.into()),
-        publish: vec![],
-    })
+    d.call(support::requests::attach_pid(
+        c.pid(),
+        service,
+        isolation,
+        Some(name),
+    ))
 }
 
 fn ip_of(r: Response) -> String {
@@ -235,17 +227,9 @@ fn names_are_scoped_to_networks_that_reach_them_and_unique_where_visible() {
     std::fs::write(&cfg, "dns_upstreams = [\"127.0.0.1:53\"]\n").unwrap();
     let d = Daemon::start(&node, dir.path(), &["--config", cfg.to_str().unwrap()]);
     for net in ["a", "b"] {
-        d.ok(Request::SetupIsolationNetwork {
-            network: net.into(),
-            subnet: None,
-            internal: false,
-        });
+        d.ok(support::requests::iso(net));
     }
-    d.ok(Request::SetupServiceOverlay {
-        service: "web".into(),
-        mode: ServiceMode::Shared,
-        recreate: false,
-    });
+    d.ok(support::requests::shared("web"));
     let (ca, cb, cs, cb2, cs2) = (
         Container::new(),
         Container::new(),

@@ -8,7 +8,7 @@ mod support;
 use std::process::Output;
 
 use overlayd_host::Host;
-use overlayd_proto::{Request, Response};
+use overlayd_proto::Response;
 use support::inproc::Instance;
 
 /// Run the CLI against the in-process daemon, off the runtime's workers.
@@ -40,14 +40,7 @@ fn text(o: &Output) -> String {
 async fn firewall_drift_is_reported_and_exits_3_in_text_and_json_and_fix_restores_it() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let r = c
-        .call(Request::SetupIsolationNetwork {
-            network: "a".into(),
-            subnet: None,
-            internal: false,
-        })
-        .await
-        .unwrap();
+    let r = c.call(support::requests::iso("a")).await.unwrap();
     assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
 
     let clean = run(&inst, &["doctor"]).await;
@@ -87,13 +80,7 @@ async fn firewall_drift_is_reported_and_exits_3_in_text_and_json_and_fix_restore
 async fn a_recorded_subnet_that_is_not_a_cidr_is_drift() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    c.call(Request::SetupIsolationNetwork {
-        network: "a".into(),
-        subnet: None,
-        internal: false,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("a")).await.unwrap();
     drop(c);
     let (cfg, host, wg, marker) = (
         inst.cfg.clone(),

@@ -7,7 +7,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use overlayd_proto::Request;
 use support::*;
 
 #[test]
@@ -36,11 +35,7 @@ fn a_deleted_table_is_restored_within_200_ms() {
     std::fs::write(&cfg, "check_interval_secs = 3600\n").unwrap();
     let d = Daemon::start(&node, dir.path(), &["--config", cfg.to_str().unwrap()]);
     for net in ["a", "b"] {
-        d.ok(Request::SetupIsolationNetwork {
-            network: net.into(),
-            subnet: None,
-            internal: false,
-        });
+        d.ok(support::requests::iso(net));
     }
     let table = || node.output(&["nft", "list", "table", "inet", "overlayd"]);
     let full = table();

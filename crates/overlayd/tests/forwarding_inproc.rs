@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use overlayd_host::{Forwarding, Host};
-use overlayd_proto::{Request, Response};
+use overlayd_proto::Response;
 use support::inproc::Instance;
 
 fn f(ipv4: bool, ipv6: bool) -> Forwarding {
@@ -20,14 +20,7 @@ fn f(ipv4: bool, ipv6: bool) -> Forwarding {
 
 async fn iso_up(inst: &Instance, name: &str) {
     let mut c = inst.client().await;
-    let r = c
-        .call(Request::SetupIsolationNetwork {
-            network: name.into(),
-            subnet: None,
-            internal: false,
-        })
-        .await
-        .unwrap();
+    let r = c.call(support::requests::iso(name)).await.unwrap();
     assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
 }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use overlayd_proto::{Handle, Request, Response, ServiceMode};
+use overlayd_proto::{Request, Response};
 use support::*;
 
 struct Instance {
@@ -37,26 +37,12 @@ impl Instance {
     /// Bring up an isolation network and a shared service, attach one
     /// container to the service; the container's address.
     fn populate(&self, c: &Container) -> String {
-        self.daemon.ok(Request::SetupIsolationNetwork {
-            network: "a".into(),
-            subnet: None,
-            internal: false,
-        });
-        self.daemon.ok(Request::SetupServiceOverlay {
-            service: "web".into(),
-            mode: ServiceMode::Shared,
-            recreate: false,
-        });
-        match self.daemon.ok(Request::AttachContainer {
-            handle: Handle::LinuxPid { pid: c.pid() },
-            service: "web".into(),
-            join_global: false,
-            dns_server: None,
-            dns_domain: None,
-            isolation: None,
-            name: None,
-            publish: Vec::new(),
-        }) {
+        self.daemon.ok(support::requests::iso("a"));
+        self.daemon.ok(support::requests::shared("web"));
+        match self
+            .daemon
+            .ok(support::requests::attach_pid(c.pid(), "web", None, None))
+        {
             Response::Attached { ip, .. } => ip,
             r => panic!("attach: {r:?}"),
         }

@@ -15,27 +15,14 @@ use support::inproc::Instance;
 async fn status_answers_while_another_request_is_blocked_in_a_slow_host_operation() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    c.call(Request::SetupIsolationNetwork {
-        network: "a".into(),
-        subnet: None,
-        internal: false,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("a")).await.unwrap();
 
     inst.host
         .stall_next(Op::CreateBridge, Duration::from_secs(3));
     let mut slow_client = inst.client().await;
     let slow = tokio::spawn(async move {
         let t = Instant::now();
-        let r = slow_client
-            .call(Request::SetupIsolationNetwork {
-                network: "b".into(),
-                subnet: None,
-                internal: false,
-            })
-            .await
-            .unwrap();
+        let r = slow_client.call(support::requests::iso("b")).await.unwrap();
         (r, t.elapsed())
     });
     // Wait until the slow request is inside the host call.

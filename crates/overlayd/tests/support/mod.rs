@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod inproc;
+pub mod requests;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
