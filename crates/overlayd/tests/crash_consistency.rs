@@ -178,7 +178,19 @@ fn load(
 /// lease of its address, no lease of an attachment lacks its record, and no
 /// address is held by two attachments.
 fn check_store(data_dir: &std::path::Path) {
-    let store = Store::open(data_dir).expect("store opens after kill -9");
+    // A child the daemon was forking at the kill (an `nft` run) holds the
+    // database's descriptor, and with it redb's lock, until it execs or
+    // exits: wait for that with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let store = loop {
+        match Store::open(data_dir) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("store opens after kill -9: {e:?}"),
+        }
+    };
     let (atts, leases) = store
         .read(|tx| {
             Ok((
