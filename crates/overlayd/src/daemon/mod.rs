@@ -69,7 +69,9 @@ pub async fn run(
     host: Arc<dyn Host>,
     wg: Arc<dyn overlayd_wg::WgBackend>,
 ) -> Result<()> {
-    let lock = InstanceLock::acquire(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lock = acquire_lock(&cfg.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Signals are caught from before start-up reconcile: a SIGTERM during
     // it lets the reconcile finish and then stops cleanly, instead of
     // killing the process half-way through.
@@ -175,6 +177,38 @@ pub async fn run(
     // the backend is deliberately never dropped.
     std::mem::forget(wg);
     Ok(())
+}
+
+/// How long start-up waits for the lock of a previous daemon that is gone.
+const DEAD_HOLDER_WAIT: Duration = Duration::from_secs(5);
+
+/// Take the instance lock. When it is held in the name of a process that no
+/// longer exists — a daemon killed with -9 while it was forking a child
+/// (an `nft` run), whose lock then lives on in that child until it execs —
+/// wait a moment for it instead of refusing to start.
+async fn acquire_lock(data_dir: &std::path::Path) -> overlayd_state::Result<InstanceLock> {
+    let deadline = tokio::time::Instant::now() + DEAD_HOLDER_WAIT;
+    loop {
+        match InstanceLock::acquire(data_dir) {
+            Err(overlayd_state::StateError::Locked { pid: Some(pid), .. })
+                if !process_alive(pid) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Whether a process with this pid exists.
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 fn spawn_signal_watch(stop: watch::Sender<bool>) -> Result<tokio::task::JoinHandle<()>> {
