@@ -154,14 +154,8 @@ impl Node {
         let network = self.target_network(service, isolation, join_global)?;
         let ns_id = self.host.netns_identity(&target).await?;
         if let Some(n) = &name {
-            let all: Vec<Attachment> = self
-                .store
-                .read(|tx| tx.list::<Attachment>(Table::Attachments))?
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect();
             let ns = ns_id.map(|i| i.to_string());
-            self.refuse_duplicate_name(n, &network, &key, ns.as_deref(), &all)?;
+            self.refuse_duplicate_name(n, &network, &key, ns.as_deref())?;
         }
         let mut found = self
             .store

@@ -139,14 +139,30 @@ impl Node {
         network: &Owner,
         handle_key: &str,
         netns_id: Option<&str>,
-        attachments: &[Attachment],
     ) -> OpResult<()> {
         let key = self.dns_key(name)?;
+        // The usual case, a name nobody holds, costs one in-memory lookup:
+        // the attachments are read only for a name that is served already.
+        if self
+            .records
+            .get(&key)
+            .ok()
+            .flatten()
+            .is_none_or(|ips| ips.is_empty())
+        {
+            return Ok(());
+        }
+        let attachments: Vec<Attachment> = self
+            .store
+            .read(|tx| tx.list::<Attachment>(overlayd_state::Table::Attachments))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
         let scope = self.net_scope();
         let Some(mine) = scope.net(network) else {
             return Ok(());
         };
-        for a in attachments {
+        for a in &attachments {
             let same_container = netns_id.is_some() && a.netns_id.as_deref() == netns_id;
             if a.handle.key() == handle_key || same_container {
                 continue;
