@@ -34,17 +34,7 @@ struct Lab {
 
 impl Lab {
     fn new(config: &str) -> Self {
-        let node = Netns::new("c");
-        let outside = Netns::new("o");
-        link_pair(
-            &node,
-            "up0",
-            "198.51.100.1/24",
-            &outside,
-            "out0",
-            "198.51.100.2/24",
-        );
-        node.exec(&["ip", "route", "add", "default", "via", "198.51.100.2"]);
+        let (node, outside) = uplinked_node("c", "o");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("overlayd.toml");
         std::fs::write(&cfg, config).unwrap();

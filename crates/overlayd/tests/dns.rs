@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use overlayd_proto::{Handle, Request, Response};
 use support::*;
 
-const OUTSIDE: &str = "198.51.100.2";
-
 fn dig(c: &Container, server: &str, name: &str) -> (String, Vec<String>) {
     let out = c.output(&["dig", "+time=3", "+tries=1", &format!("@{server}"), name]);
     let status = out
@@ -39,17 +37,7 @@ fn names_resolve_survive_restart_and_others_are_forwarded() {
     if Command::new("dnsmasq").arg("--version").output().is_err() {
         panic!("dnsmasq is not installed; scripts/setup.sh installs it");
     }
-    let node = Netns::new("dn");
-    let outside = Netns::new("do");
-    link_pair(
-        &node,
-        "up0",
-        "198.51.100.1/24",
-        &outside,
-        "out0",
-        &format!("{OUTSIDE}/24"),
-    );
-    node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
+    let (node, outside) = uplinked_node("dn", "do");
     let mut upstream = Command::new("ip")
         .args([
             "netns",

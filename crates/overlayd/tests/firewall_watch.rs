@@ -18,17 +18,7 @@ fn a_deleted_table_is_restored_within_200_ms() {
         );
         return;
     }
-    let node = Netns::new("fw");
-    let outside = Netns::new("fo");
-    link_pair(
-        &node,
-        "up0",
-        "198.51.100.1/24",
-        &outside,
-        "out0",
-        "198.51.100.2/24",
-    );
-    node.exec(&["ip", "route", "add", "default", "via", "198.51.100.2"]);
+    let (node, _outside) = uplinked_node("fw", "fo");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("overlayd.toml");
     // The periodic check is far away: only the monitor can be fast.

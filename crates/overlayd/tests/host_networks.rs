@@ -18,9 +18,6 @@ struct Lab {
     _cfg_dir: Option<tempfile::TempDir>,
 }
 
-const NODE_UPLINK: &str = "198.51.100.1";
-const OUTSIDE: &str = "198.51.100.2";
-
 impl Lab {
     /// A lab whose daemon checks for drift every second.
     fn fast_checks() -> Self {
@@ -38,17 +35,7 @@ impl Lab {
     }
 
     fn new(extra: &[&str]) -> Self {
-        let node = Netns::new("n");
-        let outside = Netns::new("o");
-        link_pair(
-            &node,
-            "up0",
-            &format!("{NODE_UPLINK}/24"),
-            &outside,
-            "out0",
-            &format!("{OUTSIDE}/24"),
-        );
-        node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
+        let (node, outside) = uplinked_node("n", "o");
         let dir = tempfile::tempdir().unwrap();
         let daemon = Daemon::start(&node, dir.path(), extra);
         Lab {

@@ -18,8 +18,6 @@ use std::time::Duration;
 use overlayd_proto::{Handle, Request, Response, ServiceMode};
 use support::*;
 
-const NODE_UPLINK: &str = "198.51.100.1";
-const OUTSIDE: &str = "198.51.100.2";
 const T: Duration = Duration::from_secs(15);
 
 struct Lab {
@@ -31,17 +29,7 @@ struct Lab {
 
 impl Lab {
     fn new() -> Self {
-        let node = Netns::new("pn");
-        let outside = Netns::new("po");
-        link_pair(
-            &node,
-            "up0",
-            &format!("{NODE_UPLINK}/24"),
-            &outside,
-            "out0",
-            &format!("{OUTSIDE}/24"),
-        );
-        node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
+        let (node, outside) = uplinked_node("pn", "po");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("overlayd.toml");
         std::fs::write(&cfg, "check_interval_secs = 1\n").unwrap();

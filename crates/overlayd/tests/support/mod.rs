@@ -154,6 +154,30 @@ pub fn link_pair(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_a
     b.exec(&["ip", "link", "set", b_if, "up"]);
 }
 
+/// The node's uplink address in [`uplinked_node`].
+pub const NODE_UPLINK: &str = "198.51.100.1";
+/// The outside namespace's address in [`uplinked_node`] (the node's default gateway).
+pub const OUTSIDE: &str = "198.51.100.2";
+
+/// A node namespace whose uplink `up0` (198.51.100.1/24) leads to an
+/// "outside" namespace (`out0`, 198.51.100.2/24), which is also the node's
+/// default route: the host a daemon under test runs on, with an internet
+/// it can never reach beyond the test.
+pub fn uplinked_node(node_tag: &str, outside_tag: &str) -> (Netns, Netns) {
+    let node = Netns::new(node_tag);
+    let outside = Netns::new(outside_tag);
+    link_pair(
+        &node,
+        "up0",
+        &format!("{NODE_UPLINK}/24"),
+        &outside,
+        "out0",
+        &format!("{OUTSIDE}/24"),
+    );
+    node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
+    (node, outside)
+}
+
 /// A daemon process running inside a namespace; SIGKILLed on drop if
 /// still running.
 pub struct Daemon {
