@@ -73,7 +73,7 @@ pub struct LinkRef {
 
 /// Whether a live link kind can implement a marker entry kind.
 pub fn kind_matches(entry_kind: &str, link_kind: &str) -> bool {
-    use overlayd_state::entry::{KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
+    use overlayd_model::entry::{KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
     match entry_kind {
         KIND_LINUX_BRIDGE => link_kind == LINK_KIND_BRIDGE,
         KIND_LINUX_WIREGUARD => link_kind == LINK_KIND_WIREGUARD || link_kind == LINK_KIND_TUN,
@@ -83,7 +83,7 @@ pub fn kind_matches(entry_kind: &str, link_kind: &str) -> bool {
 
 /// The marker entry kind implemented by a live link kind, if any.
 pub fn entry_kind_for(link_kind: &str) -> Option<&'static str> {
-    use overlayd_state::entry::{KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
+    use overlayd_model::entry::{KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
     match link_kind {
         LINK_KIND_BRIDGE => Some(KIND_LINUX_BRIDGE),
         LINK_KIND_WIREGUARD | LINK_KIND_TUN => Some(KIND_LINUX_WIREGUARD),

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use overlayd_state::Owner;
+use overlayd_model::Owner;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use overlayd_state::Owner;
+use overlayd_model::Owner;
 
 use crate::error::{EngineError, Result};
 use crate::hash::{hex64, stable_hash};

@@ -37,21 +37,6 @@ pub enum StateError {
         source: io::Error,
     },
 
-    /// The marker's content is not a valid v1 marker (the file is quarantined
-    /// by [`crate::MarkerFile::load`], never silently replaced).
-    #[error("network-state marker is corrupt: {reason}")]
-    CorruptMarker {
-        /// Why the content was rejected.
-        reason: String,
-    },
-
-    /// Two marker entries share an owner (owners are unique).
-    #[error("network-state marker is corrupt: owner {owner:?} appears more than once")]
-    DuplicateOwner {
-        /// The repeated owner string.
-        owner: String,
-    },
-
     /// The marker was written by a newer overlayd; it is left untouched.
     #[error(
         "network-state marker {} has version {found}, but this overlayd understands only up to \
@@ -82,29 +67,11 @@ pub enum StateError {
         path: PathBuf,
     },
 
-    /// Every port of the dedicated WireGuard port band is in use.
-    #[error(
-        "dedicated WireGuard port band {first}-{last} is exhausted ({in_use} ports in use); \
-         tear down an unused dedicated service"
-    )]
-    PortBandExhausted {
-        /// First port of the band.
-        first: u16,
-        /// Last port of the band.
-        last: u16,
-        /// How many band ports are held.
-        in_use: usize,
-    },
-
-    /// The global port leaves no room for a dedicated band above it.
-    #[error(
-        "global WireGuard port {global} leaves no room for the dedicated port band above it; \
-         choose a global port of at most 65279"
-    )]
-    PortBandEmpty {
-        /// The configured global WireGuard port.
-        global: u16,
-    },
+    /// The model refused a value: a marker whose content is not v1 (the
+    /// file is quarantined by [`crate::MarkerFile::load`], never silently
+    /// replaced), an exhausted port band.
+    #[error(transparent)]
+    Model(#[from] overlayd_model::ModelError),
 
     /// The transactional store could not be opened.
     #[error("cannot open the state store {}: {source}{}", path.display(), open_hint(source))]
@@ -182,10 +149,7 @@ impl StateError {
     /// True when the error means the marker's content is bad (and should be
     /// quarantined), as opposed to an I/O failure or a newer version.
     pub fn is_corrupt_marker(&self) -> bool {
-        matches!(
-            self,
-            StateError::CorruptMarker { .. } | StateError::DuplicateOwner { .. }
-        )
+        matches!(self, StateError::Model(m) if m.is_corrupt_marker())
     }
 
     /// True when a store operation failed on I/O (a full disk, say): the
@@ -213,16 +177,11 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        let e = StateError::PortBandExhausted {
-            first: 51821,
-            last: 52076,
-            in_use: 256,
-        };
-        assert_eq!(
-            e.to_string(),
-            "dedicated WireGuard port band 51821-52076 is exhausted (256 ports in use); \
-             tear down an unused dedicated service"
-        );
+        let e = StateError::from(overlayd_model::ModelError::DuplicateOwner {
+            owner: "base".into(),
+        });
+        assert!(e.is_corrupt_marker());
+        assert!(e.to_string().contains("appears more than once"));
         let e = StateError::Locked {
             pid: Some(42),
             path: "/d/lock".into(),

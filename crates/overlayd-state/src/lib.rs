@@ -7,25 +7,22 @@
 //! collide.
 
 pub mod durable;
-pub mod entry;
 pub mod error;
 pub mod keys;
 pub mod lock;
-pub mod marker;
 pub mod marker_file;
-pub mod owner;
 pub mod paths;
-pub mod ports;
 pub mod store;
 
+// The model's modules, re-exported under their old paths so callers that
+// only need values keep one import path.
+pub use overlayd_model::{entry, marker, owner, ports};
+pub use overlayd_model::{Marker, NetworkEntry, Owner, PortBand, CURRENT_VERSION};
+
 pub use durable::SaveStep;
-pub use entry::NetworkEntry;
 pub use error::{Result, StateError};
 pub use keys::{KeyPair, NodeKeyFile};
 pub use lock::InstanceLock;
-pub use marker::{Marker, CURRENT_VERSION};
 pub use marker_file::{LoadOutcome, MarkerFile};
-pub use owner::Owner;
 pub use paths::DataDir;
-pub use ports::PortBand;
 pub use store::{ReadTx, Store, Table, WriteTx};

@@ -11,6 +11,7 @@ use crate::durable::{self, SaveStep, FILE_MODE};
 use crate::error::{Result, StateError};
 use crate::marker::Marker;
 use crate::paths::DataDir;
+use overlayd_model::ModelError;
 
 /// What [`MarkerFile::load`] found.
 #[derive(Debug)]
@@ -69,9 +70,7 @@ impl MarkerFile {
         drop(file);
         match Marker::from_json_slice(&bytes) {
             Ok(m) => Ok(LoadOutcome::Loaded(m)),
-            Err(StateError::NewerVersion {
-                found, supported, ..
-            }) => Err(StateError::NewerVersion {
+            Err(ModelError::NewerVersion { found, supported }) => Err(StateError::NewerVersion {
                 path,
                 found,
                 supported,
@@ -103,7 +102,7 @@ impl MarkerFile {
                     salvaged,
                 })
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 

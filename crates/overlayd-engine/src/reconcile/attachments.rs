@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn network_tags_and_non_veths_are_ignored() {
-        let net_tag = Tag::network(&overlayd_state::Owner::Base, ID)
+        let net_tag = Tag::network(&overlayd_model::Owner::Base, ID)
             .unwrap()
             .to_string();
         let attach_tag = Tag::attachment("pid:1", ID).unwrap().to_string();

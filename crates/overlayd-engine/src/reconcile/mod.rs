@@ -16,7 +16,7 @@ pub mod rebuild;
 use std::fmt;
 use std::ops::Deref;
 
-use overlayd_state::NetworkEntry;
+use overlayd_model::NetworkEntry;
 
 pub use attachments::{plan_attachments, AttachAction, AttachPlan, AttachmentRecord};
 pub use networks::{plan_networks, Action, Desired, NetworkInput, Plan};
@@ -57,7 +57,7 @@ impl fmt::Debug for RecordedEntry {
 
 #[cfg(test)]
 mod tests {
-    use overlayd_state::Owner;
+    use overlayd_model::Owner;
 
     use super::*;
 

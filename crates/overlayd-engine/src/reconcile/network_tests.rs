@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use overlayd_state::entry::{KIND_HCN_INTERNAL, KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
-use overlayd_state::{NetworkEntry, Owner};
+use overlayd_model::entry::{KIND_HCN_INTERNAL, KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
+use overlayd_model::{NetworkEntry, Owner};
 use proptest::prelude::*;
 
 use super::networks::{plan_networks, Action, Desired, NetworkInput, Plan};

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use overlayd_state::{NetworkEntry, Owner};
+use overlayd_model::{NetworkEntry, Owner};
 
 use super::RecordedEntry;
 use crate::live::{entry_kind_for, kind_matches, LinkRef, LiveLink};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use overlayd_state::{NetworkEntry, Owner};
+use overlayd_model::{NetworkEntry, Owner};
 
 use crate::live::{entry_kind_for, LinkRef, LiveLink};
 use crate::naming::{owner_roles, LinkRole};
@@ -33,7 +33,7 @@ type OwnerLinks<'a> = (Owner, Vec<(&'a LiveLink, String)>);
 
 fn role_of(link_kind: &str) -> Option<LinkRole> {
     match entry_kind_for(link_kind)? {
-        overlayd_state::entry::KIND_LINUX_BRIDGE => Some(LinkRole::Bridge),
+        overlayd_model::entry::KIND_LINUX_BRIDGE => Some(LinkRole::Bridge),
         _ => Some(LinkRole::WireGuard),
     }
 }

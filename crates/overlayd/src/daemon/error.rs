@@ -16,10 +16,27 @@ pub enum OpError {
     /// The capability is not available in this build or platform.
     #[error("{0}")]
     Unsupported(String),
-    /// A kernel operation failed (after rollback).
+    /// A kernel operation failed (after rollback); the netlink or nftables
+    /// error is kept as the source.
     #[error("host operation failed: {0}")]
-    Host(String),
-    /// Durable state could not be read or written.
+    Host(#[from] overlayd_host::HostError),
+    /// The WireGuard backend failed (after rollback).
+    #[error("host operation failed: {0}")]
+    Wg(#[from] overlayd_wg::WgError),
+    /// A host operation failed in a way no single source describes (several
+    /// objects failed to go, a worker thread died).
+    #[error("host operation failed: {0}")]
+    HostFailed(String),
+    /// Durable state could not be read or written; the store or marker
+    /// error is kept as the source.
+    #[error("state error: {0}")]
+    Store(#[from] overlayd_state::StateError),
+    /// The model refused a value (an exhausted port band, a marker that is
+    /// not v1).
+    #[error("{0}")]
+    Model(#[from] overlayd_model::ModelError),
+    /// Recorded state contradicts itself (an entry lacks a field it must
+    /// have).
     #[error("state error: {0}")]
     State(String),
     /// A service the daemon depends on (etcd in cluster mode) cannot answer now.
@@ -27,20 +44,8 @@ pub enum OpError {
     Unavailable(String),
 }
 
-impl From<overlayd_state::StateError> for OpError {
-    fn from(e: overlayd_state::StateError) -> Self {
-        OpError::State(e.to_string())
-    }
-}
-
-impl From<overlayd_host::HostError> for OpError {
-    fn from(e: overlayd_host::HostError) -> Self {
-        OpError::Host(e.to_string())
-    }
-}
-
-impl From<overlayd_state::owner::OwnerError> for OpError {
-    fn from(e: overlayd_state::owner::OwnerError) -> Self {
+impl From<overlayd_model::owner::OwnerError> for OpError {
+    fn from(e: overlayd_model::owner::OwnerError) -> Self {
         OpError::Invalid(e.to_string())
     }
 }
@@ -54,8 +59,13 @@ impl OpError {
             OpError::NotFound(_) => ErrorCode::NotFound,
             OpError::Conflict(_) => ErrorCode::Conflict,
             OpError::Unsupported(_) => ErrorCode::Unsupported,
-            OpError::Host(_) => ErrorCode::Host,
-            OpError::State(_) => ErrorCode::State,
+            OpError::Host(_) | OpError::Wg(_) | OpError::HostFailed(_) => ErrorCode::Host,
+            OpError::Store(_) | OpError::State(_) => ErrorCode::State,
+            OpError::Model(
+                overlayd_model::ModelError::PortBandExhausted { .. }
+                | overlayd_model::ModelError::PortBandEmpty { .. },
+            ) => ErrorCode::Unavailable,
+            OpError::Model(_) => ErrorCode::State,
             OpError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
@@ -92,5 +102,52 @@ mod clip_tests {
         let c = clip(&long, 255);
         assert!(c.len() < 300, "{}", c.len());
         assert!(c.ends_with("(1746 more bytes)"), "{c}");
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use std::error::Error as _;
+
+    use overlayd_model::ModelError;
+    use overlayd_proto::ErrorCode;
+
+    use super::OpError;
+
+    #[test]
+    fn wrapped_errors_keep_their_source_and_message() {
+        let host = overlayd_host::HostError::InvalidArgument("bad name".into());
+        let text = host.to_string();
+        let e = OpError::from(host);
+        assert_eq!(e.to_string(), format!("host operation failed: {text}"));
+        assert_eq!(e.code(), ErrorCode::Host);
+        let source = e.source().expect("the host error is kept as the source");
+        assert_eq!(source.to_string(), text);
+
+        let state = overlayd_state::StateError::io(
+            "read",
+            "/d/agent_network.json",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        let e = OpError::from(state);
+        assert_eq!(e.code(), ErrorCode::State);
+        // OpError → StateError → io::Error: the whole chain is walkable.
+        let io = e.source().and_then(|s| s.source()).expect("io source");
+        assert!(io.to_string().contains("ermission denied"), "{io}");
+    }
+
+    #[test]
+    fn an_exhausted_port_band_is_unavailable_not_a_state_failure() {
+        let e = OpError::from(ModelError::PortBandExhausted {
+            first: 51821,
+            last: 52076,
+            in_use: 256,
+        });
+        assert_eq!(e.code(), ErrorCode::Unavailable);
+        assert!(e.to_string().starts_with("dedicated WireGuard port band"));
+        let e = OpError::from(ModelError::DuplicateOwner {
+            owner: "base".into(),
+        });
+        assert_eq!(e.code(), ErrorCode::State);
     }
 }

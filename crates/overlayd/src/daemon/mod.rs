@@ -69,9 +69,7 @@ pub async fn run(
     host: Arc<dyn Host>,
     wg: Arc<dyn overlayd_wg::WgBackend>,
 ) -> Result<()> {
-    let lock = acquire_lock(&cfg.data_dir)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lock = acquire_lock(&cfg.data_dir).await?;
     // Signals are caught from before start-up reconcile: a SIGTERM during
     // it lets the reconcile finish and then stops cleanly, instead of
     // killing the process half-way through.

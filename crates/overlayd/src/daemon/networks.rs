@@ -220,7 +220,7 @@ impl Node {
             Err(e) => errors.push(format!("bridge {}: {e}", entry.name)),
         }
         if !errors.is_empty() {
-            return Err(OpError::Host(format!(
+            return Err(OpError::HostFailed(format!(
                 "cannot remove all of {owner} ({}); it stays recorded, retry to finish",
                 errors.join("; ")
             )));

@@ -32,8 +32,8 @@ pub async fn wg_call<T: Send + 'static>(
     let wg = wg.clone();
     tokio::task::spawn_blocking(move || f(wg.as_ref()))
         .await
-        .map_err(|e| OpError::Host(format!("WireGuard worker failed: {e}")))?
-        .map_err(|e| OpError::Host(e.to_string()))
+        .map_err(|e| OpError::HostFailed(format!("WireGuard worker failed: {e}")))?
+        .map_err(OpError::from)
 }
 
 /// Parse a public key with a clear error.

@@ -77,7 +77,7 @@ pub async fn connect(cfg: &Config) -> Result<Option<Arc<ClusterHandle>>> {
         config: cluster_config(cfg),
         state_file: Some(cfg.data_dir.join("cluster.json")),
     };
-    let cluster = Cluster::new(Arc::new(store), opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster = Cluster::new(Arc::new(store), opts)?;
     Ok(Some(Arc::new(ClusterHandle {
         cluster: Arc::new(cluster),
         changed: Notify::new(),

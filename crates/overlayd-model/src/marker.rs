@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::entry::NetworkEntry;
-use crate::error::{Result, StateError};
+use crate::error::{ModelError, Result};
 use crate::owner::Owner;
 
 /// The newest marker format this build reads and writes.
@@ -89,12 +89,12 @@ impl Marker {
         self.networks.is_empty()
     }
 
-    /// Parse marker JSON. Content errors are [`StateError::CorruptMarker`] or
-    /// [`StateError::DuplicateOwner`] (both satisfy
-    /// [`StateError::is_corrupt_marker`]); a version above
-    /// [`CURRENT_VERSION`] is [`StateError::NewerVersion`] with an empty path.
+    /// Parse marker JSON. Content errors are [`ModelError::CorruptMarker`] or
+    /// [`ModelError::DuplicateOwner`] (both satisfy
+    /// [`ModelError::is_corrupt_marker`]); a version above
+    /// [`CURRENT_VERSION`] is [`ModelError::NewerVersion`].
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |reason: String| StateError::CorruptMarker { reason };
+        let corrupt = |reason: String| ModelError::CorruptMarker { reason };
         // Pass 1 reads only the version (skipping the rest cheaply), so a
         // newer format is refused before its shape is judged.
         let head: Head =
@@ -109,8 +109,7 @@ impl Marker {
             None => return Err(corrupt("\"version\" is missing".into())),
         };
         if version > u64::from(CURRENT_VERSION) {
-            return Err(StateError::NewerVersion {
-                path: Default::default(),
+            return Err(ModelError::NewerVersion {
                 found: version,
                 supported: CURRENT_VERSION,
             });
@@ -127,7 +126,7 @@ impl Marker {
         for entry in list {
             let key = entry.owner.to_string();
             if networks.contains_key(&key) {
-                return Err(StateError::DuplicateOwner { owner: key });
+                return Err(ModelError::DuplicateOwner { owner: key });
             }
             networks.insert(key, entry);
         }
@@ -187,10 +186,8 @@ impl Marker {
     /// The v1 on-disk form: pretty JSON with a trailing newline.
     pub fn to_json_vec(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64 + self.networks.len() * 256);
-        serde_json::to_writer_pretty(&mut out, self).map_err(|source| StateError::Encode {
-            what: "the network-state marker".into(),
-            source,
-        })?;
+        serde_json::to_writer_pretty(&mut out, self)
+            .map_err(|source| ModelError::Encode { source })?;
         out.push(b'\n');
         Ok(out)
     }
@@ -409,7 +406,7 @@ mod tests {
             {"owner":"base","kind":"linux-bridge","name":"a","id":"x","subnet":"10.0.0.0/24"},
             {"owner":"base","kind":"linux-bridge","name":"b","id":"y","subnet":"10.0.1.0/24"}]}"#;
         let e = Marker::from_json_slice(raw).unwrap_err();
-        assert!(matches!(e, StateError::DuplicateOwner { ref owner } if owner == "base"));
+        assert!(matches!(e, ModelError::DuplicateOwner { ref owner } if owner == "base"));
         assert!(e.is_corrupt_marker());
     }
 
@@ -432,10 +429,9 @@ mod tests {
         let e = Marker::from_json_slice(b"{\"version\":2,\"networks\":\"whatever\"}").unwrap_err();
         assert!(matches!(
             e,
-            StateError::NewerVersion {
+            ModelError::NewerVersion {
                 found: 2,
                 supported: 1,
-                ..
             }
         ));
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 
-use crate::error::{Result, StateError};
+use crate::error::{ModelError, Result};
 use crate::marker::Marker;
 
 /// How many ports the band holds above the global port.
@@ -55,7 +55,7 @@ impl PortBand {
     /// Hand out the lowest free band port (never the global port).
     pub fn allocate(&mut self) -> Result<u16> {
         let Some(range) = self.range() else {
-            return Err(StateError::PortBandEmpty {
+            return Err(ModelError::PortBandEmpty {
                 global: self.global,
             });
         };
@@ -63,7 +63,7 @@ impl PortBand {
         let port = range
             .into_iter()
             .find(|p| *p != self.global && !self.used.contains(p))
-            .ok_or_else(|| StateError::PortBandExhausted {
+            .ok_or_else(|| ModelError::PortBandExhausted {
                 first,
                 last,
                 in_use: self.used.range(first..=last).count(),
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!((0..35).filter(|_| b.allocate().is_ok()).count(), 35);
         assert!(matches!(
             b.allocate(),
-            Err(StateError::PortBandExhausted {
+            Err(ModelError::PortBandExhausted {
                 first: 65501,
                 last: 65535,
                 in_use: 35
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(b.range(), None);
         assert!(matches!(
             b.allocate(),
-            Err(StateError::PortBandEmpty { global: 65535 })
+            Err(ModelError::PortBandEmpty { global: 65535 })
         ));
     }
 
