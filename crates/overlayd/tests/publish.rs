@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
+
+use overlayd_lab::{socket_addr, Echo, Transport};
 
 use overlayd_proto::{Handle, Request, Response, ServiceMode};
 use support::*;
@@ -61,104 +59,15 @@ impl Lab {
     }
 }
 
-fn container_ns(c: &Container) -> PathBuf {
-    PathBuf::from(format!("/proc/{}/ns/net", c.pid()))
-}
-
-fn enter(ns: &Path) {
-    let f = std::fs::File::open(ns).unwrap();
-    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// TCP and UDP servers on one port inside a namespace that answer with the
-/// source address they saw. Stopped on drop.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(ns: PathBuf, port: u16) -> Echo {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut threads = Vec::new();
-        for udp in [false, true] {
-            let (ns, stop, tx) = (ns.clone(), stop.clone(), tx.clone());
-            threads.push(std::thread::spawn(move || {
-                enter(&ns);
-                let addr: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
-                if udp {
-                    let s = UdpSocket::bind(addr).expect("udp bind");
-                    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                    tx.send(()).unwrap();
-                    let mut buf = [0u8; 64];
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Ok((_, peer)) = s.recv_from(&mut buf) {
-                            let _ = s.send_to(peer.ip().to_string().as_bytes(), peer);
-                        }
-                    }
-                } else {
-                    let l = TcpListener::bind(addr).expect("tcp bind");
-                    l.set_nonblocking(true).unwrap();
-                    tx.send(()).unwrap();
-                    while !stop.load(Ordering::Relaxed) {
-                        match l.accept() {
-                            Ok((mut s, peer)) => {
-                                let _ = s.write_all(peer.ip().to_string().as_bytes());
-                            }
-                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                        }
-                    }
-                }
-            }));
-        }
-        for _ in 0..2 {
-            rx.recv_timeout(Duration::from_secs(5))
-                .expect("echo server");
-        }
-        Echo { stop, threads }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// What a TCP connection from inside `ns` to `ip:port` is answered (the
-/// source address the server saw), or `None`.
+/// source address the echo server saw), or `None`.
 fn tcp(ns: &Path, ip: &str, port: u16) -> Option<String> {
-    let (ns, addr): (PathBuf, SocketAddr) = (ns.into(), format!("{ip}:{port}").parse().unwrap());
-    std::thread::spawn(move || {
-        enter(&ns);
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(700)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        (!out.is_empty()).then_some(out)
-    })
-    .join()
-    .unwrap()
+    overlayd_lab::tcp_probe(ns, socket_addr(ip, port), Duration::from_millis(700))
 }
 
 /// The same over UDP: one datagram, one answer within 700 ms.
 fn udp(ns: &Path, ip: &str, port: u16) -> Option<String> {
-    let (ns, addr): (PathBuf, SocketAddr) = (ns.into(), format!("{ip}:{port}").parse().unwrap());
-    std::thread::spawn(move || {
-        enter(&ns);
-        let s = UdpSocket::bind("0.0.0.0:0").ok()?;
-        s.set_read_timeout(Some(Duration::from_millis(700))).ok()?;
-        s.send_to(b"hi", addr).ok()?;
-        let mut buf = [0u8; 64];
-        let (n, _) = s.recv_from(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })
-    .join()
-    .unwrap()
+    overlayd_lab::udp_probe(ns, socket_addr(ip, port), Duration::from_millis(700))
 }
 
 fn answered(what: &str, mut probe: impl FnMut() -> Option<String>) -> String {
@@ -194,8 +103,8 @@ fn published_ports_from_outside_host_and_hairpin_loopback_stays_local() {
         Response::Attached { ip, .. } => ip,
         r => panic!("{r:?}\n{}", lab.daemon.log()),
     };
-    let _echo = Echo::start(container_ns(&c), 7000);
-    let (out_ns, node_ns, c_ns) = (lab.outside.path(), lab.node.path(), container_ns(&c));
+    let _echo = Echo::start(c.path(), socket_addr("0.0.0.0", 7000), Transport::Both);
+    let (out_ns, node_ns, c_ns) = (lab.outside.path(), lab.node.path(), c.path());
 
     // From another host: TCP and UDP, the container sees the real client.
     let seen = answered("tcp from outside", || tcp(&out_ns, NODE_UPLINK, 8080));
@@ -213,7 +122,7 @@ fn published_ports_from_outside_host_and_hairpin_loopback_stays_local() {
         Response::Attached { ip, .. } => ip,
         r => panic!("{r:?}"),
     };
-    let c2_ns = container_ns(&c2);
+    let c2_ns = c2.path();
     let seen = answered("hairpin tcp", || tcp(&c2_ns, NODE_UPLINK, 8080));
     assert_ne!(seen, ip2, "hairpin traffic is masqueraded");
     answered("hairpin udp", || udp(&c2_ns, NODE_UPLINK, 5353));

@@ -1,6 +1,7 @@
-//! Shared support for end-to-end tests: network namespaces that delete
-//! themselves on drop, a daemon process run inside one, and small waiting
-//! helpers with deadlines. Nothing here touches the root namespace.
+//! Shared support for end-to-end tests: the namespace lab
+//! (`overlayd-lab`: namespaces and containers that clean up on drop, deadline
+//! waits) re-exported, plus a daemon process under test run inside a
+//! namespace. Nothing here touches the root namespace.
 
 #![allow(dead_code)]
 
@@ -10,172 +11,20 @@ pub mod requests;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use overlayd_lab::{
+    link_pair, sh, try_sh, unique, uplinked_node, wait_for, Container, Netns, NODE_UPLINK, OUTSIDE,
+};
 
 use overlayd_client::Client;
 use overlayd_proto::{Request, Response};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// True when the tests may create namespaces (root and `ip` present).
 /// Otherwise the test is skipped, or fails under `OVERLAYD_REQUIRE_ROOT=1`.
 pub fn can_run_root_tests(test: &str) -> bool {
     overlayd_lab::need_root(test) && overlayd_lab::need_tool(test, "ip", "-V")
-}
-
-/// A unique short name for this run.
-pub fn unique(tag: &str) -> String {
-    format!(
-        "ot{}{}{}",
-        tag,
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Run a command, panicking with its output when it fails.
-pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Run a command and report only whether it succeeded.
-pub fn try_sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// A network namespace removed (with every process in it) on drop.
-pub struct Netns {
-    /// Its name under /run/netns.
-    pub name: String,
-}
-
-impl Netns {
-    /// Create a namespace with `lo` up.
-    pub fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Path of the namespace file.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    /// Run a command inside, panicking on failure.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", &self.name];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-
-    /// Run a command inside; true if it succeeded.
-    pub fn try_exec(&self, args: &[&str]) -> bool {
-        let mut v = vec!["ip", "netns", "exec", &self.name];
-        v.extend_from_slice(args);
-        try_sh(&v)
-    }
-
-    /// Output of a command inside (stdout as text), whatever its status.
-    pub fn output(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// One ping with a one-second wait.
-    pub fn ping(&self, ip: &str) -> bool {
-        self.try_exec(&["ping", "-c1", "-W1", ip])
-    }
-
-    /// Link names inside.
-    pub fn links(&self) -> Vec<String> {
-        let out = self.output(&["ip", "-o", "link", "show"]);
-        out.lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-            .collect()
-    }
-
-    /// `ifindex` of a link inside.
-    pub fn ifindex(&self, link: &str) -> Option<u32> {
-        let out = self.output(&["cat", &format!("/sys/class/net/{link}/ifindex")]);
-        out.trim().parse().ok()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let pids = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Connect `a` and `b` with a veth pair, addresses given as CIDRs.
-pub fn link_pair(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
-    sh(&[
-        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
-        &b.name,
-    ]);
-    a.exec(&["ip", "addr", "add", a_addr, "dev", a_if]);
-    b.exec(&["ip", "addr", "add", b_addr, "dev", b_if]);
-    a.exec(&["ip", "link", "set", a_if, "up"]);
-    b.exec(&["ip", "link", "set", b_if, "up"]);
-}
-
-/// The node's uplink address in [`uplinked_node`].
-pub const NODE_UPLINK: &str = "198.51.100.1";
-/// The outside namespace's address in [`uplinked_node`] (the node's default gateway).
-pub const OUTSIDE: &str = "198.51.100.2";
-
-/// A node namespace whose uplink `up0` (198.51.100.1/24) leads to an
-/// "outside" namespace (`out0`, 198.51.100.2/24), which is also the node's
-/// default route: the host a daemon under test runs on, with an internet
-/// it can never reach beyond the test.
-pub fn uplinked_node(node_tag: &str, outside_tag: &str) -> (Netns, Netns) {
-    let node = Netns::new(node_tag);
-    let outside = Netns::new(outside_tag);
-    link_pair(
-        &node,
-        "up0",
-        &format!("{NODE_UPLINK}/24"),
-        &outside,
-        "out0",
-        &format!("{OUTSIDE}/24"),
-    );
-    node.exec(&["ip", "route", "add", "default", "via", OUTSIDE]);
-    (node, outside)
 }
 
 /// A daemon process running inside a namespace; SIGKILLed on drop if
@@ -348,75 +197,4 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(f)
-}
-
-/// Poll `cond` until true or panic at the deadline.
-pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A process with its own new network namespace (`unshare -n sleep`),
-/// killed on drop. Attach it by PID.
-pub struct Container {
-    /// The process.
-    pub child: Child,
-}
-
-impl Container {
-    /// Start one.
-    pub fn new() -> Self {
-        let child = Command::new("unshare")
-            .args(["-n", "sleep", "600"])
-            .spawn()
-            .expect("unshare");
-        let pid = child.id();
-        wait_for("container netns", Duration::from_secs(5), || {
-            let mine = std::fs::read_link("/proc/self/ns/net").ok();
-            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-            theirs.is_some() && theirs != mine
-        });
-        Container { child }
-    }
-
-    /// Its pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Run a command in its namespace.
-    pub fn exec(&self, args: &[&str]) -> bool {
-        let pid = self.pid().to_string();
-        let mut v = vec!["nsenter", "-t", &pid, "-n"];
-        v.extend_from_slice(args);
-        try_sh(&v)
-    }
-
-    /// One ping.
-    pub fn ping(&self, ip: &str) -> bool {
-        self.exec(&["ping", "-c1", "-W1", ip])
-    }
-
-    /// Standard output of a command run in its namespace.
-    pub fn output(&self, args: &[&str]) -> String {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid().to_string(), "-n"])
-            .args(args)
-            .output()
-            .expect("nsenter");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
