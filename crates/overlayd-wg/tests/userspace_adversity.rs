@@ -32,7 +32,7 @@ const MIB: u64 = 1024 * 1024;
 /// `Udp: ... RcvbufErrors` of `ns`: datagrams the kernel dropped there
 /// because a socket's receive queue was full (losses beyond the relay's).
 fn rcvbuf_errors(ns: &Netns) -> u64 {
-    let out = ns.exec(&["cat", "/proc/net/snmp"]);
+    let out = ns.run(&["cat", "/proc/net/snmp"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
     let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));

@@ -85,7 +85,7 @@ fn two_nodes_ping_over_userspace_wireguard() {
     .unwrap();
 
     let ping =
-        |from: &common::Netns, to: &str| from.exec(&["ping", "-c1", "-W1", to]).status.success();
+        |from: &common::Netns, to: &str| from.run(&["ping", "-c1", "-W1", to]).status.success();
     wait_for("ping 10.99.0.2 from n1", Duration::from_secs(15), || {
         ping(&n1, "10.99.0.2")
     });

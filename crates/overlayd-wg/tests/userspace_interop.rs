@@ -22,7 +22,7 @@ const THEIRS: &str = "wgf0";
 const MIB: u64 = 1024 * 1024;
 
 fn ping(ns: &Netns, to: &str) -> bool {
-    ns.exec(&["ping", "-c1", "-W1", to]).status.success()
+    ns.run(&["ping", "-c1", "-W1", to]).status.success()
 }
 
 fn interop(test: &str, imp: Impl) {

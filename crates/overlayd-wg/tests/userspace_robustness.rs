@@ -129,7 +129,7 @@ fn allowed_ip_edits_during_a_transfer_cause_no_handshake() {
         "ping after re-adding the peer",
         Duration::from_secs(15),
         || {
-            p.n1.exec(&["ping", "-c1", "-W1", "10.99.0.2"])
+            p.n1.run(&["ping", "-c1", "-W1", "10.99.0.2"])
                 .status
                 .success()
         },
@@ -234,7 +234,7 @@ fn junk_datagrams_do_not_stop_traffic() {
     assert_eq!(sent, 10_000);
     t.finish();
     wait_for("ping after the junk", Duration::from_secs(10), || {
-        p.n1.exec(&["ping", "-c1", "-W1", "10.99.0.2"])
+        p.n1.run(&["ping", "-c1", "-W1", "10.99.0.2"])
             .status
             .success()
     });
@@ -256,7 +256,7 @@ fn ipv6_inside_the_tunnel() {
     }
     let p = pair();
     wait_for("ping fd99::2", Duration::from_secs(10), || {
-        p.n1.exec(&["ping", "-6", "-c1", "-W1", "fd99::2"])
+        p.n1.run(&["ping", "-6", "-c1", "-W1", "fd99::2"])
             .status
             .success()
     });

@@ -1,5 +1,5 @@
-//! Test fixtures: uniquely named network namespaces removed on drop, and
-//! helpers to run `ip` inside them and wait on conditions with deadlines.
+//! Test fixtures: the namespace lab (`overlayd-lab`) re-exported, and the
+//! two-namespace underlay the WireGuard tests run over.
 
 #![allow(dead_code)]
 
@@ -8,12 +8,7 @@ pub mod pair;
 pub mod relay;
 pub mod transfer;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub use overlayd_lab::{wait_for, Netns};
 
 /// Whether the test may create host objects: root, else skipped (or failed
 /// when `OVERLAYD_REQUIRE_ROOT=1`).
@@ -22,75 +17,13 @@ pub fn need_root(test: &str) -> bool {
 }
 
 /// Runs a command, returning its output (never panics on non-zero exit).
-pub fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program} {args:?}: {e}"))
+pub fn run(program: &str, args: &[&str]) -> std::process::Output {
+    overlayd_lab::run(&[&[program], args].concat())
 }
 
-/// Runs a command and panics with its stderr when it fails.
+/// Runs a command and panics with its output when it fails; its stdout.
 pub fn must(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace named uniquely for this run; deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("owg{}{}{}", std::process::id(), tag, n);
-        must("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    /// `ip -n <ns> <args>`, panicking on failure.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", self.name.as_str()];
-        full.extend_from_slice(args);
-        must("ip", &full)
-    }
-
-    /// `ip netns exec <ns> <cmd>`.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        let mut full = vec!["netns", "exec", self.name.as_str()];
-        full.extend_from_slice(args);
-        run("ip", &full)
-    }
-
-    pub fn has_link(&self, name: &str) -> bool {
-        run("ip", &["-n", &self.name, "link", "show", "dev", name])
-            .status
-            .success()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let out = run("ip", &["netns", "del", &self.name]);
-        if !out.status.success() {
-            eprintln!(
-                "warning: deleting netns {}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    overlayd_lab::must(&[&[program], args].concat())
 }
 
 /// Two namespaces joined by a veth underlay: 192.0.2.1/24 and 192.0.2.2/24.
@@ -109,13 +42,4 @@ pub fn underlay() -> (Netns, Netns) {
     a.ip(&["link", "set", "ul0", "up"]);
     b.ip(&["link", "set", "ul0", "up"]);
     (a, b)
-}
-
-/// Polls `cond` until it holds or `timeout` passes.
-pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -106,12 +106,12 @@ pub fn pair_on(n1: Netns, n2: Netns, ep_of_2: &str, ep_of_1: &str) -> Pair {
 
 /// One ping from `ns` to `to` with a one-second wait: answered or not.
 pub fn ping(ns: &Netns, to: &str) -> bool {
-    ns.exec(&["ping", "-c1", "-W1", to]).status.success()
+    ns.run(&["ping", "-c1", "-W1", to]).status.success()
 }
 
 /// Runs one `nft` command in `ns`, panicking on failure.
 pub fn nft(ns: &Netns, script: &str) {
-    let out = ns.exec(&["nft", script]);
+    let out = ns.run(&["nft", script]);
     assert!(
         out.status.success(),
         "nft {script:?}: {}",
@@ -121,7 +121,7 @@ pub fn nft(ns: &Netns, script: &str) {
 
 /// Packets counted by named counter `name` of table `inet owgt`.
 pub fn counter(ns: &Netns, name: &str) -> u64 {
-    let out = ns.exec(&["nft", "list", "counter", "inet", "owgt", name]);
+    let out = ns.run(&["nft", "list", "counter", "inet", "owgt", name]);
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .skip_while(|w| *w != "packets")
