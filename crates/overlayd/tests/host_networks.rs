@@ -577,7 +577,7 @@ fn uninstall_keeps_networks_and_purge_leaves_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = lab.daemon.child.take().expect("daemon running");
+    let mut child = lab.daemon.proc.child.take().expect("daemon running");
     wait_for(
         "the daemon exits after uninstall",
         Duration::from_secs(30),
@@ -714,7 +714,7 @@ fn second_daemon_on_the_same_data_dir_exits_naming_the_holder() {
         return;
     }
     let lab = Lab::new(&[]);
-    let holder = lab.daemon.child.as_ref().unwrap().id().to_string();
+    let holder = lab.daemon.proc.child.as_ref().unwrap().id().to_string();
     let other_socket = lab.daemon.socket.with_file_name("second.sock");
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &lab.node.name, bin(), "run", "--data-dir"])

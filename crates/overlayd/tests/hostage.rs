@@ -156,7 +156,7 @@ fn accept_failures_back_off_and_the_daemon_serves_again() {
     let node = Netns::new("ha");
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&node, dir.path(), &[]);
-    let pid = d.child.as_ref().unwrap().id();
+    let pid = d.proc.child.as_ref().unwrap().id();
     let limit = open_fds(pid) + 3;
     // Only the soft limit is lowered (and later restored): raising a hard
     // limit of another process may not be allowed here.

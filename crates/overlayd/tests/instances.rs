@@ -130,7 +130,7 @@ fn two_instances_in_one_namespace_restart_gc_and_purge_without_touching_each_oth
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    a.daemon.child.take().map(|mut c| c.wait());
+    a.daemon.proc.child.take().map(|mut c| c.wait());
     assert!(
         a.links(&node).is_empty(),
         "a's links are gone: {:?}",

@@ -438,7 +438,7 @@ fn two_nodes_base_and_dedicated_overlays_survive_restart_kill_and_purge() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut child = n1.d.child.take().expect("daemon running");
+    let mut child = n1.d.proc.child.take().expect("daemon running");
     wait_for(
         "the daemon exits after uninstall",
         Duration::from_secs(30),

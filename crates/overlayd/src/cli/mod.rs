@@ -6,7 +6,6 @@ mod call;
 pub(crate) mod cluster;
 mod cni;
 mod connect;
-mod demo;
 mod dns;
 mod docs;
 mod doctor;
@@ -116,7 +115,7 @@ pub enum Command {
     /// Stop the daemon; with --purge also remove every host object and file of overlayd.
     Uninstall(UninstallArgs),
     /// Run a self-contained multi-node demo in network namespaces.
-    Demo(demo::DemoArgs),
+    Demo(overlayd_demo::DemoArgs),
     /// The CNI plugin for containerd, podman and Kubernetes runtimes.
     #[command(subcommand)]
     Cni(CniCmd),
@@ -230,7 +229,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Doctor(ref a) => rt.block_on(doctor::run(&cli, a)),
         Command::RotateKey(ref a) => key::rotate(&cli, a),
         Command::Wg(ref a) => rt.block_on(wg::run(&cli, a)),
-        Command::Demo(ref a) => rt.block_on(demo::run(a)),
+        Command::Demo(ref a) => rt.block_on(overlayd_demo::run(a)),
         Command::Cni(ref c) => cni::run(&cli, c),
         Command::Version => rt.block_on(version::run(&cli)),
         Command::Events => rt.block_on(events::run(&cli)),

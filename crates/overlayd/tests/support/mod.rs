@@ -10,8 +10,8 @@ pub mod inproc;
 pub mod requests;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 #[allow(unused_imports)]
 pub use overlayd_lab::{
@@ -30,16 +30,14 @@ pub fn can_run_root_tests(test: &str) -> bool {
 /// A daemon process running inside a namespace; SIGKILLed on drop if
 /// still running.
 pub struct Daemon {
-    /// The process.
-    pub child: Option<Child>,
+    /// The process (`proc.child` while running).
+    pub proc: overlayd_lab::NetnsProcess,
     /// Socket path.
     pub socket: PathBuf,
     /// Data dir.
     pub data_dir: PathBuf,
     /// Namespace name.
     pub ns: String,
-    /// Extra args given at start.
-    pub extra: Vec<String>,
 }
 
 /// Path of the overlayd binary under test.
@@ -52,91 +50,52 @@ impl Daemon {
     pub fn start(ns: &Netns, dir: &Path, extra: &[&str]) -> Self {
         let data_dir = dir.join("data");
         let socket = dir.join("run").join("overlayd.sock");
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--socket".into(),
+            socket.clone().into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        let proc =
+            overlayd_lab::NetnsProcess::new(&ns.name, bin(), args, &data_dir.with_extension("log"));
         let mut d = Daemon {
-            child: None,
+            proc,
             socket,
             data_dir,
             ns: ns.name.clone(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))
-            .expect("daemon log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, bin(), "run"])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn overlayd");
-        self.child = Some(child);
+        self.proc.spawn();
         let sock = self.socket.clone();
-        wait_for("daemon socket answers", Duration::from_secs(30), || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("daemon exited early ({st}); log:\n{}", self.log());
-                }
-            }
-            block_on(async {
-                match Client::connect(&sock).await {
-                    Ok(mut c) => matches!(
-                        c.call(Request::Hello {
-                            protocol_version: 1
-                        })
-                        .await,
-                        Ok(Response::Hello { .. })
-                    ),
-                    Err(_) => false,
-                }
-            })
-        });
+        self.proc
+            .wait_ready(Duration::from_secs(30), || hello(&sock));
     }
 
     /// The daemon's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+        self.proc.log()
     }
 
     /// Send SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
+        if let Some((st, _)) = self.proc.stop(Duration::from_secs(20)) {
+            assert!(
+                st.success(),
+                "daemon exited with {st}; log:\n{}",
+                self.log()
             );
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(st)) = c.try_wait() {
-                    assert!(
-                        st.success(),
-                        "daemon exited with {st}; log:\n{}",
-                        self.log()
-                    );
-                    break;
-                }
-                assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-                std::thread::sleep(Duration::from_millis(20));
-            }
         }
     }
 
     /// SIGKILL the daemon.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill();
     }
 
     /// Start it again with the same directories.
@@ -184,10 +143,20 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Whether the socket at `sock` answers a `hello`.
+pub fn hello(sock: &Path) -> bool {
+    block_on(async {
+        match Client::connect(sock).await {
+            Ok(mut c) => matches!(
+                c.call(Request::Hello {
+                    protocol_version: 1
+                })
+                .await,
+                Ok(Response::Hello { .. })
+            ),
+            Err(_) => false,
+        }
+    })
 }
 
 /// Run a future to completion on a fresh current-thread runtime.

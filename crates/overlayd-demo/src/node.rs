@@ -2,13 +2,12 @@
 //! `overlayd run` process started inside the node's namespace as a child
 //! of the demo, with requests sent over its socket.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use overlayd_client::Client;
+use overlayd_lab::NetnsProcess;
 use overlayd_proto::{Request, Response};
 
 use super::lab::{node_ip, OUTSIDE_IP};
@@ -39,8 +38,7 @@ pub struct Node {
     pub config: PathBuf,
     /// Daemon log (its standard error).
     pub log: PathBuf,
-    exe: PathBuf,
-    child: Option<Child>,
+    process: NetnsProcess,
 }
 
 impl Node {
@@ -58,17 +56,32 @@ impl Node {
             format!("dns_port = 53\ndns_upstreams = [\"{OUTSIDE_IP}:53\"]\n"),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
+        let data_dir = dir.join("data");
+        let socket = dir.join("run").join("overlayd.sock");
+        let log = dir.join("overlayd.log");
+        let args = vec![
+            "--log-json".into(),
+            "run".into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--socket".into(),
+            socket.clone().into(),
+            "--config".into(),
+            config.clone().into(),
+        ];
+        // Own process group: Ctrl-C reaches the demo, which then cleans up
+        // in order, instead of reaching the daemons directly.
+        let process = NetnsProcess::new(&ns, exe, args, &log).own_process_group();
         Ok(Node {
             label,
             ns,
             underlay_ip: node_ip(index),
             slice: String::new(),
-            data_dir: dir.join("data"),
-            socket: dir.join("run").join("overlayd.sock"),
+            data_dir,
+            socket,
             config,
-            log: dir.join("overlayd.log"),
-            exe,
-            child: None,
+            log,
+            process,
         })
     }
 
@@ -87,48 +100,23 @@ impl Node {
 
     /// The daemon's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Start `overlayd run` inside the namespace and wait until it answers
     /// `hello`; returns how long that took.
     pub async fn start(&mut self) -> Result<Duration> {
         let t = Instant::now();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("cannot open {}", self.log.display()))?;
-        // Own process group: Ctrl-C reaches the demo, which then cleans up
-        // in order, instead of reaching the daemons directly.
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(&self.exe)
-            .arg("--log-json")
-            .arg("run")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
+        self.process
+            .try_spawn()
             .with_context(|| format!("cannot start overlayd on {}", self.label))?;
-        self.child = Some(child);
         loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    self.child = None;
-                    bail!(
-                        "overlayd on {} exited during start ({st}); its log ends with:\n{}",
-                        self.label,
-                        self.log_tail()
-                    );
-                }
+            if let Some(st) = self.process.exited() {
+                bail!(
+                    "overlayd on {} exited during start ({st}); its log ends with:\n{}",
+                    self.label,
+                    self.log_tail()
+                );
             }
             if self.hello().await {
                 return Ok(t.elapsed());
@@ -162,18 +150,15 @@ impl Node {
 
     /// SIGTERM the daemon and wait for a clean exit.
     pub async fn stop(&mut self) -> Result<()> {
-        let Some(mut c) = self.child.take() else {
+        if self.process.pid().is_none() {
             return Ok(());
-        };
-        let pid = i32::try_from(c.id()).context("pid out of range")?;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .with_context(|| format!("cannot signal overlayd on {}", self.label))?;
+        }
+        if !self.process.terminate() {
+            bail!("cannot signal overlayd on {}", self.label);
+        }
         let t = Instant::now();
         loop {
-            if let Some(st) = c.try_wait()? {
+            if let Some(st) = self.process.exited() {
                 if !st.success() {
                     bail!(
                         "overlayd on {} exited with {st} on SIGTERM; its log ends with:\n{}",
@@ -184,8 +169,7 @@ impl Node {
                 return Ok(());
             }
             if t.elapsed() > STOP_TIMEOUT {
-                let _ = c.kill();
-                let _ = c.wait();
+                self.process.kill();
                 bail!(
                     "overlayd on {} did not stop within {STOP_TIMEOUT:?} of SIGTERM",
                     self.label
@@ -197,15 +181,12 @@ impl Node {
 
     /// SIGKILL the daemon (cleanup).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// Let the daemon run on after the demo exits (`--keep`).
     pub fn forget(&mut self) {
-        self.child = None;
+        self.process.forget();
     }
 
     /// Send one request; an `err` response becomes an error naming the op.
@@ -239,8 +220,6 @@ impl Node {
 
     /// The last lines of the daemon's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        self.process.log_tail(15)
     }
 }
