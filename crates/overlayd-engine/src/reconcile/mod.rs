@@ -10,6 +10,7 @@
 //!   marker was lost or quarantined.
 
 pub mod attachments;
+pub mod network_plan;
 pub mod networks;
 pub mod rebuild;
 
@@ -71,5 +72,9 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod network_props;
+#[cfg(test)]
+mod network_shared_names;
 #[cfg(test)]
 mod network_tests;

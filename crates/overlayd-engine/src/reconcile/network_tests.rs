@@ -4,38 +4,42 @@ use std::collections::BTreeSet;
 
 use overlayd_model::entry::{KIND_HCN_INTERNAL, KIND_LINUX_BRIDGE, KIND_LINUX_WIREGUARD};
 use overlayd_model::{NetworkEntry, Owner};
-use proptest::prelude::*;
 
 use super::networks::{plan_networks, Action, Desired, NetworkInput, Plan};
 use crate::live::{LinkRef, LiveLink};
 use crate::naming::{LinkRole, Namer};
 use crate::tag::Tag;
 
-fn iso(n: &str) -> Owner {
+pub(super) fn iso(n: &str) -> Owner {
     Owner::Isolation(n.into())
 }
 
-fn svc(n: &str) -> Owner {
+pub(super) fn svc(n: &str) -> Owner {
     Owner::Service(n.into())
 }
 
-fn entry(owner: &Owner, kind: &str, name: &str, id: &str) -> NetworkEntry {
+pub(super) fn entry(owner: &Owner, kind: &str, name: &str, id: &str) -> NetworkEntry {
     NetworkEntry::new(owner.clone(), kind, name, id, "10.201.0.0/24")
 }
 
-fn tagged(name: &str, index: u32, kind: &str, owner: &Owner, id: &str) -> LiveLink {
+pub(super) fn tagged(name: &str, index: u32, kind: &str, owner: &Owner, id: &str) -> LiveLink {
     let t = Tag::network(owner, id).unwrap().to_string();
     LiveLink::new(name, index, kind, Some(&t))
 }
 
-fn lr(name: &str, index: u32) -> LinkRef {
+pub(super) fn lr(name: &str, index: u32) -> LinkRef {
     LinkRef {
         name: name.into(),
         index,
     }
 }
 
-fn plan(recorded: &[NetworkEntry], live: &[LiveLink], desired: &[Owner], gc: bool) -> Plan {
+pub(super) fn plan(
+    recorded: &[NetworkEntry],
+    live: &[LiveLink],
+    desired: &[Owner],
+    gc: bool,
+) -> Plan {
     let desired: BTreeSet<Owner> = desired.iter().cloned().collect();
     plan_networks(&NetworkInput {
         recorded,
@@ -46,7 +50,7 @@ fn plan(recorded: &[NetworkEntry], live: &[LiveLink], desired: &[Owner], gc: boo
     })
 }
 
-fn deleted(p: &Plan) -> Vec<LinkRef> {
+pub(super) fn deleted(p: &Plan) -> Vec<LinkRef> {
     p.actions
         .iter()
         .flat_map(|a| match a {
@@ -389,292 +393,5 @@ fn wireguard_entry_accepts_kernel_or_tun_device() {
         let live = [tagged("wg0", 3, kind, &Owner::Base, "b")];
         let p = plan(&rec, &live, &[Owner::Base], true);
         assert!(matches!(&p.actions[..], [Action::Adopt { index: 3, .. }]));
-    }
-}
-
-/// A live link of a table case: (name, index, tag owner and id); no tag
-/// means an untagged link.
-type LiveSpec = (&'static str, u32, Option<(&'static str, &'static str)>);
-
-/// One case of a marker recording the same name for several owners.
-struct SharedNameCase {
-    what: &'static str,
-    /// (owner, recorded name, recorded id).
-    recorded: &'static [(&'static str, &'static str, &'static str)],
-    /// (name, index, tag owner, tag id); `None` owner = untagged.
-    live: &'static [LiveSpec],
-    desired: &'static [&'static str],
-    gc: bool,
-    /// Owners that must end in a conflict.
-    conflicts: &'static [&'static str],
-    /// Owner adopting the shared name, if any.
-    adopts: Option<&'static str>,
-    /// Links deleted.
-    deletes: &'static [(&'static str, u32)],
-}
-
-const SHARED_NAME_CASES: &[SharedNameCase] = &[
-    SharedNameCase {
-        // proptest regression cc 03a1fb9e…: `a` saw the link as stale and
-        // planned to recreate "n4" while `c` adopted it.
-        what: "live link tagged for one recorder, other id",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i0")],
-        live: &[("n4", 100, Some(("c", "i0")))],
-        desired: &["a", "c"],
-        gc: true,
-        conflicts: &["a"],
-        adopts: Some("c"),
-        deletes: &[],
-    },
-    SharedNameCase {
-        what: "same, gc off",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i0")],
-        live: &[("n4", 100, Some(("c", "i0")))],
-        desired: &["a", "c"],
-        gc: false,
-        conflicts: &["a"],
-        adopts: Some("c"),
-        deletes: &[],
-    },
-    SharedNameCase {
-        what: "name missing: nobody may recreate it",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i1")],
-        live: &[],
-        desired: &["a", "c"],
-        gc: true,
-        conflicts: &["a", "c"],
-        adopts: None,
-        deletes: &[],
-    },
-    SharedNameCase {
-        what: "held by a stale link of a third owner: kept, both conflict",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i1")],
-        live: &[("n4", 100, Some(("d", "i0")))],
-        desired: &["a", "c"],
-        gc: true,
-        conflicts: &["a", "c"],
-        adopts: None,
-        deletes: &[],
-    },
-    SharedNameCase {
-        what: "held by an untagged link",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i1")],
-        live: &[("n4", 100, None)],
-        desired: &["a", "c"],
-        gc: true,
-        conflicts: &["a", "c"],
-        adopts: None,
-        deletes: &[],
-    },
-    SharedNameCase {
-        what: "holder dropped: deletes its link once, the other conflicts",
-        recorded: &[("a", "n4", "i0"), ("c", "n4", "i1")],
-        live: &[("n4", 100, Some(("a", "i0")))],
-        desired: &["c"],
-        gc: true,
-        conflicts: &["c"],
-        adopts: None,
-        deletes: &[("n4", 100)],
-    },
-];
-
-#[test]
-fn name_recorded_by_several_owners_is_used_only_by_its_proven_holder() {
-    for case in SHARED_NAME_CASES {
-        let rec: Vec<NetworkEntry> = case
-            .recorded
-            .iter()
-            .map(|(o, n, id)| entry(&iso(o), KIND_LINUX_BRIDGE, n, id))
-            .collect();
-        let live: Vec<LiveLink> = case
-            .live
-            .iter()
-            .map(|(n, i, t)| match t {
-                Some((o, id)) => tagged(n, *i, "bridge", &iso(o), id),
-                None => LiveLink::new(n, *i, "bridge", None),
-            })
-            .collect();
-        let desired: Vec<Owner> = case.desired.iter().map(|o| iso(o)).collect();
-        let p = plan(&rec, &live, &desired, case.gc);
-        let what = case.what;
-
-        let want_dels: Vec<LinkRef> = case.deletes.iter().map(|(n, i)| lr(n, *i)).collect();
-        assert_eq!(deleted(&p), want_dels, "{what}: {p:?}");
-        for o in case.conflicts {
-            assert!(
-                p.actions.iter().any(
-                    |a| matches!(a, Action::Conflict { owner, name, .. } if *owner == iso(o) && name == "n4")
-                ),
-                "{what}: no conflict for {o}: {p:?}"
-            );
-        }
-        let adopted: Vec<&Owner> = p
-            .actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Adopt { owner, .. } => Some(owner),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            adopted,
-            case.adopts.map(iso).iter().collect::<Vec<_>>(),
-            "{what}: {p:?}"
-        );
-        let creates = p
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Recreate { .. } | Action::Create { .. }));
-        assert!(!creates, "{what}: {p:?}");
-    }
-}
-
-#[test]
-fn entry_with_one_name_for_both_links_is_a_conflict() {
-    let o = svc("web");
-    let mut e = entry(&o, KIND_LINUX_BRIDGE, "br-w", "s1");
-    e.interface = Some("br-w".into());
-    let live = [tagged("br-w", 5, "bridge", &o, "s1")];
-    let p = plan(
-        std::slice::from_ref(&e),
-        &live,
-        std::slice::from_ref(&o),
-        true,
-    );
-    assert!(
-        matches!(&p.actions[..], [Action::Conflict { name, .. }] if name == "br-w"),
-        "{p:?}"
-    );
-    // Dropped, its single link is deleted once.
-    let p = plan(&[e], &live, &[], true);
-    assert_eq!(deleted(&p), vec![lr("br-w", 5)]);
-}
-
-// ---- property: nothing untagged is ever deleted or adopted ----
-
-#[derive(Debug, Clone)]
-enum AliasKind {
-    None,
-    Foreign,
-    Ours(usize, usize),
-    Future,
-}
-
-fn arb_alias() -> impl Strategy<Value = AliasKind> {
-    prop_oneof![
-        Just(AliasKind::None),
-        Just(AliasKind::Foreign),
-        (0usize..4, 0usize..2).prop_map(|(o, i)| AliasKind::Ours(o, i)),
-        Just(AliasKind::Future),
-    ]
-}
-
-const OWNERS: [&str; 4] = ["a", "b", "c", "d"];
-const IDS: [&str; 2] = ["i0", "i1"];
-const NAMES: [&str; 5] = ["n0", "n1", "n2", "n3", "n4"];
-
-proptest! {
-    #[test]
-    fn plan_is_safe(
-        live_spec in proptest::collection::vec((0usize..5, arb_alias()), 0..6),
-        rec_spec in proptest::collection::vec((0usize..4, 0usize..5, 0usize..2), 0..4),
-        desired_mask in 0u8..16,
-        gc in any::<bool>(),
-    ) {
-        let mut live: Vec<LiveLink> = Vec::new();
-        for (i, (name, alias)) in live_spec.iter().enumerate() {
-            if live.iter().any(|l| l.name == NAMES[*name]) {
-                continue;
-            }
-            let alias = match alias {
-                AliasKind::None => None,
-                AliasKind::Foreign => Some("docker".to_string()),
-                AliasKind::Ours(o, id) => {
-                    Some(Tag::network(&iso(OWNERS[*o]), IDS[*id]).unwrap().to_string())
-                }
-                AliasKind::Future => Some("overlayd:v9 x".to_string()),
-            };
-            let mut l = LiveLink::new(NAMES[*name], 100 + i as u32, "bridge", None);
-            l.alias = alias;
-            live.push(l);
-        }
-        let mut rec: Vec<NetworkEntry> = Vec::new();
-        for (o, name, id) in rec_spec {
-            if rec.iter().any(|e| e.owner == iso(OWNERS[o])) {
-                continue;
-            }
-            rec.push(entry(&iso(OWNERS[o]), KIND_LINUX_BRIDGE, NAMES[name], IDS[id]));
-        }
-        let desired: Vec<Owner> = (0..4)
-            .filter(|i| desired_mask & (1 << i) != 0)
-            .map(|i| iso(OWNERS[i]))
-            .collect();
-        let p = plan(&rec, &live, &desired, gc);
-        let find = |r: &LinkRef| live.iter().find(|l| l.name == r.name && l.index == r.index);
-
-        let dels = deleted(&p);
-        let unique: BTreeSet<&LinkRef> = dels.iter().collect();
-        prop_assert_eq!(unique.len(), dels.len(), "deleted twice: {:?}", p);
-        for d in &dels {
-            let l = find(d).expect("deleting a link that does not exist");
-            prop_assert!(l.tag().is_some(), "deleting untagged {:?}", l);
-        }
-        if !gc {
-            let any_delete = p.actions.iter().any(|a| matches!(a, Action::DeleteOrphan { .. }));
-            prop_assert!(!any_delete, "gc off but orphan deleted: {:?}", p);
-        }
-        for a in &p.actions {
-            if let Action::Adopt { owner, name, index, .. } = a {
-                let l = find(&lr(name, *index)).expect("adopting missing link");
-                let e = rec.iter().find(|e| &e.owner == owner).unwrap();
-                prop_assert!(l.tag().unwrap().is_network(owner, &e.id));
-                prop_assert!(!dels.contains(&lr(name, *index)));
-            }
-            if let Action::Recreate { missing, keep, .. } = a {
-                for k in keep {
-                    prop_assert!(!dels.contains(k));
-                }
-                for m in missing {
-                    // A name to create is free or freed by a deletion first.
-                    let holder = live.iter().find(|l| &l.name == m);
-                    prop_assert!(holder.is_none_or(|h| dels.contains(&h.link_ref())));
-                }
-            }
-            if let Action::Create { names, .. } = a {
-                for (_, n) in names {
-                    let holder = live.iter().find(|l| l.name == n.as_str());
-                    prop_assert!(holder.is_none_or(|h| dels.contains(&h.link_ref())));
-                    prop_assert!(!rec.iter().any(|e| e.name == n.as_str()));
-                }
-            }
-        }
-        // No name is created twice.
-        let mut created: Vec<&str> = p
-            .actions
-            .iter()
-            .flat_map(|a| match a {
-                Action::Recreate { missing, .. } => missing.iter().map(String::as_str).collect(),
-                Action::Create { names, .. } => names.iter().map(|(_, n)| n.as_str()).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        let n_created = created.len();
-        created.sort_unstable();
-        created.dedup();
-        prop_assert_eq!(created.len(), n_created, "name created twice: {:?}", p);
-        // Every recorded owner gets exactly one decision.
-        for e in &rec {
-            let n = p.actions.iter().filter(|a| match a {
-                Action::Adopt { owner, .. }
-                | Action::Recreate { owner, .. }
-                | Action::DropRecord { owner, .. } => owner == &e.owner,
-                _ => false,
-            }).count();
-            let conflicts = p
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Conflict { owner, .. } if owner == &e.owner));
-            prop_assert!(n == 1 || (n == 0 && conflicts), "{:?} -> {:?}", e.owner, p);
-        }
     }
 }
