@@ -4,6 +4,7 @@
 pub mod address_plan;
 pub mod attach;
 pub mod attach_state;
+pub mod blocking;
 pub mod cluster;
 pub mod connect;
 pub mod detach;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use overlayd_host::Host;
 use overlayd_proto::{Event, Request, Response};
 use overlayd_state::{
-    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, Owner, PortBand, Store, Table,
+    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, Owner, PortBand, Table,
 };
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
@@ -27,7 +27,7 @@ pub struct Node {
     /// The marker as last saved.
     pub marker: Marker,
     /// Transactional store.
-    pub store: Arc<Store>,
+    pub store: super::blocking::SharedStore,
     /// The node keypair.
     pub key: KeyPair,
     /// Dedicated WireGuard port band.
@@ -114,7 +114,7 @@ impl Node {
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
         let cfg_data_dir = cfg.data_dir.clone();
         let marker_snapshot = marker.clone();
-        let store = Arc::new(store);
+        let store = super::blocking::SharedStore::new(store);
         Ok(Node {
             cfg,
             data,
@@ -138,7 +138,8 @@ impl Node {
 
     /// Save the marker durably.
     pub fn save_marker(&self) -> OpResult<()> {
-        self.marker_file.save(&self.marker).map_err(OpError::from)?;
+        super::blocking::off_worker(|| self.marker_file.save(&self.marker))
+            .map_err(OpError::from)?;
         *self
             .marker_view
             .write()

@@ -24,7 +24,7 @@ use super::records::{Attachment, GlobalRecord, PeerRecord, ServiceRecord, GLOBAL
 /// operation, and always reflects completed changes only.
 #[derive(Clone)]
 pub struct ReadView {
-    store: Arc<Store>,
+    store: super::blocking::SharedStore,
     marker: Arc<RwLock<Marker>>,
     wg: Arc<dyn overlayd_wg::WgBackend>,
     public_key: String,
