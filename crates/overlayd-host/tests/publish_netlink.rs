@@ -363,3 +363,34 @@ async fn traffic_is_dnated_through_elements_written_over_netlink() {
     assert_eq!(out.probe("172.31.251.1", 8080), None);
     assert_eq!(common::probe_udp(out.path(), node6, 8081), None);
 }
+
+#[tokio::test]
+async fn a_4096_port_range_goes_in_one_batch() {
+    require_root!();
+    let node = TestNetns::new("pubrg");
+    let host = LinuxHost::new_in_netns(node.path()).await.unwrap();
+    host.apply_firewall(&spec(Vec::new())).await.unwrap();
+    let ports: Vec<PublishedPort> = (0..4096u16)
+        .map(|i| {
+            port(
+                L4Proto::Udp,
+                Some("fd00:251::1"),
+                10000 + i,
+                "fd00:89::2",
+                20000 + i,
+            )
+        })
+        .collect();
+    host.update_published(&ports, &[]).await.unwrap();
+    for map in ["publish6_addr", "publish6_addr_port"] {
+        assert_eq!(elements(&node, "overlayd", map).len(), 4096, "{map}");
+    }
+    let last = serde_json::to_string(&elements(&node, "overlayd", "publish6_addr_port")).unwrap();
+    assert!(
+        last.contains(r#"[{"concat":["fd00:251::1","udp",14095]},24095]"#),
+        "the last port of the range"
+    );
+    assert!(host.firewall_matches(&spec(ports.clone())).await.unwrap());
+    host.update_published(&[], &ports).await.unwrap();
+    assert!(elements(&node, "overlayd", "publish6_addr").is_empty());
+}

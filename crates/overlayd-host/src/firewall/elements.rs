@@ -76,6 +76,11 @@ const NFTA_SET_ELEM_DATA: u16 = 2;
 /// `enum nft_data_attributes`.
 const NFTA_DATA_VALUE: u16 = 1;
 
+/// Most elements in one message: an attribute's length is 16 bits, and
+/// `NFTA_SET_ELEM_LIST_ELEMENTS` holds them all (an IPv6 element with data
+/// is under 80 bytes, so 256 of them stay far below 64 KiB).
+pub const MAX_ELEMENTS_PER_MESSAGE: usize = 256;
+
 /// One netlink attribute: raw bytes, or nested attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Attr {
@@ -278,11 +283,10 @@ pub fn element_batch(
     for (kind, list) in [(NFT_MSG_DELSETELEM, remove), (NFT_MSG_NEWSETELEM, add)] {
         for (map, _, _) in MAPS {
             let ports: Vec<&PublishedPort> = list.iter().filter(|p| p.map_name() == map).collect();
-            if ports.is_empty() {
-                continue;
+            for chunk in ports.chunks(MAX_ELEMENTS_PER_MESSAGE) {
+                emit(kind, map.to_string(), chunk.to_vec(), false);
+                emit(kind, port_map(map), chunk.to_vec(), true);
             }
-            emit(kind, map.to_string(), ports.clone(), false);
-            emit(kind, port_map(map), ports, true);
         }
     }
     if messages.is_empty() {
@@ -460,5 +464,33 @@ mod tests {
         let msgs = messages(&b.bytes);
         assert_eq!(attrs(&attrs(&msgs[1].4)[2].2).len(), 10);
         assert!(element_batch("t", &[], &[], 1).bytes.is_empty());
+    }
+
+    #[test]
+    fn a_4096_port_range_is_split_into_messages_whose_attributes_fit() {
+        let ports: Vec<PublishedPort> = (0..4096u16)
+            .map(|i| {
+                port(
+                    Some("fd00::1"),
+                    L4Proto::Udp,
+                    10000 + i,
+                    "fd00::2",
+                    20000 + i,
+                )
+            })
+            .collect();
+        let b = element_batch("t", &ports, &[], 1);
+        assert_eq!(b.messages.len(), 2 * 4096 / MAX_ELEMENTS_PER_MESSAGE);
+        let mut elements = 0;
+        for m in &messages(&b.bytes)[1..b.messages.len() + 1] {
+            let list = &attrs(&m.4)[2];
+            assert!(
+                list.2.len() + 4 <= usize::from(u16::MAX),
+                "{}",
+                list.2.len()
+            );
+            elements += attrs(&list.2).len();
+        }
+        assert_eq!(elements, 2 * 4096);
     }
 }

@@ -147,9 +147,36 @@ fn hint(errno: i32) -> &'static str {
     }
 }
 
+/// Netlink refuses a datagram larger than the send buffer (`EMSGSIZE`);
+/// a batch of thousands of ports (a long range) can be. Root may raise
+/// the limit past `wmem_max` (`SO_SNDBUFFORCE`), others try `SO_SNDBUF`.
+fn make_room(socket: &Socket, len: usize) {
+    const DEFAULT_ROOM: usize = 128 * 1024;
+    if len <= DEFAULT_ROOM {
+        return;
+    }
+    let size = libc::c_int::try_from(len + 4096).unwrap_or(libc::c_int::MAX);
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
 /// Sends the batch and collects the kernel's verdict on every message.
 fn exchange(socket: &Socket, batch: &ElementBatch) -> Result<()> {
     let mut buf = Vec::with_capacity(64 * 1024);
+    make_room(socket, batch.bytes.len());
     // Anything left from an earlier exchange is stale.
     drain(socket, &mut buf, |_| {}).map_err(|e| io_err("socket: receive", e))?;
     socket
