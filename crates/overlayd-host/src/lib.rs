@@ -3,7 +3,8 @@
 //! Every kernel call overlayd makes for links, addresses, routes, network
 //! namespace moves, sysctls and the firewall goes through the [`Host`] trait.
 //! [`LinuxHost`] implements it with rtnetlink (no `ip` is spawned) and nftables
-//! (one `nft -j -f -` per firewall change); [`FakeHost`] implements it in memory,
+//! (one `nft -j -f -` per whole-table write; published-port map elements over
+//! a netfilter socket, no process); [`FakeHost`] implements it in memory,
 //! records typed calls and injects failures, for fast tests of the daemon.
 //!
 //! This crate deals only in names, indexes, alias strings and CIDRs; it knows

@@ -1,9 +1,12 @@
 //! The firewall as a value: [`FirewallSpec`] says what overlayd's nftables table
-//! must do; [`ruleset`] turns it into an nftables JSON batch and [`compare`]
-//! checks a live table against it. Nothing here touches the kernel.
+//! must do; [`ruleset`] turns it into an nftables JSON batch, [`compare`]
+//! checks a live table against it and [`elements`] builds the netlink batch
+//! that adds or deletes published ports. Nothing here touches the kernel.
 
 pub mod compare;
+pub mod elements;
 pub mod publish;
+pub mod publish_rules;
 pub mod ruleset;
 
 use std::collections::BTreeSet;
@@ -129,7 +132,8 @@ impl FirewallSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FirewallBackend {
-    /// nftables, through one `nft -j -f -` call per change.
+    /// nftables: one `nft -j -f -` call per whole-table change, published
+    /// ports as map elements over netlink.
     #[default]
     Nftables,
     /// No firewall: apply/remove do nothing and the live state always matches.

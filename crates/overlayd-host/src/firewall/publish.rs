@@ -2,7 +2,8 @@
 //!
 //! Every published port is one **element** in one pair of maps, never a rule
 //! of its own, so publishing and unpublishing is an element add or delete in
-//! one small batch (no table rebuild, no proxy process):
+//! one small nfnetlink batch ([`super::elements`]; no table rebuild, no
+//! process, no proxy):
 //!
 //! | maps | key | values |
 //! |---|---|---|
@@ -10,48 +11,25 @@
 //! | `publish4_addr` + `publish4_addr_port` (and `6`) | `host address . l4proto . port` | container address; container port |
 //!
 //! (Address and port live in two maps with the same key because nft 1.0.6
-//! cannot create a map with concatenated data from JSON.)
-//!
-//! The rules around the maps are fixed (they depend only on which bridges
-//! exist):
-//! - `prerouting` (nat, dstnat): DNAT for packets from other hosts and from
-//!   containers to a local address — never for a loopback destination, so a
-//!   `127.0.0.1` publish cannot be reached from the wire (moby#45610);
-//! - `output` (nat, dstnat): the same for connections the host itself opens;
-//!   only an explicit `127.0.0.1` publish answers on loopback;
-//! - `postrouting` (nat, srcnat): hairpin masquerade when a DNATed packet
-//!   from a bridge's subnet leaves through that bridge, and masquerade of DNATed
-//!   connections from `127.0.0.0/8` (which needs `route_localnet` on that
-//!   bridge, set only where a loopback publish lives);
-//! - `input` (filter): new connections from a bridge to `127.0.0.0/8` are
-//!   dropped, so `route_localnet` never exposes the host's loopback services
-//!   to containers.
+//! cannot create a map with concatenated data from JSON.) The maps, with all
+//! their elements, are also part of the whole table written by
+//! [`super::ruleset::apply_batch`], so a restore brings every mapping back.
+//! The fixed rules around them are in [`super::publish_rules`].
 
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use ipnet::IpNet;
-use nftables::batch::Batch;
-use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, Map as MapExpr, MetaKey, NamedExpression, CT,
-};
-use nftables::schema::{Element, Map, NfListObject, Nftables};
-use nftables::stmt::{NATFamily, Operator, Statement, NAT};
+use nftables::expr::{Expression, NamedExpression};
+use nftables::schema::{Map, NfListObject};
 use nftables::types::NfFamily;
 use serde::{Deserialize, Serialize};
 
-use super::ruleset::{cidr, matches, meta, names, payload, rule, string};
+pub use super::publish_rules::{INPUT_CHAIN, OUTPUT_CHAIN, PREROUTING_CHAIN};
+use super::ruleset::string;
 use crate::error::{HostError, Result};
 use crate::types::validate_ifname;
-
-/// Name of the nat chain hooked at `prerouting`.
-pub const PREROUTING_CHAIN: &str = "prerouting";
-/// Name of the nat chain hooked at `output`.
-pub const OUTPUT_CHAIN: &str = "output";
-/// Name of the filter chain hooked at `input`.
-pub const INPUT_CHAIN: &str = "input";
 
 /// Transport protocol of a published port.
 #[derive(
@@ -75,6 +53,16 @@ impl L4Proto {
             L4Proto::Tcp => "tcp",
             L4Proto::Udp => "udp",
             L4Proto::Sctp => "sctp",
+        }
+    }
+
+    /// The IP protocol number (`IPPROTO_TCP`, `IPPROTO_UDP`, `IPPROTO_SCTP`):
+    /// the one byte an `inet_proto` key field holds.
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => libc::IPPROTO_TCP as u8,
+            L4Proto::Udp => libc::IPPROTO_UDP as u8,
+            L4Proto::Sctp => libc::IPPROTO_SCTP as u8,
         }
     }
 }
@@ -154,7 +142,7 @@ impl PublishedPort {
         self.host_ip.is_some_and(|h| h.is_loopback())
     }
 
-    fn v4(&self) -> bool {
+    pub(crate) fn v4(&self) -> bool {
         self.container_ip.is_ipv4()
     }
 
@@ -211,14 +199,16 @@ impl fmt::Display for PublishedPort {
     }
 }
 
-const MAPS: [(&str, bool, bool); 4] = [
+/// The maps by name, with (IPv4, keyed by host address).
+pub(crate) const MAPS: [(&str, bool, bool); 4] = [
     ("publish4_any", true, false),
     ("publish4_addr", true, true),
     ("publish6_any", false, false),
     ("publish6_addr", false, true),
 ];
 
-fn port_map(map: &str) -> String {
+/// The name of the port map that goes with address map `map`.
+pub(crate) fn port_map(map: &str) -> String {
     format!("{map}_port")
 }
 
@@ -271,189 +261,10 @@ pub(crate) fn maps(table: &str, ports: &[PublishedPort]) -> Vec<NfListObject<'st
         .collect()
 }
 
-fn fib_local() -> Statement<'static> {
-    matches(
-        Expression::Named(NamedExpression::Fib(Fib {
-            result: FibResult::Type,
-            flags: [FibFlag::Daddr].into_iter().collect(),
-        })),
-        Operator::EQ,
-        string("local"),
-    )
-}
-
-fn ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: Cow::Borrowed(key),
-        family: None,
-        dir: None,
-    }))
-}
-
-fn dnat_map(v4: bool, by_addr: bool, map: &str) -> Statement<'static> {
-    let proto = if v4 { "ip" } else { "ip6" };
-    let mut key = Vec::new();
-    if by_addr {
-        key.push(payload(proto, "daddr"));
-    }
-    key.push(meta(MetaKey::L4proto));
-    key.push(payload("th", "dport"));
-    let lookup = |map: String| {
-        Expression::Named(NamedExpression::Map(Box::new(MapExpr {
-            key: Expression::Named(NamedExpression::Concat(key.clone())),
-            data: string(&format!("@{map}")),
-        })))
-    };
-    Statement::DNAT(Some(NAT {
-        addr: Some(lookup(map.to_string())),
-        family: Some(if v4 { NATFamily::IP } else { NATFamily::IP6 }),
-        port: Some(lookup(port_map(map))),
-        flags: None,
-    }))
-}
-
-fn loopback(v4: bool) -> IpNet {
-    if v4 {
-        "127.0.0.0/8".parse().expect("constant CIDR")
-    } else {
-        "::1/128".parse().expect("constant CIDR")
-    }
-}
-
-/// The DNAT rules of one nat chain (`prerouting` or `output`).
-pub(crate) fn dnat_rules(table: &str, chain: &str) -> Vec<NfListObject<'static>> {
-    let from_host = chain == OUTPUT_CHAIN;
-    let mut out = Vec::new();
-    for (map, v4, by_addr) in MAPS {
-        let proto = if v4 { "ip" } else { "ip6" };
-        let mut expr = vec![fib_local()];
-        // Loopback destinations are DNATed only for the host itself, and
-        // only when a loopback address was published explicitly.
-        if !(from_host && by_addr) {
-            expr.push(matches(
-                payload(proto, "daddr"),
-                Operator::NEQ,
-                cidr(&loopback(v4)),
-            ));
-        }
-        expr.push(dnat_map(v4, by_addr, map));
-        out.push(NfListObject::Rule(rule(
-            table,
-            chain,
-            format!("overlayd: published ports ({map})"),
-            expr,
-        )));
-    }
-    out
-}
-
-/// Hairpin and loopback masquerade rules for the `postrouting` chain.
-pub(crate) fn masquerade_rules(
-    table: &str,
-    chain: &str,
-    nets: &[(String, IpNet)],
-) -> Vec<NfListObject<'static>> {
-    let dnat = || matches(ct("status"), Operator::IN, string("dnat"));
-    // `iifname` is unknown at postrouting: a packet from the bridge's own
-    // subnet, DNATed and leaving through that bridge, is the hairpin.
-    let mut out: Vec<NfListObject<'static>> = nets
-        .iter()
-        .map(|(b, subnet)| {
-            let proto = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
-            NfListObject::Rule(rule(
-                table,
-                chain,
-                format!("overlayd: hairpin via {b}"),
-                vec![
-                    matches(payload(proto, "saddr"), Operator::EQ, cidr(subnet)),
-                    matches(meta(MetaKey::Oifname), Operator::EQ, string(b)),
-                    dnat(),
-                    Statement::Masquerade(None),
-                ],
-            ))
-        })
-        .collect();
-    out.push(NfListObject::Rule(rule(
-        table,
-        chain,
-        "overlayd: published on loopback".to_string(),
-        vec![
-            matches(payload("ip", "saddr"), Operator::EQ, cidr(&loopback(true))),
-            dnat(),
-            Statement::Masquerade(None),
-        ],
-    )));
-    out
-}
-
-/// The `input` rule keeping containers away from the host's loopback.
-pub(crate) fn input_rules(table: &str, bridges: &[String]) -> Vec<NfListObject<'static>> {
-    if bridges.is_empty() {
-        return Vec::new();
-    }
-    let list: Vec<&String> = bridges.iter().collect();
-    vec![NfListObject::Rule(rule(
-        table,
-        INPUT_CHAIN,
-        "overlayd: containers never reach the host's loopback".to_string(),
-        vec![
-            matches(meta(MetaKey::Iifname), Operator::EQ, names(&list)),
-            matches(payload("ip", "daddr"), Operator::EQ, cidr(&loopback(true))),
-            matches(ct("direction"), Operator::EQ, string("original")),
-            Statement::Drop(None),
-        ],
-    ))]
-}
-
-fn element_object(table: &str, map: &str, elem: Vec<Expression<'static>>) -> NfListObject<'static> {
-    NfListObject::Element(Element {
-        family: NfFamily::INet,
-        table: Cow::Owned(table.to_string()),
-        name: Cow::Owned(map.to_string()),
-        elem: Cow::Owned(elem),
-    })
-}
-
-/// The batch that adds `add` and deletes `remove` as map elements, without
-/// touching anything else of the table. Deleting comes first so a port can
-/// move in one batch.
-pub fn update_batch(
-    table: &str,
-    add: &[PublishedPort],
-    remove: &[PublishedPort],
-) -> Nftables<'static> {
-    let mut batch = Batch::new();
-    for (map, _, _) in MAPS {
-        let keys: Vec<Expression<'static>> = remove
-            .iter()
-            .filter(|p| p.map_name() == map)
-            .map(|p| p.key())
-            .collect();
-        if !keys.is_empty() {
-            batch.delete(element_object(table, &port_map(map), keys.clone()));
-            batch.delete(element_object(table, map, keys));
-        }
-    }
-    for (map, _, _) in MAPS {
-        for port in [false, true] {
-            let elems: Vec<Expression<'static>> = add
-                .iter()
-                .filter(|p| p.map_name() == map)
-                .map(|p| p.element(port))
-                .collect();
-            if !elems.is_empty() {
-                let name = if port { port_map(map) } else { map.to_string() };
-                batch.add(element_object(table, &name, elems));
-            }
-        }
-    }
-    batch.to_nftables()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     fn port(host_ip: Option<&str>, proto: L4Proto, hp: u16, cip: &str, cp: u16) -> PublishedPort {
         PublishedPort {
@@ -516,50 +327,5 @@ mod tests {
         p = port(Some("127.0.0.1"), L4Proto::Tcp, 80, "10.0.0.2", 80);
         p.validate().unwrap();
         assert!(p.is_loopback());
-    }
-
-    #[test]
-    fn prerouting_never_dnats_loopback_output_only_explicitly() {
-        let pre = serde_json::to_value(dnat_rules("t", PREROUTING_CHAIN)).unwrap();
-        for r in pre.as_array().unwrap() {
-            let e = &r["rule"]["expr"];
-            assert_eq!(e[1]["match"]["op"], "!=", "{r}");
-        }
-        let out = serde_json::to_value(dnat_rules("t", OUTPUT_CHAIN)).unwrap();
-        let by_addr: Vec<&Value> = out
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["rule"]["comment"].as_str().unwrap().contains("_addr"))
-            .collect();
-        assert_eq!(by_addr.len(), 2);
-        for r in by_addr {
-            assert!(r["rule"]["expr"][1].get("dnat").is_some(), "{r}");
-        }
-    }
-
-    #[test]
-    fn update_batch_deletes_keys_then_adds_elements() {
-        let a = port(None, L4Proto::Tcp, 8080, "10.0.0.2", 80);
-        let b = port(Some("127.0.0.1"), L4Proto::Udp, 5353, "10.0.0.3", 53);
-        let v = serde_json::to_value(update_batch("t", &[a], &[b])).unwrap();
-        let objs = v["nftables"].as_array().unwrap();
-        assert_eq!(objs.len(), 4);
-        assert_eq!(
-            objs[0]["delete"]["element"]["elem"],
-            json!([{"concat": ["127.0.0.1", "udp", 5353]}])
-        );
-        assert_eq!(objs[0]["delete"]["element"]["name"], "publish4_addr_port");
-        assert_eq!(objs[1]["delete"]["element"]["name"], "publish4_addr");
-        assert_eq!(
-            objs[2]["add"]["element"]["elem"],
-            json!([[{"concat": ["tcp", 8080]}, "10.0.0.2"]])
-        );
-        assert_eq!(
-            objs[3]["add"]["element"]["elem"],
-            json!([[{"concat": ["tcp", 8080]}, 80]])
-        );
-        assert_eq!(objs[3]["add"]["element"]["name"], "publish4_any_port");
-        assert_eq!(objs[2]["add"]["element"]["table"], "t");
     }
 }

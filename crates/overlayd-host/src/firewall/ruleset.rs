@@ -23,7 +23,7 @@ use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::{publish, FirewallSpec};
+use super::{publish, publish_rules, FirewallSpec};
 
 /// Name of the filter chain hooked at `forward`.
 pub const FORWARD_CHAIN: &str = "forward";
@@ -157,21 +157,21 @@ pub fn desired_objects(table: &str, spec: &FirewallSpec) -> Vec<NfListObject<'st
         )),
         NfListObject::Chain(base_chain(
             table,
-            publish::PREROUTING_CHAIN,
+            publish_rules::PREROUTING_CHAIN,
             NfChainType::NAT,
             NfHook::Prerouting,
             DSTNAT_PRIO,
         )),
         NfListObject::Chain(base_chain(
             table,
-            publish::OUTPUT_CHAIN,
+            publish_rules::OUTPUT_CHAIN,
             NfChainType::NAT,
             NfHook::Output,
             DSTNAT_PRIO,
         )),
         NfListObject::Chain(base_chain(
             table,
-            publish::INPUT_CHAIN,
+            publish_rules::INPUT_CHAIN,
             NfChainType::Filter,
             NfHook::Input,
             FILTER_PRIO,
@@ -274,14 +274,20 @@ pub fn desired_objects(table: &str, spec: &FirewallSpec) -> Vec<NfListObject<'st
             .filter(|m| spec.publish_bridges.contains(&m.bridge))
             .map(|m| (m.bridge.clone(), m.subnet))
             .collect();
-        out.extend(publish::masquerade_rules(
+        out.extend(publish_rules::masquerade_rules(
             table,
             POSTROUTING_CHAIN,
             &hairpin,
         ));
-        out.extend(publish::dnat_rules(table, publish::PREROUTING_CHAIN));
-        out.extend(publish::dnat_rules(table, publish::OUTPUT_CHAIN));
-        out.extend(publish::input_rules(table, &spec.publish_bridges));
+        out.extend(publish_rules::dnat_rules(
+            table,
+            publish_rules::PREROUTING_CHAIN,
+        ));
+        out.extend(publish_rules::dnat_rules(
+            table,
+            publish_rules::OUTPUT_CHAIN,
+        ));
+        out.extend(publish_rules::input_rules(table, &spec.publish_bridges));
     }
     out
 }

@@ -3,7 +3,8 @@
 //! One rtnetlink connection, opened in the daemon's network namespace when the
 //! host is built, serves every link/address/route call; attach opens one more,
 //! short-lived, inside the container's namespace. No `ip` is ever spawned; `nft`
-//! runs once per firewall change.
+//! runs once per whole-table write or check, and published ports (the only
+//! per-attach firewall change) are written over a netfilter socket.
 
 mod addr;
 mod attach;
@@ -11,6 +12,7 @@ mod inspect;
 mod links;
 mod netns;
 mod nft;
+mod nft_elements;
 mod nft_monitor;
 
 use std::path::{Path, PathBuf};
@@ -99,6 +101,7 @@ impl LinuxHost {
             ns: ns.fd.clone(),
             program: config.nft_program.clone(),
             table: config.nft_table.clone(),
+            elements: nft_elements::ElementSocket::new(ns.fd.clone()),
         };
         Ok(LinuxHost {
             ns,

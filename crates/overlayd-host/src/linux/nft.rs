@@ -1,7 +1,9 @@
 //! Running `nft` and writing sysctls inside the daemon's network namespace.
 //!
-//! `nft` is spawned once per firewall change (never per attach) from a thread
-//! that entered the host namespace, so the child process inherits it.
+//! `nft` is spawned for whole-table writes, reads and removal (never per
+//! attach) from a thread that entered the host namespace, so the child
+//! process inherits it. Published-port elements, the only per-attach change,
+//! go over netlink instead ([`super::nft_elements`]): no process at all.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -11,10 +13,10 @@ use nftables::helper::{apply_ruleset_raw, get_current_ruleset_raw, NftablesError
 
 use crate::error::{HostError, Result};
 use crate::firewall::compare::live_table_matches;
-use crate::firewall::publish::update_batch;
 use crate::firewall::ruleset::{apply_batch, remove_batch};
 use crate::firewall::{FirewallSpec, PublishedPort};
 use crate::linux::netns::run_in_ns;
+use crate::linux::nft_elements::ElementSocket;
 
 /// Where and how to run `nft`.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub(crate) struct NftRunner {
     pub program: PathBuf,
     /// Our table's name (family inet).
     pub table: String,
+    /// The netfilter socket published-port elements are written through.
+    pub elements: ElementSocket,
 }
 
 fn nft_error(op: &'static str, e: NftablesError) -> HostError {
@@ -84,32 +88,17 @@ impl NftRunner {
         })
     }
 
-    /// Adds and deletes published-port map elements in one transaction.
+    /// Adds and deletes published-port map elements in one transaction,
+    /// over netlink (one batch, no process).
     pub async fn update_published(
         &self,
         add: &[PublishedPort],
         remove: &[PublishedPort],
     ) -> Result<()> {
-        if add.is_empty() && remove.is_empty() {
-            return Ok(());
-        }
         for p in add.iter().chain(remove) {
             p.validate()?;
         }
-        let payload =
-            serde_json::to_string(&update_batch(&self.table, add, remove)).map_err(|e| {
-                HostError::Nft {
-                    op: "publish",
-                    message: format!("cannot serialise batch: {e}"),
-                }
-            })?;
-        let program = self.program.clone();
-        run_in_ns(Some(self.ns.clone()), "nft-publish", move || {
-            apply_ruleset_raw(&payload, Some(&program), std::iter::empty::<&str>())
-                .map(|_| ())
-                .map_err(|e| nft_error("publish", e))
-        })
-        .await
+        self.elements.update(&self.table, add, remove).await
     }
 
     /// Deletes our table; `false` if it did not exist.

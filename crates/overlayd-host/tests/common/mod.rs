@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -105,6 +105,21 @@ impl TestNetns {
         let mut answer = None;
         wait_until(within, || {
             answer = self.probe(ip, port);
+            answer.is_some()
+        });
+        answer
+    }
+
+    /// Starts a UDP server on `ip:port` inside the namespace (see [`UdpServer`]).
+    pub fn serve_udp(&self, ip: &str, port: u16) -> UdpServer {
+        UdpServer::start(self.path(), ip, port)
+    }
+
+    /// Like [`TestNetns::probe_within`], over UDP ([`probe_udp`]).
+    pub fn probe_udp_within(&self, ip: &str, port: u16, within: Duration) -> Option<String> {
+        let mut answer = None;
+        wait_until(within, || {
+            answer = probe_udp(self.path(), ip, port);
             answer.is_some()
         });
         answer
@@ -300,6 +315,84 @@ pub fn probe(ns: PathBuf, ip: &str, port: u16) -> Option<String> {
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         (!buf.is_empty()).then_some(buf)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// A UDP server inside a namespace that answers every datagram with the
+/// source address it saw. Stopped and joined on drop.
+pub struct UdpServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpServer {
+    fn start(ns: PathBuf, ip: &str, port: u16) -> UdpServer {
+        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("udp address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            enter_ns(&ns);
+            let socket = match UdpSocket::bind(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("read timeout");
+            let _ = tx.send(Ok(()));
+            let mut buf = [0u8; 64];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(peer.ip().to_string().as_bytes(), peer);
+                }
+            }
+        });
+        let started = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("udp server did not start");
+        if let Err(e) = started {
+            panic!("udp server cannot bind {addr}: {e}");
+        }
+        UdpServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends one datagram from inside the namespace at `ns` to `ip:port` and
+/// returns the answer (the source address the server saw), waiting 1 s.
+pub fn probe_udp(ns: PathBuf, ip: &str, port: u16) -> Option<String> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("probe address");
+    std::thread::spawn(move || {
+        enter_ns(&ns);
+        let local = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let s = UdpSocket::bind(local).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.send_to(b"?", addr).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     })
     .join()
     .ok()

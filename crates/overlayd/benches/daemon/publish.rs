@@ -1,8 +1,9 @@
 //! Phase 1b: attach with two published ports against a plain attach, in
 //! alternation on the same containers (plain, published, published, plain,
 //! …; each followed by an untimed detach) so both see the same daemon and
-//! host state. The target: publishing costs one nft map update, so
-//! the published attach stays within 1.2× of a plain one.
+//! host state. The target: publishing costs one map update (one
+//! nfnetlink batch of element messages, no `nft` process), so the published
+//! attach stays within 1.2× of a plain one.
 
 use overlayd_proto::PortMapping;
 use tokio::runtime::Runtime;
