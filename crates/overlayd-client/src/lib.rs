@@ -63,6 +63,24 @@ impl Client {
         })
     }
 
+    /// Whether a daemon answers `hello` on the socket at `path` within
+    /// `timeout` (what "ready" means for a daemon just started).
+    pub async fn answers(path: impl AsRef<Path>, timeout: Duration) -> bool {
+        let Ok(mut c) = Client::connect(path).await else {
+            return false;
+        };
+        matches!(
+            c.call_timeout(
+                Request::Hello {
+                    protocol_version: 1
+                },
+                timeout
+            )
+            .await,
+            Ok(Response::Hello { .. })
+        )
+    }
+
     /// Send a request and wait for its response. Events that arrive in the
     /// meantime are kept for [`Client::next_event`].
     pub async fn call(&mut self, request: Request) -> Result<Response, ClientError> {

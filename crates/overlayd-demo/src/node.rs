@@ -133,19 +133,7 @@ impl Node {
     }
 
     async fn hello(&self) -> bool {
-        let Ok(mut c) = Client::connect(&self.socket).await else {
-            return false;
-        };
-        matches!(
-            c.call_timeout(
-                Request::Hello {
-                    protocol_version: 1
-                },
-                Duration::from_secs(5)
-            )
-            .await,
-            Ok(Response::Hello { .. })
-        )
+        Client::answers(&self.socket, Duration::from_secs(5)).await
     }
 
     /// SIGTERM the daemon and wait for a clean exit.

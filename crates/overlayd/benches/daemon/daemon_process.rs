@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use overlayd_client::Client;
 use overlayd_lab::NetnsProcess;
-use overlayd_proto::{Request, Response};
 use tokio::runtime::Runtime;
 
 use crate::interrupt::bail_if_interrupted;
@@ -102,21 +101,7 @@ impl Daemon {
 
 /// True when the socket answers a `hello`.
 fn hello(rt: &Runtime, socket: &Path) -> bool {
-    rt.block_on(async {
-        let Ok(mut c) = Client::connect(socket).await else {
-            return false;
-        };
-        matches!(
-            c.call_timeout(
-                Request::Hello {
-                    protocol_version: 1
-                },
-                Duration::from_secs(5)
-            )
-            .await,
-            Ok(Response::Hello { .. })
-        )
-    })
+    rt.block_on(Client::answers(socket, Duration::from_secs(5)))
 }
 
 /// `line` without ANSI colour sequences (`ESC [ ... letter`).

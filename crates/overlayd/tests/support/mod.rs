@@ -145,18 +145,7 @@ impl Daemon {
 
 /// Whether the socket at `sock` answers a `hello`.
 pub fn hello(sock: &Path) -> bool {
-    block_on(async {
-        match Client::connect(sock).await {
-            Ok(mut c) => matches!(
-                c.call(Request::Hello {
-                    protocol_version: 1
-                })
-                .await,
-                Ok(Response::Hello { .. })
-            ),
-            Err(_) => false,
-        }
-    })
+    block_on(Client::answers(sock, Duration::from_secs(60)))
 }
 
 /// Run a future to completion on a fresh current-thread runtime.
