@@ -64,7 +64,7 @@ impl OpError {
             OpError::Model(
                 overlayd_model::ModelError::PortBandExhausted { .. }
                 | overlayd_model::ModelError::PortBandEmpty { .. },
-            ) => ErrorCode::Unavailable,
+            ) => ErrorCode::Conflict,
             OpError::Model(_) => ErrorCode::State,
             OpError::Unavailable(_) => ErrorCode::Unavailable,
         }
@@ -137,13 +137,13 @@ mod source_tests {
     }
 
     #[test]
-    fn an_exhausted_port_band_is_unavailable_not_a_state_failure() {
+    fn an_exhausted_port_band_is_a_conflict_like_a_full_pool_not_a_state_failure() {
         let e = OpError::from(ModelError::PortBandExhausted {
             first: 51821,
             last: 52076,
             in_use: 256,
         });
-        assert_eq!(e.code(), ErrorCode::Unavailable);
+        assert_eq!(e.code(), ErrorCode::Conflict);
         assert!(e.to_string().starts_with("dedicated WireGuard port band"));
         let e = OpError::from(ModelError::DuplicateOwner {
             owner: "base".into(),
