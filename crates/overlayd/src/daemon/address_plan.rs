@@ -11,7 +11,7 @@ use overlayd_state::{Owner, Table};
 use tracing::info;
 
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::META_NODE_ID;
 
@@ -128,7 +128,9 @@ impl Node {
         }
         Ok(avoid)
     }
+}
 
+impl Core {
     /// Recorded networks whose subnet overlaps a recorded peer's allowed IPs:
     /// the symptom of two nodes that picked the same subnet. Each item is
     /// (this node's owner, its subnet, the peer's network, the peer's key,

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord};
 
@@ -359,7 +359,9 @@ impl Node {
         }
         Ok(n)
     }
+}
 
+impl Core {
     /// `inspect_attachment`: what a container was given, including the DNS
     /// server and domain its resolv.conf should name.
     pub fn inspect_attachment(&self, handle: &Handle) -> OpResult<Response> {
@@ -401,7 +403,9 @@ impl Node {
             name: a.dns_name.clone(),
         })
     }
+}
 
+impl Node {
     /// Mark an attachment `attached` and register the container's name and
     /// its service's name (when the service name is a valid DNS label) for
     /// its address, in one store transaction.

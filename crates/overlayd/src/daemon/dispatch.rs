@@ -10,8 +10,9 @@ use tracing::{debug, warn};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 
-/// Routes requests to the node. Mutations are serialised by the node lock;
-/// connections only hold it while their request runs.
+/// Routes requests: read-only ones to the [`super::views::ReadView`]
+/// (no lock), the rest to the node. Mutations are serialised by the node
+/// lock; connections only hold it while their request runs.
 pub struct Dispatcher {
     node: Arc<Mutex<Node>>,
     view: super::views::ReadView,
@@ -67,8 +68,6 @@ impl Dispatcher {
                 Ok(Response::Ok)
             }
             Request::SubscribeEvents => Ok(Response::Ok),
-            // Read-only and lock-free: never waits behind a mutation.
-            Request::Status => self.view.status().await,
             Request::NatTick => {
                 let mut node = self.node.lock().await;
                 node.check_peer_health(std::time::SystemTime::now()).await;
@@ -95,6 +94,11 @@ impl Dispatcher {
                 .await
             }
             other => {
+                // Read-only requests are answered from the published
+                // snapshot: never behind a mutation's lock.
+                if let Some(answer) = self.view.answer(&other).await {
+                    return answer;
+                }
                 let mut node = self.node.lock().await;
                 let r = node.handle(other).await;
                 node.cluster_changed();

@@ -11,7 +11,7 @@ use overlayd_state::{Store, Table, WriteTx};
 use tracing::{info, warn};
 
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::DnsRecord;
 use crate::config::Config;
@@ -176,7 +176,9 @@ impl Node {
         self.dns_add(name, addr)?;
         Ok(Response::Ok)
     }
+}
 
+impl Core {
     /// `list_dns_records`.
     pub fn list_dns(&self) -> Response {
         let mut records: Vec<overlayd_proto::DnsRecordView> = self
@@ -194,7 +196,9 @@ impl Node {
             records,
         }
     }
+}
 
+impl Node {
     /// `unregister_dns`: removes the addresses added with `register_dns`;
     /// addresses attached containers registered under the name stay (they
     /// go when the containers detach) unless `force`. A name held only by

@@ -8,7 +8,7 @@ use overlayd_state::Table;
 
 use super::attach::{netns_target, CONTAINER_IFNAME};
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::Core;
 use super::records::Attachment;
 
 /// Longest CNI network name or container id accepted in a `cni` handle.
@@ -53,14 +53,16 @@ fn validate_cni_id(what: &str, v: &str) -> OpResult<()> {
     Ok(())
 }
 
-impl Node {
+impl Core {
     fn attachment_of(&self, handle: &Handle) -> OpResult<Attachment> {
         let key = handle.key();
         self.store
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
             .ok_or_else(|| OpError::NotFound(format!("{key} is not attached")))
     }
+}
 
+impl Core {
     /// `inspect_interface`: the container end of an attachment as it is
     /// right now inside the namespace recorded at attach (the request's
     /// handle only selects the attachment). `present` is false when the

@@ -8,10 +8,10 @@ use overlayd_state::{Owner, Table};
 use tracing::warn;
 
 use super::error::OpResult;
-use super::node::Node;
+use super::node::Core;
 use super::records::IsolationRecord;
 
-impl Node {
+impl Core {
     /// Whether a network is an internal isolation network.
     pub fn is_internal(&self, owner: &Owner) -> OpResult<bool> {
         let Owner::Isolation(net) = owner else {
@@ -22,7 +22,9 @@ impl Node {
             .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
             .is_some_and(|r| r.internal))
     }
+}
 
+impl Core {
     /// Turn the bridges of internal networks from masqueraded into closed
     /// ones in a firewall spec.
     pub(crate) fn close_internal(&self, spec: &mut FirewallSpec) {

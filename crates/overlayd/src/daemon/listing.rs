@@ -7,10 +7,10 @@ use overlayd_proto::{AttachmentView, Response, ServiceView};
 use overlayd_state::Table;
 
 use super::error::OpResult;
-use super::node::Node;
+use super::node::Core;
 use super::records::{Attachment, ServiceRecord};
 
-impl Node {
+impl Core {
     /// `list_services`, sorted by name.
     pub fn list_services(&self) -> OpResult<Response> {
         let (services, attachments) = self.store.read(|tx| {
@@ -43,7 +43,9 @@ impl Node {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Response::Services { services: out })
     }
+}
 
+impl Core {
     /// `list_attachments`, sorted by handle key.
     pub fn list_attachments(&self) -> OpResult<Response> {
         let attachments = self
@@ -56,7 +58,9 @@ impl Node {
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Response::Attachments { attachments: out })
     }
+}
 
+impl Core {
     fn attachment_view(&self, key: String, a: Attachment) -> AttachmentView {
         let mut dns_names: Vec<String> = a
             .dns_name

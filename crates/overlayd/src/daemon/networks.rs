@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::error::{OpError, OpResult};
 use super::missing;
-use super::node::Node;
+use super::node::{Core, Node};
 use super::records::{Attachment, IsolationRecord};
 use crate::daemon::plan;
 
@@ -166,7 +166,9 @@ impl Node {
             &reserved,
         )
     }
+}
 
+impl Core {
     /// Subnets recorded in the marker with their owners.
     pub fn used_subnets(&self) -> Vec<(String, IpNet)> {
         self.marker
@@ -174,7 +176,9 @@ impl Node {
             .filter_map(|e| e.subnet.parse().ok().map(|s| (e.owner.to_string(), s)))
             .collect()
     }
+}
 
+impl Node {
     /// CIDRs no local network may overlap: the cluster CIDR and node slice.
     fn reserved_subnets(&self) -> Vec<IpNet> {
         let global = self
@@ -385,7 +389,9 @@ impl Node {
         self.remove_bridge(&owner).await?;
         Ok(Response::Ok)
     }
+}
 
+impl Core {
     /// The nftables intent for what is recorded now.
     pub fn firewall_spec(&self) -> overlayd_host::FirewallSpec {
         let global = self.global().ok().flatten();
@@ -394,7 +400,9 @@ impl Node {
         self.close_internal(&mut spec);
         spec.normalized()
     }
+}
 
+impl Node {
     /// The interface namer for this instance.
     pub fn namer(&self) -> plan::Namer {
         plan::namer(&self.cfg.interface_prefix)

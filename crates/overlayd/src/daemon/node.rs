@@ -16,32 +16,25 @@ use super::error::{OpError, OpResult};
 use super::records::{META_NODE_ID, META_ORCH_PUBKEY};
 use crate::config::Config;
 
-/// Everything one daemon instance owns.
+/// Everything one daemon instance owns: the state read-only requests need
+/// ([`Core`], reached through `Deref`, and published as a snapshot after
+/// every marker save) and what only mutations touch (the marker file, the
+/// node's private key, the port band, the DNS server, cluster mode).
 pub struct Node {
-    /// Resolved configuration.
-    pub cfg: Config,
+    /// What reads need; every `&self` helper that only reads lives on it.
+    pub core: Core,
     /// Paths inside the data dir.
     pub data: DataDir,
     /// Durable marker I/O.
     pub marker_file: MarkerFile,
-    /// The marker as last saved.
-    pub marker: Marker,
-    /// Transactional store.
-    pub store: super::blocking::SharedStore,
     /// The node keypair.
     pub key: KeyPair,
     /// Dedicated WireGuard port band.
     pub ports: PortBand,
-    /// Kernel boundary.
-    pub host: Arc<dyn Host>,
-    /// WireGuard backend.
-    pub wg: Arc<dyn overlayd_wg::WgBackend>,
     /// Last known health per peer (`<network>|<pubkey>`), for events.
     pub peer_health: std::collections::HashMap<String, bool>,
     /// Event fan-out.
     pub events: broadcast::Sender<Event>,
-    /// DNS records being served.
-    pub records: overlayd_dns::Records,
     /// The DNS server.
     pub dns: overlayd_dns::DnsServer,
     /// Set when the marker was quarantined or missing while the store
@@ -49,13 +42,51 @@ pub struct Node {
     pub rebuild_marker: bool,
     /// Cluster mode, when `[cluster]` is configured.
     pub cluster: Option<Arc<super::cluster::ClusterHandle>>,
+    /// The last published [`Core`], shared with [`super::views::ReadView`]
+    /// so read-only requests never wait for the node lock.
+    pub published: Arc<std::sync::RwLock<Arc<Core>>>,
+}
+
+/// The state read-only requests are answered from. The node owns one and
+/// mutates it under its lock; after each marker save a clone is published
+/// (the marker by value, the rest shared handles: the store answers
+/// concurrent read transactions, the DNS record set and the host are
+/// thread-safe), so `status`, `list_networks`, the listings and the
+/// inspects read a consistent, completed state without the node lock.
+#[derive(Clone)]
+pub struct Core {
+    /// Resolved configuration.
+    pub cfg: Config,
+    /// The marker as last saved (on the node: as being changed).
+    pub marker: Marker,
+    /// Transactional store.
+    pub store: super::blocking::SharedStore,
+    /// Kernel boundary.
+    pub host: Arc<dyn Host>,
+    /// WireGuard backend.
+    pub wg: Arc<dyn overlayd_wg::WgBackend>,
+    /// DNS records being served.
+    pub records: overlayd_dns::Records,
     /// This daemon instance's id ([`super::plan::instance_id`]), written in
     /// every tag so two instances in one namespace never touch each other's
     /// links.
     pub instance: String,
-    /// The marker as last saved, shared with [`super::views::ReadView`] so
-    /// read-only requests never wait for the node lock.
-    pub marker_view: Arc<std::sync::RwLock<Marker>>,
+    /// The node's public key.
+    pub public_key: [u8; 32],
+}
+
+impl std::ops::Deref for Node {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
 }
 
 impl Node {
@@ -112,27 +143,29 @@ impl Node {
         let ports = PortBand::from_marker(global_port, &marker);
         let (records, dns) = super::dns::start(&cfg, &store).await?;
         info!(entries = marker.len(), data_dir = %cfg.data_dir.display(), "state loaded");
-        let cfg_data_dir = cfg.data_dir.clone();
-        let marker_snapshot = marker.clone();
         let store = super::blocking::SharedStore::new(store);
-        Ok(Node {
+        let core = Core {
+            instance: super::plan::instance_id(&cfg.data_dir),
             cfg,
-            data,
-            marker_file,
             marker,
             store,
-            key,
-            ports,
             host,
             wg,
+            records,
+            public_key: key.public,
+        };
+        Ok(Node {
+            published: Arc::new(std::sync::RwLock::new(Arc::new(core.clone()))),
+            core,
+            data,
+            marker_file,
+            key,
+            ports,
             peer_health: Default::default(),
             events,
-            records,
             dns,
             rebuild_marker,
             cluster: None,
-            instance: super::plan::instance_id(&cfg_data_dir),
-            marker_view: Arc::new(std::sync::RwLock::new(marker_snapshot)),
         })
     }
 
@@ -140,11 +173,16 @@ impl Node {
     pub fn save_marker(&self) -> OpResult<()> {
         super::blocking::off_worker(|| self.marker_file.save(&self.marker))
             .map_err(OpError::from)?;
-        *self
-            .marker_view
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.marker.clone();
+        self.publish();
         Ok(())
+    }
+
+    /// Publish the current [`Core`] for read-only requests.
+    pub fn publish(&self) {
+        *self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(self.core.clone());
     }
 
     /// Record (or replace) an entry and save, rolling the in-memory marker

@@ -14,7 +14,7 @@ use overlayd_wg::{DeviceConfig, PeerConfig, WgBackend};
 use tracing::{info, warn};
 
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::{GlobalRecord, PeerRecord, GLOBAL_KEY};
 
@@ -122,12 +122,16 @@ impl Node {
             self.cfg.mtu
         }
     }
+}
 
+impl Core {
     /// The desired base overlay, if set up.
     pub fn global(&self) -> OpResult<Option<GlobalRecord>> {
         Ok(self.store.read(|tx| tx.get(Table::Global, GLOBAL_KEY))?)
     }
+}
 
+impl Node {
     /// `setup_global_overlay`: idempotent; a changed parameter is applied in place.
     pub async fn setup_global(&mut self, rec: GlobalRecord) -> OpResult<Response> {
         let cluster = plan::parse_cidr(&rec.cluster_cidr)?;
@@ -351,7 +355,9 @@ impl Node {
         self.remove_base_network().await?;
         Ok(Response::Ok)
     }
+}
 
+impl Core {
     /// The node's overlay address (the slice gateway), if the base is up.
     pub fn node_ip(&self) -> Option<IpAddr> {
         let e = self.marker.get(&Owner::Base)?;

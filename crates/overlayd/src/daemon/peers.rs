@@ -11,7 +11,7 @@ use overlayd_proto::{Response, Scope};
 use overlayd_state::{Owner, Table};
 
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::overlay::{parse_cidrs, parse_endpoint, parse_pubkey, wg_call};
 use super::plan;
 use super::records::{peer_key, PeerRecord};
@@ -259,7 +259,9 @@ impl Node {
         self.sync_firewall_or_warn().await;
         Ok(Response::Ok)
     }
+}
 
+impl Core {
     /// Peer CIDRs per network owner (traffic to them is not masqueraded).
     pub fn peer_cidrs(&self) -> Vec<(String, IpNet)> {
         self.store

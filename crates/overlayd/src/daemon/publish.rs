@@ -13,7 +13,7 @@ use overlayd_state::{NetworkEntry, Table};
 use tracing::warn;
 
 use super::error::{OpError, OpResult};
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::Attachment;
 
@@ -79,7 +79,7 @@ fn holder(a: &Attachment) -> String {
     }
 }
 
-impl Node {
+impl Core {
     /// Every published port recorded now, with who holds it.
     fn published_with_holders(&self) -> OpResult<Vec<(PublishedPort, Attachment)>> {
         let atts = self
@@ -99,7 +99,9 @@ impl Node {
         }
         Ok(out)
     }
+}
 
+impl Node {
     /// Check and resolve the mappings an attach asks for: families, ports,
     /// conflicts with every other attachment (refused naming the holder),
     /// and a host range with one container port resolved to its first free
@@ -246,7 +248,9 @@ impl Node {
             }
         }
     }
+}
 
+impl Core {
     /// The bridge of a recorded network.
     pub(crate) fn network_bridge(&self, network: &str) -> Option<String> {
         self.marker
@@ -254,7 +258,9 @@ impl Node {
             .find(|e| e.owner.to_string() == network)
             .map(|e| e.name.clone())
     }
+}
 
+impl Node {
     /// A repeated attach must ask for what was published the first time.
     pub(crate) fn same_publish(
         &self,
@@ -292,7 +298,9 @@ impl Node {
             list(asked)
         )))
     }
+}
 
+impl Core {
     /// Add the published ports and the bridges they may come from to a spec.
     pub(crate) fn add_published(&self, spec: &mut FirewallSpec) {
         spec.publish_bridges = self
@@ -306,7 +314,9 @@ impl Node {
             Err(e) => warn!(error = %e, "cannot read published ports"),
         }
     }
+}
 
+impl Node {
     /// Turn `route_localnet` on where a loopback port is published (after
     /// a start or a restore).
     pub(crate) async fn sync_route_localnet(&self, spec: &FirewallSpec) {

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::error::{OpError, OpResult};
 use super::missing;
-use super::node::Node;
+use super::node::{Core, Node};
 use super::plan;
 use super::records::ServiceRecord;
 
@@ -198,7 +198,9 @@ impl Node {
         }
         Ok(Response::Ok)
     }
+}
 
+impl Core {
     /// Which network a service's containers join.
     pub fn service_network(&self, service: &str, mode: ServiceMode) -> OpResult<Owner> {
         Ok(match mode.resolve() {
@@ -206,7 +208,9 @@ impl Node {
             _ => Owner::SharedNat,
         })
     }
+}
 
+impl Node {
     /// The store record of a service, with a dedicated overlay's identity
     /// copied from its marker entry.
     fn service_record(&self, service: &str, mode: ServiceMode) -> ServiceRecord {

@@ -6,39 +6,52 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::UNIX_EPOCH;
 
-use overlayd_proto::{DedicatedServiceStatus, NetworkView, PeerStatus, Response, StatusInfo};
+use overlayd_proto::{
+    DedicatedServiceStatus, NetworkView, PeerStatus, Request, Response, StatusInfo,
+};
 use overlayd_state::{Marker, Owner, Store, Table};
 use serde_json::{json, Map};
 
 use super::attach_state::attachment_problem;
 use super::error::OpResult;
-use super::node::Node;
+use super::node::{Core, Node};
 use super::overlay::wg_call;
 use super::plan;
 use super::records::{Attachment, GlobalRecord, PeerRecord, ServiceRecord, GLOBAL_KEY};
 
-/// What `status` needs, shared with the node but behind no lock a mutation
-/// holds: the store (concurrent read transactions), the marker as last
-/// saved, the WireGuard backend and the node's public key. `status` served
-/// from it answers at once while another request waits on a slow host
-/// operation, and always reflects completed changes only.
+/// Where read-only requests are answered: the [`Core`] the node published
+/// after its last marker save (the marker by value; the store, host,
+/// WireGuard backend and DNS records as shared handles that answer
+/// concurrent reads). Nothing here takes the node lock, so a read answers at
+/// once while a mutation waits on a slow host operation, and always reflects
+/// completed changes only.
 #[derive(Clone)]
 pub struct ReadView {
-    store: super::blocking::SharedStore,
-    marker: Arc<RwLock<Marker>>,
-    wg: Arc<dyn overlayd_wg::WgBackend>,
-    public_key: String,
+    published: Arc<RwLock<Arc<Core>>>,
 }
 
 impl ReadView {
-    /// `status`.
-    pub async fn status(&self) -> OpResult<Response> {
-        let marker = self
-            .marker
+    /// The state as last published.
+    pub fn snapshot(&self) -> Arc<Core> {
+        self.published
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        status(&self.store, &marker, &self.wg, &self.public_key).await
+            .clone()
+    }
+
+    /// Answer a read-only request, or give it back when it is not one.
+    pub async fn answer(&self, request: &Request) -> Option<OpResult<Response>> {
+        let core = self.snapshot();
+        Some(match request {
+            Request::Status => core.status().await,
+            Request::ListNetworks => core.list_networks().await,
+            Request::ListServices => core.list_services(),
+            Request::ListAttachments => core.list_attachments(),
+            Request::ListDnsRecords => Ok(core.list_dns()),
+            Request::InspectAttachment { handle } => core.inspect_attachment(handle),
+            Request::InspectInterface { handle } => core.inspect_interface(handle).await,
+            _ => return None,
+        })
     }
 }
 
@@ -128,16 +141,16 @@ impl Node {
     /// The lock-free view read-only requests are served from.
     pub fn read_view(&self) -> ReadView {
         ReadView {
-            store: self.store.clone(),
-            marker: self.marker_view.clone(),
-            wg: self.wg.clone(),
-            public_key: self.key.public_base64(),
+            published: self.published.clone(),
         }
     }
+}
 
-    /// `status`, as the read view answers it.
+impl Core {
+    /// `status`.
     pub async fn status(&self) -> OpResult<Response> {
-        self.read_view().status().await
+        let public_key = overlayd_wg::format_key(&self.public_key);
+        status(&self.store, &self.marker, &self.wg, &public_key).await
     }
 
     /// When the live nftables table is not what the records say (deleted,
@@ -152,7 +165,9 @@ impl Node {
         };
         Some((spec.accept_bridges.clone(), why))
     }
+}
 
+impl Core {
     /// `list_networks`.
     pub async fn list_networks(&self) -> OpResult<Response> {
         let links = self.host.links().await?;
