@@ -191,6 +191,7 @@ impl Node {
                 return Ok(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
+                    ip_v6: existing.ip_v6,
                 });
             }
             // Half-done (a crash mid-attach or mid-detach) or broken: finish
@@ -230,12 +231,22 @@ impl Node {
             netns_id: ns_id.map(|i| i.to_string()),
             publish,
             ifname: None,
+            ip_v6: None,
+            prefix_len_v6: None,
         };
-        let ip = self.realize_attachment(record, &entry, target).await?;
-        info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
+        let (ip, ip6) = self.realize_attachment(record, &entry, target).await?;
+        match ip6 {
+            Some(ip6) => {
+                info!(handle = %key, network = %network, %ip, %ip6, veth = %host_ifname, "container attached")
+            }
+            None => {
+                info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached")
+            }
+        }
         Ok(Response::Attached {
             ip: ip.to_string(),
             namespace_guid: None,
+            ip_v6: ip6.map(|i| i.to_string()),
         })
     }
 
@@ -243,22 +254,25 @@ impl Node {
     /// `connect_container`: lease and `attaching` record, veth, commit
     /// `attached` with the DNS names, then published ports — each step
     /// undone when a later one fails. `record` is in state `attaching`,
-    /// without an address yet.
+    /// without an address yet. Returns its address and, on a dual-stack
+    /// network, its IPv6 address.
     pub(crate) async fn realize_attachment(
         &mut self,
         record: Attachment,
         entry: &overlayd_state::NetworkEntry,
         target: NetnsTarget,
-    ) -> OpResult<IpAddr> {
+    ) -> OpResult<(IpAddr, Option<IpAddr>)> {
         let key = record.key();
         let host_ifname = record.host_ifname.clone();
         // 1. Lease and `attaching` record in one transaction, before any host
         //    effect: whatever a crash leaves on the host from here on is
         //    named by this record (veth name, and MAC derived from its tag).
-        let (ip, prefix_len) = self.lease(&entry.owner, &key, Some(record.clone()))?;
+        let (ip, prefix_len, ip6) = self.lease(&entry.owner, &key, Some(record.clone()))?;
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
+        record.ip_v6 = ip6.map(|i| i.to_string());
+        record.prefix_len_v6 = super::dual_stack::subnet_v6(entry)?.map(|s| s.prefix_len());
         // 2. The veth (the host backend deletes it again on its own failure).
         let made = match self.veth_spec(&record, entry, target).await {
             Ok(spec) => self.host.attach_veth(&spec).await.map_err(OpError::from),
@@ -274,7 +288,7 @@ impl Node {
         //    If it cannot be written, undo the veth: a refused attach
         //    changes nothing on the host.
         record.state = AttachState::Attached;
-        if let Err(e) = self.commit_attached(&record, ip) {
+        if let Err(e) = self.commit_attached(&record) {
             if let Err(de) = self.host.detach_veth(&host_ifname).await {
                 warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
             }
@@ -295,7 +309,7 @@ impl Node {
             self.unpublish_ports(&record, &entry.name).await;
             return Err(e);
         }
-        Ok(ip)
+        Ok((ip, ip6))
     }
 
     /// The veth of an attachment on a network.
@@ -310,6 +324,22 @@ impl Node {
             .ip
             .parse()
             .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
+        // Dual-stack: the IPv6 address (and gateway) beside the IPv4 one.
+        let subnet6 = super::dual_stack::subnet_v6(entry)?;
+        let address_v6 = match (&a.ip_v6, subnet6) {
+            (Some(ip6), Some(s6)) => {
+                let ip6: IpAddr = ip6.parse().map_err(|_| {
+                    OpError::State(format!("attachment address {ip6:?} is not an IP"))
+                })?;
+                Some(IpNet::new(ip6, s6.prefix_len()).map_err(|e| OpError::State(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let default_route = !(a.is_connected() || self.is_internal(&entry.owner)?);
+        let gateway_v6 = match (address_v6, subnet6) {
+            (Some(_), Some(s6)) if default_route => Some(plan::gateway_cidr(s6)?.addr()),
+            _ => None,
+        };
         Ok(VethSpec {
             host_ifname: a.host_ifname.clone(),
             alias: plan::attach_tag(&a.key(), &a.id, &self.instance),
@@ -319,12 +349,14 @@ impl Node {
             address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
             // An internal network has no way out: no default route; a
             // further network leaves the default route on the first one.
-            gateway: if a.is_connected() || self.is_internal(&entry.owner)? {
-                None
-            } else {
+            gateway: if default_route {
                 Some(plan::gateway_cidr(subnet)?.addr())
+            } else {
+                None
             },
             mtu: self.network_mtu(entry).await,
+            address_v6,
+            gateway_v6,
         })
     }
 
@@ -370,16 +402,21 @@ impl Node {
         else {
             return Err(OpError::NotFound(format!("{key} is not attached")));
         };
-        let gateway = if a.guest_private_key.is_some() {
-            None
+        let gateways = if a.guest_private_key.is_some() {
+            Vec::new()
         } else {
             self.marker
                 .iter()
                 .find(|e| e.owner.to_string() == a.network)
-                .and_then(|e| plan::parse_cidr(&e.subnet).ok())
-                .and_then(|s| plan::gateway_cidr(s).ok())
-                .map(|g| g.addr().to_string())
+                .map(super::dual_stack::gateways)
+                .unwrap_or_default()
         };
+        let gateway = gateways.first().map(|(_, g)| g.to_string());
+        let gateway_v6 = a
+            .ip_v6
+            .as_ref()
+            .and(gateways.get(1))
+            .map(|(_, g)| g.to_string());
         let dns_server = a
             .dns_server
             .clone()
@@ -399,24 +436,32 @@ impl Node {
                 .clone()
                 .unwrap_or_else(|| self.records.zone().trim_end_matches('.').to_string()),
             name: a.dns_name.clone(),
+            ip_v6: a.ip_v6.clone(),
+            prefix_len_v6: a.prefix_len_v6,
+            gateway_v6,
         })
     }
 
     /// Mark an attachment `attached` and register the container's name and
     /// its service's name (when the service name is a valid DNS label) for
-    /// its address, in one store transaction.
-    fn commit_attached(&self, a: &Attachment, ip: IpAddr) -> OpResult<()> {
+    /// its addresses (A and, dual-stack, AAAA), in one store transaction.
+    fn commit_attached(&self, a: &Attachment) -> OpResult<()> {
         let keys = self.attachment_dns_keys(a);
         let key = a.key();
+        let ips = a.ips();
         self.store.write(|tx| {
             tx.put(Table::Attachments, &key, a)?;
             for k in &keys {
-                put_dns_ip(tx, k, ip)?;
+                for ip in &ips {
+                    put_dns_ip(tx, k, *ip)?;
+                }
             }
             Ok(())
         })?;
         for k in &keys {
-            let _ = self.records.add(k, ip);
+            for ip in &ips {
+                let _ = self.records.add(k, *ip);
+            }
         }
         Ok(())
     }
@@ -434,25 +479,28 @@ impl Node {
         keys
     }
 
-    /// Remove an attachment record, its lease and its DNS names in one
-    /// transaction.
+    /// Remove an attachment record, its leases (both families on a
+    /// dual-stack network) and its DNS names in one transaction.
     pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
-        let ip = a.ip.parse::<IpAddr>().ok();
-        let dns_keys = if ip.is_some() {
-            self.attachment_dns_keys(a)
-        } else {
+        let ips = a.ips();
+        let dns_keys = if ips.is_empty() {
             Vec::new()
+        } else {
+            self.attachment_dns_keys(a)
         };
         let key = a.key();
         self.store.write(|tx| {
-            if let Some(ip) = ip {
+            for ip in &ips {
                 for k in &dns_keys {
-                    remove_dns_ip(tx, k, ip)?;
+                    remove_dns_ip(tx, k, *ip)?;
                 }
             }
             tx.remove(Table::Attachments, &key)?;
-            if !a.ip.is_empty() {
-                let lk = lease_key(&a.network, &a.ip);
+            for ip in std::iter::once(&a.ip).chain(a.ip_v6.as_ref()) {
+                if ip.is_empty() {
+                    continue;
+                }
+                let lk = lease_key(&a.network, ip);
                 if let Some(l) = tx.get::<Lease>(Table::Leases, &lk)? {
                     if l.holder == key {
                         tx.remove(Table::Leases, &lk)?;
@@ -461,9 +509,9 @@ impl Node {
             }
             Ok(())
         })?;
-        if let Some(ip) = ip {
+        for ip in &ips {
             for k in &dns_keys {
-                let _ = self.records.remove_ip(k, ip);
+                let _ = self.records.remove_ip(k, *ip);
             }
         }
         Ok(())

@@ -19,7 +19,6 @@ use overlayd_state::Owner;
 
 use super::error::{OpError, OpResult};
 use super::node::Node;
-use super::plan;
 use super::records::Attachment;
 
 /// How a network reaches the others.
@@ -100,12 +99,6 @@ impl Node {
     pub fn net_scope(&self) -> NetScope {
         let mut nets = Vec::new();
         for e in self.marker.iter().filter(|e| e.is_linux_managed()) {
-            let Ok(subnet) = plan::parse_cidr(&e.subnet) else {
-                continue;
-            };
-            let Ok(gw) = plan::gateway_cidr(subnet) else {
-                continue;
-            };
             let reach = match &e.owner {
                 Owner::Isolation(_) if self.is_internal(&e.owner).unwrap_or(false) => {
                     Reach::Internal
@@ -113,12 +106,17 @@ impl Node {
                 Owner::Isolation(_) => Reach::Isolated,
                 _ => Reach::Open,
             };
-            nets.push(ScopedNet {
-                owner: e.owner.clone(),
-                subnet,
-                gateway: gw.addr(),
-                reach,
-            });
+            // A dual-stack network is one network with two subnets and
+            // two gateways (same owner, so its members see each other in
+            // both families).
+            for (subnet, gateway) in super::dual_stack::gateways(e) {
+                nets.push(ScopedNet {
+                    owner: e.owner.clone(),
+                    subnet,
+                    gateway,
+                    reach,
+                });
+            }
         }
         NetScope::new(nets)
     }
@@ -193,6 +191,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::plan;
     use overlayd_dns::Visibility;
 
     fn net(owner: &str, subnet: &str, reach: Reach) -> ScopedNet {

@@ -71,11 +71,11 @@ impl Node {
             service: a.service,
             network: a.network,
             interface: (!guest).then_some(a.host_ifname),
-            addresses: if a.ip.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!("{}/{}", a.ip, a.prefix_len)]
-            },
+            addresses: std::iter::once((&a.ip, Some(a.prefix_len)))
+                .chain(a.ip_v6.as_ref().map(|i| (i, a.prefix_len_v6)))
+                .filter(|(ip, _)| !ip.is_empty())
+                .map(|(ip, p)| format!("{ip}/{}", p.unwrap_or(0)))
+                .collect(),
             dns_names,
             ports: a.publish,
             handle: a.handle,

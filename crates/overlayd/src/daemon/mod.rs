@@ -10,6 +10,7 @@ pub mod detach;
 pub mod dispatch;
 pub mod dns;
 pub mod dns_scope;
+pub mod dual_stack;
 pub mod error;
 pub mod forwarding;
 pub mod guest;

@@ -169,7 +169,7 @@ pub fn tag_names_owner(alias: Option<&str>, owner: &Owner) -> bool {
 }
 
 /// The nftables intent for the networks recorded now: every bridge network
-/// is forwarded and masqueraded on its way out (the base network only with
+/// (both subnets of a dual-stack one) is forwarded and masqueraded on its way out (the base network only with
 /// NAT enabled, never towards the cluster; overlay networks never towards
 /// their peers); isolation bridges may not talk to each other.
 pub fn firewall_spec(
@@ -200,11 +200,16 @@ pub fn firewall_spec(
             _ => true,
         };
         if masquerade {
-            spec.masquerade.push(MasqueradeNet {
-                subnet: subnet.trunc(),
-                bridge: e.name.clone(),
-                exclude,
-            });
+            // A dual-stack network is masqueraded in both families (the
+            // ruleset keeps each exclusion to its own family).
+            let v6 = e.subnet_v6.as_deref().and_then(|s| s.parse::<IpNet>().ok());
+            for net in std::iter::once(subnet).chain(v6) {
+                spec.masquerade.push(MasqueradeNet {
+                    subnet: net.trunc(),
+                    bridge: e.name.clone(),
+                    exclude: exclude.clone(),
+                });
+            }
         }
         spec.accept_bridges.push(e.name.clone());
         if let Some(dev) = &e.interface {

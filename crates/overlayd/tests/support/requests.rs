@@ -9,6 +9,8 @@ pub fn iso(network: &str) -> Request {
         network: network.into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     }
 }
 
