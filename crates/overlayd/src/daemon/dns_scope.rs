@@ -255,4 +255,19 @@ mod tests {
         // A listener that is no network's gateway sees everything.
         assert!(scope.visible(ip("127.0.0.1"), member_a));
     }
+
+    #[test]
+    fn a_dual_stack_network_names_its_members_on_both_gateways_only() {
+        let scope = NetScope::new(vec![
+            net("iso:d", "10.201.1.0/24", Reach::Isolated),
+            net("iso:d", "fd42:6f76:6c64::/64", Reach::Isolated),
+            net("iso:e", "10.201.2.0/24", Reach::Isolated),
+        ]);
+        let (gw4, gw6, other) = (ip("10.201.1.1"), ip("fd42:6f76:6c64::1"), ip("10.201.2.1"));
+        for member in [ip("10.201.1.5"), ip("fd42:6f76:6c64::5")] {
+            assert!(scope.visible(gw4, member), "{member} on the v4 gateway");
+            assert!(scope.visible(gw6, member), "{member} on the v6 gateway");
+            assert!(!scope.visible(other, member), "{member} not on iso:e");
+        }
+    }
 }
