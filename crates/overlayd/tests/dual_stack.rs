@@ -212,3 +212,40 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
         "0"
     );
 }
+
+/// The report: on a single-stack IPv6 network the DNS listener on
+/// the gateway failed (`Cannot assign requested address`: the address was
+/// still tentative) and `dig` got connection refused. Gateways are now
+/// added without DAD, so the listener binds at once.
+#[test]
+fn single_stack_ipv6_network_answers_dns_on_its_gateway_at_once() {
+    if !can_run_root_tests("ipv6_dns") {
+        return;
+    }
+    let node = Netns::new("d6");
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&node, dir.path(), &[]);
+    ok(&d, &["service", "up", "web"]);
+    let up: serde_json::Value = serde_json::from_str(&ok(
+        &d,
+        &["--json", "iso", "up", "six", "--subnet", "fd00:1::/64"],
+    ))
+    .unwrap();
+    assert_eq!(up["subnet"], "fd00:1::/64", "{up}");
+    assert!(up.get("subnet_v6").is_none(), "single-stack: {up}");
+    let c = Container::new();
+    d.ok(support::requests::attach_pid(
+        c.pid(),
+        "web",
+        Some("six"),
+        Some("solo"),
+    ));
+    // No wait: the listener is there as soon as the network is.
+    assert_eq!(
+        dig(&c, "fd00:1::1", "solo.overlay.internal", "AAAA"),
+        vec!["fd00:1::2".to_string()],
+        "log:\n{}",
+        d.log()
+    );
+    assert!(!d.log().contains("cannot listen for DNS"), "{}", d.log());
+}
