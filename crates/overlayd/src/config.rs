@@ -43,6 +43,10 @@ pub struct Config {
     pub local_pool6: String,
     /// Prefix length of each IPv6 subnet of a dual-stack network.
     pub local_prefix_len6: u8,
+    /// Create the shared NAT network dual-stack (an IPv6 subnet from
+    /// `local_pool6` beside the IPv4 one). Applies when it is created; a
+    /// recorded one keeps what it is.
+    pub shared_nat_ipv6: bool,
     /// Prefix length of this node's slice of an IPv4 cluster CIDR when the
     /// caller of `setup_global_overlay` gives none (the slice is then
     /// derived from the node identity: docs/architecture.md, "Address
@@ -189,6 +193,7 @@ impl Default for Config {
             local_prefix_len: 24,
             local_pool6: DEFAULT_LOCAL_POOL6.into(),
             local_prefix_len6: 64,
+            shared_nat_ipv6: false,
             slice_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SLICE_PREFIX,
             service_range: overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE.into(),
             service_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SERVICE_PREFIX,
@@ -320,7 +325,7 @@ impl Config {
     /// The effective configuration on one line, for the start-up log.
     pub fn summary(&self) -> String {
         format!(
-            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} local_pool6={} local_prefix_len6={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
+            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} local_pool6={} local_prefix_len6={} shared_nat_ipv6={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
             self.data_dir.display(),
             self.socket.display(),
             self.run_dir().display(),
@@ -329,6 +334,7 @@ impl Config {
             self.local_prefix_len,
             self.local_pool6,
             self.local_prefix_len6,
+            self.shared_nat_ipv6,
             self.wg_port,
             self.wg_backend,
             self.mtu.map(|m| m.to_string()).unwrap_or_else(|| "auto".into()),

@@ -358,3 +358,49 @@ async fn single_stack_networks_are_unchanged_and_dual_stack_is_not_bolted_on() {
     let (_, v6, _) = iso_answer(c.call(iso_dual("next")).await.unwrap());
     assert_eq!(v6.as_deref(), Some(&*format!("{POOL6}/64")));
 }
+
+#[tokio::test]
+async fn shared_nat_is_dual_stack_when_configured_so() {
+    let inst = Instance::start_with(|c| c.shared_nat_ipv6 = true).await;
+    let mut c = inst.client().await;
+    c.call(shared("web")).await.unwrap();
+    match c.call(Request::ListNetworks).await.unwrap() {
+        Response::Networks { networks } => {
+            let n = networks.iter().find(|n| n.owner == "shared-nat").unwrap();
+            assert_eq!(
+                n.extra.get("subnet_v6").and_then(|v| v.as_str()),
+                Some(&*format!("{POOL6}/64"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    live(&inst, 4401);
+    let (_, a6) = attached(
+        c.call(attach_pid(4401, "web", None, Some("s1")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(a6.as_deref(), Some(&*format!("{POOL6}2")));
+    let ifaces = inst.host.container_ifaces(&NetnsTarget::Pid(4401));
+    assert_eq!(ifaces[0].gateway_v6, Some(ip(&format!("{POOL6}1"))));
+    // Another shared service uses the same network: nothing changes.
+    c.call(shared("api")).await.unwrap();
+    let fw = inst.host.firewall().unwrap();
+    assert!(
+        fw.masquerade
+            .iter()
+            .any(|m| m.subnet.to_string() == format!("{POOL6}/64")),
+        "{fw:?}"
+    );
+}
+
+#[tokio::test]
+async fn shared_nat_stays_single_stack_by_default() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    c.call(shared("web")).await.unwrap();
+    live(&inst, 4501);
+    let (_, a6) = attached(c.call(attach_pid(4501, "web", None, None)).await.unwrap());
+    assert_eq!(a6, None);
+    assert_eq!(inst.host.forwarding_now().ipv6, Some(false));
+}

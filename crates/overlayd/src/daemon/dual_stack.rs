@@ -1,5 +1,6 @@
 //! Dual-stack networks: an isolation network with one IPv4 and one IPv6
-//! subnet (`iso up NET --ipv6 [--subnet CIDR]...`). The marker entry keeps
+//! subnet (`iso up NET --ipv6 [--subnet CIDR]...`), and the shared NAT
+//! network when `shared_nat_ipv6` is set. The marker entry keeps
 //! `subnet` for IPv4 and the extension field `subnet_v6` for IPv6; the
 //! IPv6 subnet comes from `local_pool6` (lowest free `/local_prefix_len6`)
 //! unless the caller names one, and is recorded, never derived again.
@@ -122,6 +123,26 @@ pub fn gateways(entry: &NetworkEntry) -> Vec<(IpNet, IpAddr)> {
 }
 
 impl Node {
+    /// What the shared NAT network asks for in IPv6: dual-stack when
+    /// `shared_nat_ipv6` is set — for a network about to be created, or one
+    /// recorded dual-stack already. A recorded single-stack one stays as it
+    /// is (its members have no IPv6 address; it is recreated dual-stack once
+    /// removed, e.g. by `network prune` when no shared service is left).
+    pub(crate) fn shared_nat_want6(&self) -> WantV6 {
+        if !self.cfg.shared_nat_ipv6 {
+            return WantV6::No;
+        }
+        match self.marker.get(&Owner::SharedNat) {
+            Some(e) if e.subnet_v6.is_none() => {
+                tracing::debug!(
+                    "shared_nat_ipv6 is set but shared-nat was recorded single-stack; it stays so until it is removed and created again"
+                );
+                WantV6::No
+            }
+            _ => WantV6::Auto,
+        }
+    }
+
     /// Pick the IPv6 subnet of a new dual-stack network: the requested
     /// one after overlap checks, or the lowest free of `local_pool6`.
     pub(crate) fn plan_subnet_v6(&self, owner: &Owner, want: WantV6) -> OpResult<Option<IpNet>> {

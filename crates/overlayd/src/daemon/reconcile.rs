@@ -343,6 +343,10 @@ impl Node {
                     .and_then(|r| r.subnet_v6)
                     .and_then(|s| plan::parse_cidr(&s).ok())
                     .map_or(WantV6::No, WantV6::Subnet);
+                let want6 = match owner {
+                    Owner::SharedNat => self.shared_nat_want6(),
+                    _ => want6,
+                };
                 match self.ensure_bridge_v6(owner.clone(), requested, want6).await {
                     Ok(_) => rep.created += 1,
                     Err(e) => error!(%owner, error = %e, "cannot create desired network"),
