@@ -1,12 +1,12 @@
 //! Containers: attach (lease and `attaching` record, veth, commit — rolled
-//! back on any failure), inspect, and the record bookkeeping detach and
-//! reconcile share. Detach is in `detach.rs`, leases in `lease.rs`.
+//! back on any failure) and the record bookkeeping detach and reconcile
+//! share. Detach is in `detach.rs`, leases in `lease.rs`, the veth's spec in
+//! `veth.rs`, `inspect_attachment` in `listing.rs`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::IpNet;
-use overlayd_host::{NetnsId, NetnsTarget, VethSpec};
+use overlayd_host::{NetnsId, NetnsTarget};
 use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
@@ -14,7 +14,6 @@ use tracing::{info, warn};
 use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
 use super::node::Node;
-use super::plan;
 use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord};
 
 /// What `attach_container` asks for.
@@ -310,136 +309,6 @@ impl Node {
             return Err(e);
         }
         Ok((ip, ip6))
-    }
-
-    /// The veth of an attachment on a network.
-    pub async fn veth_spec(
-        &self,
-        a: &Attachment,
-        entry: &overlayd_state::NetworkEntry,
-        target: NetnsTarget,
-    ) -> OpResult<VethSpec> {
-        let subnet = plan::parse_cidr(&entry.subnet)?;
-        let ip: IpAddr = a
-            .ip
-            .parse()
-            .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
-        // Dual-stack: the IPv6 address (and gateway) beside the IPv4 one.
-        let subnet6 = super::dual_stack::subnet_v6(entry)?;
-        let address_v6 = match (&a.ip_v6, subnet6) {
-            (Some(ip6), Some(s6)) => {
-                let ip6: IpAddr = ip6.parse().map_err(|_| {
-                    OpError::State(format!("attachment address {ip6:?} is not an IP"))
-                })?;
-                Some(IpNet::new(ip6, s6.prefix_len()).map_err(|e| OpError::State(e.to_string()))?)
-            }
-            _ => None,
-        };
-        let default_route = !(a.is_connected() || self.is_internal(&entry.owner)?);
-        let gateway_v6 = match (address_v6, subnet6) {
-            (Some(_), Some(s6)) if default_route => Some(plan::gateway_cidr(s6)?.addr()),
-            _ => None,
-        };
-        Ok(VethSpec {
-            host_ifname: a.host_ifname.clone(),
-            alias: plan::attach_tag(&a.key(), &a.id, &self.instance),
-            bridge: entry.name.clone(),
-            target,
-            container_ifname: a.container_ifname().to_string(),
-            address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            // An internal network has no way out: no default route; a
-            // further network leaves the default route on the first one.
-            gateway: if default_route {
-                Some(plan::gateway_cidr(subnet)?.addr())
-            } else {
-                None
-            },
-            mtu: self.network_mtu(entry).await,
-            address_v6,
-            gateway_v6,
-        })
-    }
-
-    /// Re-plug the containers of a network whose bridge was recreated: their
-    /// veths survived but lost their master, so each gets a fresh pair with
-    /// the same name, tag and address.
-    pub async fn replug_members(&self, owner: &Owner) -> OpResult<usize> {
-        let Some(entry) = self.marker.get(owner).cloned() else {
-            return Ok(0);
-        };
-        let Some(bridge) = self.host.link(&entry.name).await? else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        for a in self.attachments_on(&owner.to_string())? {
-            if a.guest_private_key.is_some() {
-                continue;
-            }
-            let Some(link) = self.host.link(&a.host_ifname).await? else {
-                continue;
-            };
-            if link.master == Some(bridge.index) {
-                continue;
-            }
-            let Ok(target) = netns_target(&a.handle) else {
-                continue;
-            };
-            let spec = self.veth_spec(&a, &entry, target).await?;
-            self.host.detach_veth(&a.host_ifname).await?;
-            self.host.attach_veth(&spec).await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// `inspect_attachment`: what a container was given, including the DNS
-    /// server and domain its resolv.conf should name.
-    pub fn inspect_attachment(&self, handle: &Handle) -> OpResult<Response> {
-        let key = handle.key();
-        let Some(a) = self
-            .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        else {
-            return Err(OpError::NotFound(format!("{key} is not attached")));
-        };
-        let gateways = if a.guest_private_key.is_some() {
-            Vec::new()
-        } else {
-            self.marker
-                .iter()
-                .find(|e| e.owner.to_string() == a.network)
-                .map(super::dual_stack::gateways)
-                .unwrap_or_default()
-        };
-        let gateway = gateways.first().map(|(_, g)| g.to_string());
-        let gateway_v6 = a
-            .ip_v6
-            .as_ref()
-            .and(gateways.get(1))
-            .map(|(_, g)| g.to_string());
-        let dns_server = a
-            .dns_server
-            .clone()
-            .or_else(|| gateway.clone())
-            .or_else(|| self.node_ip().map(|i| i.to_string()))
-            .unwrap_or_default();
-        Ok(Response::Attachment {
-            handle: a.handle.clone(),
-            service: a.service.clone(),
-            network: a.network.clone(),
-            ip: a.ip.clone(),
-            prefix_len: a.prefix_len,
-            gateway,
-            dns_server,
-            dns_domain: a
-                .dns_domain
-                .clone()
-                .unwrap_or_else(|| self.records.zone().trim_end_matches('.').to_string()),
-            name: a.dns_name.clone(),
-            ip_v6: a.ip_v6.clone(),
-            prefix_len_v6: a.prefix_len_v6,
-            gateway_v6,
-        })
     }
 
     /// Mark an attachment `attached` and register the container's name and

@@ -37,6 +37,7 @@ pub mod records;
 pub mod server;
 pub mod services;
 pub mod state_files;
+pub mod veth;
 pub mod views;
 
 use std::sync::Arc;
