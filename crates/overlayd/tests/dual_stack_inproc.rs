@@ -392,6 +392,35 @@ async fn shared_nat_is_dual_stack_when_configured_so() {
             .any(|m| m.subnet.to_string() == format!("{POOL6}/64")),
         "{fw:?}"
     );
+    // A lost marker is rebuilt from the bridge's addresses with both subnets.
+    drop(c);
+    let marker = inst.marker();
+    let (cfg, host, wg) = (inst.cfg.clone(), inst.host.clone(), inst.wg.clone());
+    let dir = inst.shutdown().await;
+    std::fs::remove_file(&marker).unwrap();
+    let inst = Instance::relaunch(dir, cfg, host, wg).await;
+    let mut c = inst.client().await;
+    match c.call(Request::ListNetworks).await.unwrap() {
+        Response::Networks { networks } => {
+            let n = networks.iter().find(|n| n.owner == "shared-nat").unwrap();
+            assert_eq!(
+                n.extra.get("subnet_v6").and_then(|v| v.as_str()),
+                Some(&*format!("{POOL6}/64")),
+                "{n:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match c
+        .call(Request::InspectAttachment {
+            handle: Handle::LinuxPid { pid: 4401 },
+        })
+        .await
+        .unwrap()
+    {
+        Response::Attachment { ip_v6, .. } => assert_eq!(ip_v6, a6),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -403,4 +432,65 @@ async fn shared_nat_stays_single_stack_by_default() {
     let (_, a6) = attached(c.call(attach_pid(4501, "web", None, None)).await.unwrap());
     assert_eq!(a6, None);
     assert_eq!(inst.host.forwarding_now().ipv6, Some(false));
+}
+
+#[tokio::test]
+async fn a_lost_marker_is_rebuilt_with_both_subnets() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    c.call(shared("web")).await.unwrap();
+    let (v4, v6, bridge) = iso_answer(
+        c.call(Request::SetupIsolationNetwork {
+            network: "ds".into(),
+            subnet: Some("10.201.9.0/24".into()),
+            internal: false,
+            ipv6: false,
+            subnet_v6: Some("fd00:9::/64".into()),
+        })
+        .await
+        .unwrap(),
+    );
+    live(&inst, 4601);
+    let (a4, a6) = attached(
+        c.call(attach_pid(4601, "web", Some("ds"), None))
+            .await
+            .unwrap(),
+    );
+    drop(c);
+    let marker = inst.marker();
+    let (cfg, host, wg) = (inst.cfg.clone(), inst.host.clone(), inst.wg.clone());
+    let dir = inst.shutdown().await;
+    std::fs::remove_file(&marker).unwrap();
+    host.clear_calls();
+    let inst = Instance::relaunch(dir, cfg, host, wg).await;
+    let mut c = inst.client().await;
+    match c.call(Request::ListNetworks).await.unwrap() {
+        Response::Networks { networks } => {
+            let n = networks.iter().find(|n| n.owner == "iso:ds").unwrap();
+            assert_eq!((&n.subnet, &n.name), (&v4, &bridge));
+            assert_eq!(
+                n.extra.get("subnet_v6").and_then(|v| v.as_str()),
+                v6.as_deref()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !inst
+            .host
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::CreateBridge { .. } | Call::AttachVeth(_))),
+        "adopted, not recreated"
+    );
+    match c
+        .call(Request::InspectAttachment {
+            handle: Handle::LinuxPid { pid: 4601 },
+        })
+        .await
+        .unwrap()
+    {
+        Response::Attachment { ip: i4, ip_v6, .. } => assert_eq!((i4, ip_v6), (a4, a6)),
+        other => panic!("{other:?}"),
+    }
 }
