@@ -1,6 +1,6 @@
 //! The network configuration on stdin: the spec's keys (`cniVersion`,
 //! `name`, `type`, `prevResult`, `runtimeConfig`, GC's valid attachments)
-//! and overlayd's own (`service`, `mode`, `isolation`, `join_global`,
+//! and overlayd's own (`service`, `mode`, `isolation`, `ipv6`, `join_global`,
 //! `dns_name`, `socket`). Unknown keys are tolerated.
 
 use serde::Deserialize;
@@ -64,6 +64,10 @@ pub struct NetConf {
     /// Isolation network to attach to instead of the service's network.
     #[serde(default)]
     pub isolation: Option<String>,
+    /// Make the isolation network dual-stack (an IPv6 subnet from the
+    /// daemon's `local_pool6` beside the IPv4 one) when ADD creates it.
+    #[serde(default)]
+    pub ipv6: bool,
     /// Attach a shared service's containers to the base overlay.
     #[serde(default)]
     pub join_global: bool,

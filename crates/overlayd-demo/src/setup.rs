@@ -198,6 +198,8 @@ pub async fn bring_up(lab: &mut Lab, report: &Report) -> Result<Cluster> {
                 network: net.into(),
                 subnet: None,
                 internal: false,
+                ipv6: false,
+                subnet_v6: None,
             })
             .await?
         {

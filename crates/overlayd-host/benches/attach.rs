@@ -115,6 +115,8 @@ fn main() {
                     .expect("addr"),
                 gateway: Some("10.120.0.1".parse().expect("gw")),
                 mtu: None,
+                address_v6: None,
+                gateway_v6: None,
             })
             .collect();
         let wall = Instant::now();

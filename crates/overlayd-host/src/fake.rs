@@ -165,6 +165,10 @@ pub struct ContainerIface {
     pub address: IpNet,
     /// Default gateway, if one was installed.
     pub gateway: Option<IpAddr>,
+    /// Dual-stack: the IPv6 address with prefix length.
+    pub address_v6: Option<IpNet>,
+    /// IPv6 default gateway, if one was installed.
+    pub gateway_v6: Option<IpAddr>,
     /// MTU of both ends.
     pub mtu: u32,
 }
@@ -422,6 +426,8 @@ impl FakeHost {
                 host_ifname: spec.host_ifname.clone(),
                 address: spec.address,
                 gateway: None,
+                address_v6: spec.address_v6,
+                gateway_v6: None,
                 mtu: 1500,
             },
         );
@@ -706,6 +712,8 @@ impl Host for FakeHost {
                 host_ifname: spec.host_ifname.clone(),
                 address: spec.address,
                 gateway: spec.gateway,
+                address_v6: spec.address_v6,
+                gateway_v6: spec.gateway_v6,
                 mtu,
             },
         );
@@ -793,8 +801,8 @@ impl Host for FakeHost {
             mac,
             up: true,
             mtu: c.mtu,
-            addresses: vec![c.address],
-            default_gateways: c.gateway.into_iter().collect(),
+            addresses: std::iter::once(c.address).chain(c.address_v6).collect(),
+            default_gateways: c.gateway.into_iter().chain(c.gateway_v6).collect(),
         }))
     }
 

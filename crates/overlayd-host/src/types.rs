@@ -145,6 +145,13 @@ pub struct VethSpec {
     pub gateway: Option<IpAddr>,
     /// MTU for both ends; `None` uses the bridge's MTU.
     pub mtu: Option<u32>,
+    /// Dual-stack: the container's IPv6 address with its prefix length,
+    /// added beside `address` (without duplicate address detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_v6: Option<IpNet>,
+    /// IPv6 default gateway; `None` installs no IPv6 default route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_v6: Option<IpAddr>,
 }
 
 /// Hardware address given to the host end of a veth whose tag is `alias`.
@@ -193,6 +200,21 @@ impl VethSpec {
         }
         if let Some(mtu) = self.mtu {
             validate_mtu(mtu)?;
+        }
+        if let Some(a6) = self.address_v6 {
+            if !a6.addr().is_ipv6() || self.address.addr().is_ipv6() {
+                return Err(HostError::InvalidArgument(format!(
+                    "dual-stack attach needs an IPv4 address and an IPv6 one, got {} and {a6}",
+                    self.address
+                )));
+            }
+        }
+        if self.gateway_v6.is_some_and(|g| !g.is_ipv6())
+            || (self.gateway_v6.is_some() && self.address_v6.is_none())
+        {
+            return Err(HostError::InvalidArgument(
+                "an IPv6 gateway needs an IPv6 address".to_string(),
+            ));
         }
         Ok(())
     }
@@ -354,6 +376,8 @@ mod tests {
             address: "10.0.0.2/24".parse().unwrap(),
             gateway: Some("fd00::1".parse().unwrap()),
             mtu: None,
+            address_v6: None,
+            gateway_v6: None,
         };
         assert!(matches!(
             spec.validate(),

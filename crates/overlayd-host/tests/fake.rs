@@ -16,6 +16,8 @@ fn spec(host_if: &str, target: NetnsTarget) -> VethSpec {
         address: "10.0.0.2/24".parse().unwrap(),
         gateway: Some("10.0.0.1".parse().unwrap()),
         mtu: None,
+        address_v6: None,
+        gateway_v6: None,
     }
 }
 

@@ -25,6 +25,8 @@ async fn attach(host: &LinuxHost, bridge: &str, ns: &TestNetns, addr: &str, gw: 
         address: addr.parse().unwrap(),
         gateway: Some(gw.parse().unwrap()),
         mtu: None,
+        address_v6: None,
+        gateway_v6: None,
     })
     .await
     .unwrap();

@@ -19,6 +19,8 @@ fn spec(host_if: &str, bridge: &str, target: NetnsTarget, addr: &str, gw: &str) 
         address: addr.parse().unwrap(),
         gateway: Some(gw.parse().unwrap()),
         mtu: None,
+        address_v6: None,
+        gateway_v6: None,
     }
 }
 

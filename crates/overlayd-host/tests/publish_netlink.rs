@@ -255,6 +255,8 @@ async fn attach(host: &LinuxHost, bridge: &str, ns: &TestNetns, addr: &str, gw: 
         container_ifname: "eth0".into(),
         address: addr.parse().unwrap(),
         gateway: Some(gw.parse().unwrap()),
+        address_v6: None,
+        gateway_v6: None,
         mtu: None,
     })
     .await

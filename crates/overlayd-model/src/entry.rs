@@ -41,6 +41,12 @@ pub struct NetworkEntry {
     /// Secondary interface (e.g. the WireGuard device beside a service bridge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// Extension: the IPv6 subnet of a dual-stack network (`subnet` is then
+    /// its IPv4 subnet). Omitted for single-stack networks, so their entries
+    /// keep the v1 shape; a reader that does not know it keeps it as an
+    /// unknown field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<String>,
     /// Unknown fields, preserved across rewrites.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -62,6 +68,7 @@ impl std::fmt::Debug for NetworkEntry {
             )
             .field("wg_public_key", &self.wg_public_key)
             .field("interface", &self.interface)
+            .field("subnet_v6", &self.subnet_v6)
             .field("extra", &self.extra)
             .finish()
     }
@@ -80,6 +87,7 @@ impl NetworkEntry {
             wg_private_key: None,
             wg_public_key: None,
             interface: None,
+            subnet_v6: None,
             extra: Map::new(),
         }
     }
@@ -93,6 +101,28 @@ impl NetworkEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnet_v6_is_omitted_when_absent_and_round_trips_when_present() {
+        let mut e = NetworkEntry::new(
+            Owner::isolation("a").unwrap(),
+            KIND_LINUX_BRIDGE,
+            "b",
+            "i",
+            "10.0.0.0/24",
+        );
+        let v1 = serde_json::to_value(&e).unwrap();
+        assert!(v1.get("subnet_v6").is_none(), "{v1}");
+        e.subnet_v6 = Some("fd42::/64".into());
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["subnet_v6"], "fd42::/64");
+        let back: NetworkEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        assert!(back.extra.is_empty());
+        // An entry written before the field existed loads without it.
+        let old: NetworkEntry = serde_json::from_value(v1).unwrap();
+        assert_eq!(old.subnet_v6, None);
+    }
 
     #[test]
     fn debug_never_shows_the_private_key() {

@@ -305,6 +305,14 @@ pub enum Request {
         /// the gateway and DNS only.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         internal: bool,
+        /// **ext**: dual-stack: the network also gets an IPv6 subnet (from
+        /// `local_pool6` unless `subnet_v6` names one). `subnet` stays the
+        /// IPv4 one (a v6 `subnet` with `ipv6` is taken as `subnet_v6`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ipv6: bool,
+        /// **ext**: the IPv6 subnet of a dual-stack network (implies `ipv6`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet_v6: Option<String>,
     },
     /// **ext**: remove an isolation network.
     TeardownIsolationNetwork {

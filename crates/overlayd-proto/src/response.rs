@@ -154,6 +154,10 @@ pub enum Response {
         /// Windows namespace id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         namespace_guid: Option<String>,
+        /// **ext**: its IPv6 address on a dual-stack network (`ip` stays
+        /// the IPv4 one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_v6: Option<String>,
     },
     /// WireGuard configuration for a guest that runs its own tunnel.
     GuestConfig {
@@ -255,6 +259,15 @@ pub enum Response {
         /// DNS name registered for it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// **ext**: its IPv6 address on a dual-stack network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_v6: Option<String>,
+        /// **ext**: prefix length of the network's IPv6 subnet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix_len_v6: Option<u8>,
+        /// **ext**: its IPv6 default gateway.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway_v6: Option<String>,
     },
     /// **ext**: the live state of an attached container's interface, as
     /// `inspect_interface` reads it inside the container's namespace.
@@ -341,6 +354,9 @@ pub enum Response {
         subnet: String,
         /// Bridge name.
         bridge: String,
+        /// **ext**: the IPv6 subnet of a dual-stack network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet_v6: Option<String>,
     },
 }
 

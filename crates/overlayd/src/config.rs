@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// Resolved configuration of one daemon instance.
+/// Default `local_pool6`: a ULA /48 ("ovld" in hex), split into /64s.
+pub const DEFAULT_LOCAL_POOL6: &str = "fd42:6f76:6c64::/48";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -34,6 +37,16 @@ pub struct Config {
     pub local_pool: String,
     /// Prefix length of each node-local network.
     pub local_prefix_len: u8,
+    /// IPv6 pool the IPv6 subnets of dual-stack networks are carved from
+    /// (a ULA range: node-local networks are masqueraded, never routed by
+    /// other nodes).
+    pub local_pool6: String,
+    /// Prefix length of each IPv6 subnet of a dual-stack network.
+    pub local_prefix_len6: u8,
+    /// Create the shared NAT network dual-stack (an IPv6 subnet from
+    /// `local_pool6` beside the IPv4 one). Applies when it is created; a
+    /// recorded one keeps what it is.
+    pub shared_nat_ipv6: bool,
     /// Prefix length of this node's slice of an IPv4 cluster CIDR when the
     /// caller of `setup_global_overlay` gives none (the slice is then
     /// derived from the node identity: docs/architecture.md, "Address
@@ -178,6 +191,9 @@ impl Default for Config {
             interface_prefix: "ovl".into(),
             local_pool: "10.201.0.0/16".into(),
             local_prefix_len: 24,
+            local_pool6: DEFAULT_LOCAL_POOL6.into(),
+            local_prefix_len6: 64,
+            shared_nat_ipv6: false,
             slice_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SLICE_PREFIX,
             service_range: overlayd_engine::ipam::plan::DEFAULT_SERVICE_RANGE.into(),
             service_prefix_len: overlayd_engine::ipam::plan::DEFAULT_SERVICE_PREFIX,
@@ -262,6 +278,22 @@ impl Config {
                 self.local_pool
             );
         }
+        let pool6 = self
+            .local_pool6
+            .parse::<ipnet::IpNet>()
+            .with_context(|| format!("local_pool6 {:?} is not a CIDR", self.local_pool6))?;
+        if !pool6.addr().is_ipv6() || pool6.trunc() != pool6 {
+            bail!(
+                "local_pool6 {pool6} must be an IPv6 network address (e.g. {DEFAULT_LOCAL_POOL6})"
+            );
+        }
+        if self.local_prefix_len6 < pool6.prefix_len() || self.local_prefix_len6 > 126 {
+            bail!(
+                "local_prefix_len6 {} is out of range: it must be between the pool's /{} and /126 (local_pool6 {pool6})",
+                self.local_prefix_len6,
+                pool6.prefix_len()
+            );
+        }
         if self.wg_port == 0 {
             bail!("wg_port must not be 0");
         }
@@ -293,13 +325,16 @@ impl Config {
     /// The effective configuration on one line, for the start-up log.
     pub fn summary(&self) -> String {
         format!(
-            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
+            "data_dir={} socket={} run_dir={} interface_prefix={} local_pool={} local_prefix_len={} local_pool6={} local_prefix_len6={} shared_nat_ipv6={} wg_port={} wg_backend={} mtu={} gc={} check_interval_secs={} dns_zone={} dns_port={} dns_listen=[{}] dns_upstreams=[{}] metrics_listen={}",
             self.data_dir.display(),
             self.socket.display(),
             self.run_dir().display(),
             self.interface_prefix,
             self.local_pool,
             self.local_prefix_len,
+            self.local_pool6,
+            self.local_prefix_len6,
+            self.shared_nat_ipv6,
             self.wg_port,
             self.wg_backend,
             self.mtu.map(|m| m.to_string()).unwrap_or_else(|| "auto".into()),

@@ -242,6 +242,8 @@ async fn a_collision_is_named_reported_and_moved_explicitly() {
             network: "clash".into(),
             subnet: Some(subnet.clone()),
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap();

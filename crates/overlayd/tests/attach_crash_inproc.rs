@@ -93,6 +93,8 @@ fn spec_of(a: &Attachment, bridge: &str, data_dir: &std::path::Path) -> VethSpec
         address: format!("{}/{}", a.ip, a.prefix_len).parse().unwrap(),
         gateway: None,
         mtu: None,
+        address_v6: None,
+        gateway_v6: None,
     }
 }
 

@@ -400,3 +400,59 @@ fn daemon_down_is_try_again_later_and_status_not_available() {
     let (code, out) = p.run("ADD", &vars("c1", "/x", "eth0"), &json!(null));
     expect_err(code, &out, 7, "null config");
 }
+
+#[test]
+fn a_dual_stack_network_lists_both_addresses_with_their_gateways() {
+    if !can_run_root_tests("cni_dual_stack") {
+        return;
+    }
+    let node = Netns::new("cd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&node, dir.path(), &[]);
+    let p = Plugin::new();
+    for v in ["0.4.0", "1.1.0"] {
+        let c = Netns::new("cc");
+        let ns = c.path();
+        let ns = ns.to_str().unwrap();
+        let id = format!("dual-{}", v.replace('.', ""));
+        let mut cf = conf(v, "ovl", &d.socket);
+        cf["isolation"] = json!("dual");
+        cf["ipv6"] = json!(true);
+        let (code, res) = p.run("ADD", &vars(&id, ns, "eth0"), &cf);
+        assert_eq!(code, 0, "ADD {v}: {res}\n{}", d.log());
+        let ips = res["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 2, "{res}");
+        let (gw4, gw6) = (
+            ips[0]["gateway"].as_str().unwrap(),
+            ips[1]["gateway"].as_str().unwrap(),
+        );
+        assert!(ips[1]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("fd42:6f76:6c64::"));
+        assert_eq!(gw6, "fd42:6f76:6c64::1");
+        assert_eq!(ips[1]["interface"], 1);
+        if v.starts_with("0.") {
+            assert_eq!(
+                (&ips[0]["version"], &ips[1]["version"]),
+                (&json!("4"), &json!("6"))
+            );
+        }
+        assert_eq!(
+            res["routes"],
+            json!([{"dst": "0.0.0.0/0", "gw": gw4}, {"dst": "::/0", "gw": gw6}])
+        );
+        let addrs = c.output(&["ip", "-o", "addr", "show", "dev", "eth0"]);
+        assert!(
+            addrs.contains(ips[1]["address"].as_str().unwrap()),
+            "{addrs}"
+        );
+        assert!(c.ping(gw6), "container reaches its IPv6 gateway");
+        let mut check = cf.clone();
+        check["prevResult"] = res.clone();
+        let (code, out) = p.run("CHECK", &vars(&id, ns, "eth0"), &check);
+        assert_eq!((code, &out), (0, &Value::Null), "CHECK {v}");
+        let (code, out) = p.run("DEL", &vars(&id, ns, "eth0"), &cf);
+        assert_eq!((code, &out), (0, &Value::Null), "DEL {v}");
+    }
+}

@@ -68,6 +68,8 @@ fn connect_and_disconnect_lose_no_packet_on_the_first_network() {
             network: net.into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         });
     }
     // a and b on iso:blue; r on iso:red, which blue cannot reach.

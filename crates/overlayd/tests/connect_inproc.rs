@@ -63,11 +63,15 @@ async fn setup(inst: &Instance) -> overlayd_client::Client {
             network: "red".into(),
             subnet: Some("10.210.7.0/24".into()),
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         },
         Request::SetupIsolationNetwork {
             network: "blue".into(),
             subnet: Some("10.210.8.0/24".into()),
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         },
     ] {
         let a = c.call(r).await.unwrap();

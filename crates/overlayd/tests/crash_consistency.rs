@@ -122,6 +122,8 @@ fn load(
                     network: "i2".into(),
                     subnet: None,
                     internal: false,
+                    ipv6: false,
+                    subnet_v6: None,
                 },
                 _ => Request::TeardownIsolationNetwork {
                     network: "i2".into(),
@@ -275,6 +277,8 @@ fn kill_9_at_random_moments_leaves_every_container_whole() {
         network: "i1".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     });
     let containers: Vec<Container> = (0..6).map(|_| Container::new()).collect();
     let pids: Vec<u32> = containers.iter().map(Container::pid).collect();

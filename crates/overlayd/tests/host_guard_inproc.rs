@@ -85,6 +85,8 @@ async fn cidrs_overlapping_the_host_or_special_ranges_are_refused() {
                 network: "x".into(),
                 subnet: Some(subnet.into()),
                 internal: false,
+                ipv6: false,
+                subnet_v6: None,
             },
         )
         .await;

@@ -76,6 +76,8 @@ impl Lab {
             network: net.into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         }) {
             Response::IsolationNetwork { subnet, bridge, .. } => (subnet, bridge),
             r => panic!("{r:?}"),
@@ -533,6 +535,8 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
         network: "taken".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     }));
     assert!(m.contains("does not own"), "{m}");
     assert!(lab.node.links().contains(&name), "foreign link still there");
@@ -543,6 +547,8 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
         network: "tiny".into(),
         subnet: Some("10.250.0.0/30".into()),
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     });
     let (c1, c2) = (Container::new(), Container::new());
     assert!(matches!(

@@ -57,6 +57,8 @@ async fn bad_bodies_get_err_and_the_connection_stays_usable() {
             network: "a".into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap();
@@ -229,6 +231,8 @@ async fn shutdown_leaves_state_and_removes_the_socket() {
             network: "keep".into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap();
@@ -303,6 +307,8 @@ async fn foreign_kind_entries_are_listed_kept_and_survive_purge() {
         network: "a".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     })
     .await
     .unwrap();

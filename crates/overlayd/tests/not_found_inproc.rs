@@ -46,6 +46,8 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
         network: "front".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     })
     .await
     .unwrap();
@@ -59,6 +61,8 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
         network: "front".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     })
     .await
     .unwrap();

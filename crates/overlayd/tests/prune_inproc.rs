@@ -22,6 +22,8 @@ fn iso(name: &str) -> Request {
         network: name.into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     }
 }
 

@@ -219,6 +219,8 @@ fn internal_network_members_talk_but_never_leave_the_host() {
         network: "db".into(),
         subnet: None,
         internal: true,
+        ipv6: false,
+        subnet_v6: None,
     }) {
         Response::IsolationNetwork { subnet, .. } => {
             let net: ipnet::Ipv4Net = subnet.parse().unwrap();

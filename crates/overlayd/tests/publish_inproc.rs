@@ -256,6 +256,8 @@ async fn internal_network_has_no_way_out_and_refuses_publishing() {
             network: "db".into(),
             subnet: None,
             internal: true,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap()
@@ -281,6 +283,8 @@ async fn internal_network_has_no_way_out_and_refuses_publishing() {
             network: "db".into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap(),
@@ -293,6 +297,8 @@ async fn internal_network_has_no_way_out_and_refuses_publishing() {
         network: "db".into(),
         subnet: None,
         internal: true,
+        ipv6: false,
+        subnet_v6: None,
     })
     .await
     .unwrap();

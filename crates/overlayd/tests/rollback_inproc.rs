@@ -180,6 +180,8 @@ async fn failed_network_setup_leaves_no_bridge_and_a_retry_works() {
             network: "a".into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap(),
@@ -194,6 +196,8 @@ async fn failed_network_setup_leaves_no_bridge_and_a_retry_works() {
             network: "a".into(),
             subnet: None,
             internal: false,
+            ipv6: false,
+            subnet_v6: None,
         })
         .await
         .unwrap(),
@@ -211,6 +215,8 @@ async fn unknown_service_is_refused_on_isolation_networks_too() {
         network: "a".into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
     })
     .await
     .unwrap();

@@ -30,6 +30,8 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
             network: net.clone(),
             subnet: None,
             internal: false,
+            ipv6: conf.ipv6,
+            subnet_v6: None,
         })?;
     }
     let handle = Handle::Cni {
@@ -83,6 +85,9 @@ fn describe(d: &mut Daemon, handle: &Handle, netns: &str) -> Result<CniResult, C
         gateway,
         dns_server,
         dns_domain,
+        ip_v6,
+        prefix_len_v6,
+        gateway_v6,
         ..
     }) = d.inspect(handle)?
     else {
@@ -105,11 +110,28 @@ fn describe(d: &mut Daemon, handle: &Handle, netns: &str) -> Result<CniResult, C
             "unexpected answer to inspect_interface",
         ));
     };
-    let default_dst = if ip.contains(':') {
-        "::/0"
-    } else {
-        "0.0.0.0/0"
+    let default_dst = |gw: &str| {
+        if gw.contains(':') {
+            "::/0"
+        } else {
+            "0.0.0.0/0"
+        }
     };
+    // Dual-stack: the IPv6 address (and its default route) after the IPv4 one.
+    let mut ips = vec![IpConfig {
+        address: format!("{ip}/{prefix_len}"),
+        gateway: gateway.clone(),
+        interface: Some(1),
+        ..Default::default()
+    }];
+    if let (Some(ip6), Some(p6)) = (ip_v6, prefix_len_v6) {
+        ips.push(IpConfig {
+            address: format!("{ip6}/{p6}"),
+            gateway: gateway_v6.clone(),
+            interface: Some(1),
+            ..Default::default()
+        });
+    }
     Ok(CniResult {
         interfaces: vec![
             Interface {
@@ -123,19 +145,15 @@ fn describe(d: &mut Daemon, handle: &Handle, netns: &str) -> Result<CniResult, C
                 ..Default::default()
             },
         ],
-        ips: vec![IpConfig {
-            address: format!("{ip}/{prefix_len}"),
-            gateway: gateway.clone(),
-            interface: Some(1),
-            ..Default::default()
-        }],
+        ips,
         routes: gateway
+            .into_iter()
+            .chain(gateway_v6)
             .map(|gw| Route {
-                dst: default_dst.to_string(),
+                dst: default_dst(&gw).to_string(),
                 gw: Some(gw),
                 ..Default::default()
             })
-            .into_iter()
             .collect(),
         dns: Dns {
             nameservers: vec![dns_server]

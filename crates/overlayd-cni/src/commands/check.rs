@@ -42,6 +42,9 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         ip,
         prefix_len,
         gateway,
+        ip_v6,
+        prefix_len_v6,
+        gateway_v6,
         ..
     }) = d.inspect(&handle)?
     else {
@@ -70,10 +73,19 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         return Err(failed(format!("interface {ifname} in {netns} is down")));
     }
     let ours = format!("{ip}/{prefix_len}");
-    if !addresses.contains(&ours) {
-        return Err(failed(format!(
-            "interface {ifname} lacks its address {ours}"
-        )));
+    // Dual-stack: the IPv6 address and default route are checked alike.
+    let ours_v6 = ip_v6.zip(prefix_len_v6).map(|(i, p)| format!("{i}/{p}"));
+    for a in std::iter::once(&ours).chain(ours_v6.as_ref()) {
+        if !addresses.contains(a) {
+            return Err(failed(format!("interface {ifname} lacks its address {a}")));
+        }
+    }
+    for gw in gateway_v6.iter() {
+        if !gateways.contains(gw) {
+            return Err(failed(format!(
+                "the IPv6 default route via {gw} on {ifname} is missing"
+            )));
+        }
     }
     if let Some(gw) = &gateway {
         if !gateways.contains(gw) {

@@ -39,8 +39,9 @@ fn role_of(link_kind: &str) -> Option<LinkRole> {
 }
 
 /// Rebuild entries from tagged links: owner and id from the tag, name from
-/// the link, kind from the link kind, subnet from the primary link's first
-/// address (empty when it has none). A service's bridge is the entry's
+/// the link, kind from the link kind, subnet from the primary link's IPv4
+/// address (else its IPv6 one; link-local addresses ignored) and, for a
+/// dual-stack bridge, `subnet_v6` from its IPv6 one (empty when it has none). A service's bridge is the entry's
 /// `name` and its WireGuard device the `interface`. Owners whose links
 /// disagree on the id, or carry unexpected extra links, are skipped.
 pub fn rebuild_from_live(live: &[LiveLink]) -> Rebuilt {
@@ -102,17 +103,46 @@ pub fn rebuild_from_live(live: &[LiveLink]) -> Rebuilt {
         let Some(kind) = entry_kind_for(&primary.kind) else {
             continue;
         };
-        let subnet = present
-            .iter()
-            .flat_map(|l| l.addresses.first())
-            .next()
-            .map(|a| a.trunc().to_string())
-            .unwrap_or_default();
+        let (subnet, subnet_v6) = match primary_subnets(primary) {
+            (Some(s), s6) => (s.trunc().to_string(), s6.map(|s| s.trunc().to_string())),
+            // No usable address on the primary link: the first address of
+            // any of the owner's links, as before.
+            (None, _) => (
+                present
+                    .iter()
+                    .flat_map(|l| l.addresses.first())
+                    .next()
+                    .map(|a| a.trunc().to_string())
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
         let mut entry = NetworkEntry::new(owner.clone(), kind, &primary.name, id, &subnet);
         entry.interface = present.get(1).map(|l| l.name.clone());
+        entry.subnet_v6 = subnet_v6;
         entries.push(entry);
     }
     Rebuilt { entries, skipped }
+}
+
+/// The subnets a link's addresses tell: the first IPv4 one (else the first
+/// IPv6 one that is not link-local) and, beside an IPv4 one, the first
+/// IPv6 one that is not link-local (a dual-stack bridge carries both
+/// gateways). Link-local addresses are the kernel's, never a network's.
+fn primary_subnets(link: &LiveLink) -> (Option<ipnet::IpNet>, Option<ipnet::IpNet>) {
+    let v4 = link.addresses.iter().find(|a| a.addr().is_ipv4()).copied();
+    let v6 = link
+        .addresses
+        .iter()
+        .find(|a| match a {
+            ipnet::IpNet::V6(n) => !n.addr().is_unicast_link_local(),
+            ipnet::IpNet::V4(_) => false,
+        })
+        .copied();
+    match v4 {
+        Some(v4) => (Some(v4), v6),
+        None => (v6, None),
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +240,32 @@ mod tests {
         let names: Vec<&str> = r.skipped.iter().map(|s| s.link.name.as_str()).collect();
         assert_eq!(names, vec!["d1", "b1", "b2", "n2"]);
         assert!(r.skipped[1].why.contains("different ids"));
+    }
+
+    #[test]
+    fn a_dual_stack_bridge_gives_both_subnets_and_link_local_is_ignored() {
+        let iso = Owner::Isolation("d".into());
+        let mut b = tagged("b1", 1, "bridge", &iso, "x");
+        b.addresses = vec![
+            "fe80::1/64".parse().unwrap(),
+            "fd42::1/64".parse().unwrap(),
+            "10.201.1.1/24".parse().unwrap(),
+        ];
+        let mut six = tagged("b2", 2, "bridge", &Owner::Isolation("s".into()), "y");
+        six.addresses = vec![
+            "fe80::2/64".parse().unwrap(),
+            "fd00:1::1/64".parse().unwrap(),
+        ];
+        let r = rebuild_from_live(&[b, six]);
+        let got: Vec<(&str, Option<&str>)> = r
+            .entries
+            .iter()
+            .map(|e| (e.subnet.as_str(), e.subnet_v6.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("10.201.1.0/24", Some("fd42::/64")), ("fd00:1::/64", None)]
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -46,13 +48,21 @@ pub(crate) async fn addresses_of(h: &Handle, index: u32) -> Result<Vec<IpNet>> {
 }
 
 /// Adds an address; an identical address already present is success.
+///
+/// IPv6 addresses are added with `IFA_F_NODAD`: overlayd hands every
+/// address out itself (no duplicate can exist on its bridges), and an
+/// address still tentative during duplicate address detection cannot be
+/// bound — the DNS listener on a gateway would fail with `EADDRNOTAVAIL`
+/// and a container's first packets would leave without a source.
 pub(crate) async fn add_address(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
-    match h
-        .address()
-        .add(index, addr.addr(), addr.prefix_len())
-        .execute()
-        .await
-    {
+    let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
+    if addr.addr().is_ipv6() {
+        let msg = req.message_mut();
+        msg.header.flags |= AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => Ok(()),
         Err(e) => Err(HostError::netlink(

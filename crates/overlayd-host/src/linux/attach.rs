@@ -5,8 +5,8 @@
 //! with the host end in the daemon's namespace and the peer created directly in
 //! the container's namespace under its final name, the host end carrying a MAC
 //! derived from its tag (the kernel ignores `ifalias` at creation); then, through a netlink
-//! connection opened inside the container namespace, address the peer, bring up
-//! `lo` and the peer and add the default route; last, enslave the host end to the
+//! connection opened inside the container namespace, address the peer (IPv4 and,
+//! dual-stack, IPv6), bring up `lo` and the peer and add the default route(s); last, enslave the host end to the
 //! bridge, bring it up and turn on hairpin mode on the port (so a container
 //! reaches its own published ports through a host address). Once the pair exists, any failure (or cancellation of
 //! the call) deletes it again: deleting one end of a veth deletes both.
@@ -164,6 +164,9 @@ async fn configure(
     let ch = &conn.handle;
     let peer = links::require(ch, &spec.container_ifname).await?;
     addr::add_address(ch, peer.index, spec.address).await?;
+    if let Some(a6) = spec.address_v6 {
+        addr::add_address(ch, peer.index, a6).await?;
+    }
     if let Some(lo) = links::get_by_name(ch, "lo").await? {
         if !lo.up {
             links::set_props(ch, lo.index, None, None, Some(true), None).await?;
@@ -172,6 +175,9 @@ async fn configure(
     links::set_props(ch, peer.index, None, None, Some(true), None).await?;
     if let Some(gw) = spec.gateway {
         addr::replace_route(ch, default_route(gw), peer.index, Some(gw)).await?;
+    }
+    if let Some(gw6) = spec.gateway_v6 {
+        addr::replace_route(ch, default_route(gw6), peer.index, Some(gw6)).await?;
     }
     drop(conn);
 

@@ -73,6 +73,8 @@ pub(crate) fn bench_restart(rt: &Runtime, lab: &mut Lab) -> RestartReport {
                 network: name.clone(),
                 subnet: None,
                 internal: false,
+                ipv6: false,
+                subnet_v6: None,
             },
         );
         check(&resp, "setup_isolation_network", &lab.daemon);

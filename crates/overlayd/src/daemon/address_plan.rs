@@ -222,17 +222,15 @@ impl Node {
         if let Owner::Isolation(net) = &owner {
             let net = net.clone();
             self.store.write(|tx| {
-                let internal = tx
+                let mut rec = tx
                     .get::<super::records::IsolationRecord>(Table::Isolation, &net)?
-                    .is_some_and(|r| r.internal);
-                tx.put(
-                    Table::Isolation,
-                    &net,
-                    &super::records::IsolationRecord {
-                        subnet: new.to_string(),
-                        internal,
-                    },
-                )
+                    .unwrap_or(super::records::IsolationRecord {
+                        subnet: String::new(),
+                        internal: false,
+                        subnet_v6: None,
+                    });
+                rec.subnet = new.to_string();
+                tx.put(Table::Isolation, &net, &rec)
             })?;
         }
         self.sync_firewall_or_warn().await;

@@ -1,20 +1,19 @@
 //! Containers: attach (lease and `attaching` record, veth, commit — rolled
-//! back on any failure), inspect, and the record bookkeeping detach and
-//! reconcile share. Detach is in `detach.rs`, leases in `lease.rs`.
+//! back on any failure) and the record bookkeeping detach and reconcile
+//! share. Detach is in `detach.rs`, leases in `lease.rs`, the veth's spec in
+//! `veth.rs`, `inspect_attachment` in `listing.rs`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::IpNet;
-use overlayd_host::{NetnsId, NetnsTarget, VethSpec};
+use overlayd_host::{NetnsId, NetnsTarget};
 use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
 
 use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
-use super::node::{Core, Node};
-use super::plan;
+use super::node::Node;
 use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord};
 
 /// What `attach_container` asks for.
@@ -191,6 +190,7 @@ impl Node {
                 return Ok(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
+                    ip_v6: existing.ip_v6,
                 });
             }
             // Half-done (a crash mid-attach or mid-detach) or broken: finish
@@ -230,12 +230,22 @@ impl Node {
             netns_id: ns_id.map(|i| i.to_string()),
             publish,
             ifname: None,
+            ip_v6: None,
+            prefix_len_v6: None,
         };
-        let ip = self.realize_attachment(record, &entry, target).await?;
-        info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached");
+        let (ip, ip6) = self.realize_attachment(record, &entry, target).await?;
+        match ip6 {
+            Some(ip6) => {
+                info!(handle = %key, network = %network, %ip, %ip6, veth = %host_ifname, "container attached")
+            }
+            None => {
+                info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached")
+            }
+        }
         Ok(Response::Attached {
             ip: ip.to_string(),
             namespace_guid: None,
+            ip_v6: ip6.map(|i| i.to_string()),
         })
     }
 
@@ -243,22 +253,25 @@ impl Node {
     /// `connect_container`: lease and `attaching` record, veth, commit
     /// `attached` with the DNS names, then published ports — each step
     /// undone when a later one fails. `record` is in state `attaching`,
-    /// without an address yet.
+    /// without an address yet. Returns its address and, on a dual-stack
+    /// network, its IPv6 address.
     pub(crate) async fn realize_attachment(
         &mut self,
         record: Attachment,
         entry: &overlayd_state::NetworkEntry,
         target: NetnsTarget,
-    ) -> OpResult<IpAddr> {
+    ) -> OpResult<(IpAddr, Option<IpAddr>)> {
         let key = record.key();
         let host_ifname = record.host_ifname.clone();
         // 1. Lease and `attaching` record in one transaction, before any host
         //    effect: whatever a crash leaves on the host from here on is
         //    named by this record (veth name, and MAC derived from its tag).
-        let (ip, prefix_len) = self.lease(&entry.owner, &key, Some(record.clone()))?;
+        let (ip, prefix_len, ip6) = self.lease(&entry.owner, &key, Some(record.clone()))?;
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
+        record.ip_v6 = ip6.map(|i| i.to_string());
+        record.prefix_len_v6 = super::dual_stack::subnet_v6(entry)?.map(|s| s.prefix_len());
         // 2. The veth (the host backend deletes it again on its own failure).
         let made = match self.veth_spec(&record, entry, target).await {
             Ok(spec) => self.host.attach_veth(&spec).await.map_err(OpError::from),
@@ -274,7 +287,7 @@ impl Node {
         //    If it cannot be written, undo the veth: a refused attach
         //    changes nothing on the host.
         record.state = AttachState::Attached;
-        if let Err(e) = self.commit_attached(&record, ip) {
+        if let Err(e) = self.commit_attached(&record) {
             if let Err(de) = self.host.detach_veth(&host_ifname).await {
                 warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
             }
@@ -295,132 +308,29 @@ impl Node {
             self.unpublish_ports(&record, &entry.name).await;
             return Err(e);
         }
-        Ok(ip)
+        Ok((ip, ip6))
     }
 
-    /// The veth of an attachment on a network.
-    pub async fn veth_spec(
-        &self,
-        a: &Attachment,
-        entry: &overlayd_state::NetworkEntry,
-        target: NetnsTarget,
-    ) -> OpResult<VethSpec> {
-        let subnet = plan::parse_cidr(&entry.subnet)?;
-        let ip: IpAddr = a
-            .ip
-            .parse()
-            .map_err(|_| OpError::State(format!("attachment address {:?} is not an IP", a.ip)))?;
-        Ok(VethSpec {
-            host_ifname: a.host_ifname.clone(),
-            alias: plan::attach_tag(&a.key(), &a.id, &self.instance),
-            bridge: entry.name.clone(),
-            target,
-            container_ifname: a.container_ifname().to_string(),
-            address: IpNet::new(ip, a.prefix_len).map_err(|e| OpError::State(e.to_string()))?,
-            // An internal network has no way out: no default route; a
-            // further network leaves the default route on the first one.
-            gateway: if a.is_connected() || self.is_internal(&entry.owner)? {
-                None
-            } else {
-                Some(plan::gateway_cidr(subnet)?.addr())
-            },
-            mtu: self.network_mtu(entry).await,
-        })
-    }
-
-    /// Re-plug the containers of a network whose bridge was recreated: their
-    /// veths survived but lost their master, so each gets a fresh pair with
-    /// the same name, tag and address.
-    pub async fn replug_members(&self, owner: &Owner) -> OpResult<usize> {
-        let Some(entry) = self.marker.get(owner).cloned() else {
-            return Ok(0);
-        };
-        let Some(bridge) = self.host.link(&entry.name).await? else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        for a in self.attachments_on(&owner.to_string())? {
-            if a.guest_private_key.is_some() {
-                continue;
-            }
-            let Some(link) = self.host.link(&a.host_ifname).await? else {
-                continue;
-            };
-            if link.master == Some(bridge.index) {
-                continue;
-            }
-            let Ok(target) = netns_target(&a.handle) else {
-                continue;
-            };
-            let spec = self.veth_spec(&a, &entry, target).await?;
-            self.host.detach_veth(&a.host_ifname).await?;
-            self.host.attach_veth(&spec).await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-}
-
-impl Core {
-    /// `inspect_attachment`: what a container was given, including the DNS
-    /// server and domain its resolv.conf should name.
-    pub fn inspect_attachment(&self, handle: &Handle) -> OpResult<Response> {
-        let key = handle.key();
-        let Some(a) = self
-            .store
-            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
-        else {
-            return Err(OpError::NotFound(format!("{key} is not attached")));
-        };
-        let gateway = if a.guest_private_key.is_some() {
-            None
-        } else {
-            self.marker
-                .iter()
-                .find(|e| e.owner.to_string() == a.network)
-                .and_then(|e| plan::parse_cidr(&e.subnet).ok())
-                .and_then(|s| plan::gateway_cidr(s).ok())
-                .map(|g| g.addr().to_string())
-        };
-        let dns_server = a
-            .dns_server
-            .clone()
-            .or_else(|| gateway.clone())
-            .or_else(|| self.node_ip().map(|i| i.to_string()))
-            .unwrap_or_default();
-        Ok(Response::Attachment {
-            handle: a.handle.clone(),
-            service: a.service.clone(),
-            network: a.network.clone(),
-            ip: a.ip.clone(),
-            prefix_len: a.prefix_len,
-            gateway,
-            dns_server,
-            dns_domain: a
-                .dns_domain
-                .clone()
-                .unwrap_or_else(|| self.records.zone().trim_end_matches('.').to_string()),
-            name: a.dns_name.clone(),
-        })
-    }
-}
-
-impl Node {
     /// Mark an attachment `attached` and register the container's name and
     /// its service's name (when the service name is a valid DNS label) for
-    /// its address, in one store transaction.
-    fn commit_attached(&self, a: &Attachment, ip: IpAddr) -> OpResult<()> {
+    /// its addresses (A and, dual-stack, AAAA), in one store transaction.
+    fn commit_attached(&self, a: &Attachment) -> OpResult<()> {
         let keys = self.attachment_dns_keys(a);
         let key = a.key();
+        let ips = a.ips();
         self.store.write(|tx| {
             tx.put(Table::Attachments, &key, a)?;
             for k in &keys {
-                put_dns_ip(tx, k, ip)?;
+                for ip in &ips {
+                    put_dns_ip(tx, k, *ip)?;
+                }
             }
             Ok(())
         })?;
         for k in &keys {
-            let _ = self.records.add(k, ip);
+            for ip in &ips {
+                let _ = self.records.add(k, *ip);
+            }
         }
         Ok(())
     }
@@ -438,25 +348,28 @@ impl Node {
         keys
     }
 
-    /// Remove an attachment record, its lease and its DNS names in one
-    /// transaction.
+    /// Remove an attachment record, its leases (both families on a
+    /// dual-stack network) and its DNS names in one transaction.
     pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
-        let ip = a.ip.parse::<IpAddr>().ok();
-        let dns_keys = if ip.is_some() {
-            self.attachment_dns_keys(a)
-        } else {
+        let ips = a.ips();
+        let dns_keys = if ips.is_empty() {
             Vec::new()
+        } else {
+            self.attachment_dns_keys(a)
         };
         let key = a.key();
         self.store.write(|tx| {
-            if let Some(ip) = ip {
+            for ip in &ips {
                 for k in &dns_keys {
-                    remove_dns_ip(tx, k, ip)?;
+                    remove_dns_ip(tx, k, *ip)?;
                 }
             }
             tx.remove(Table::Attachments, &key)?;
-            if !a.ip.is_empty() {
-                let lk = lease_key(&a.network, &a.ip);
+            for ip in std::iter::once(&a.ip).chain(a.ip_v6.as_ref()) {
+                if ip.is_empty() {
+                    continue;
+                }
+                let lk = lease_key(&a.network, ip);
                 if let Some(l) = tx.get::<Lease>(Table::Leases, &lk)? {
                     if l.holder == key {
                         tx.remove(Table::Leases, &lk)?;
@@ -465,9 +378,9 @@ impl Node {
             }
             Ok(())
         })?;
-        if let Some(ip) = ip {
+        for ip in &ips {
             for k in &dns_keys {
-                let _ = self.records.remove_ip(k, ip);
+                let _ = self.records.remove_ip(k, *ip);
             }
         }
         Ok(())

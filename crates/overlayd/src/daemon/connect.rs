@@ -129,6 +129,7 @@ impl Node {
                 return Ok(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
+                    ip_v6: existing.ip_v6,
                 });
             }
             // Half-done or broken: finish undoing it, then connect afresh.
@@ -160,12 +161,15 @@ impl Node {
             netns_id: first.netns_id.clone(),
             publish: Vec::new(),
             ifname: Some(ifname.clone()),
+            ip_v6: None,
+            prefix_len_v6: None,
         };
-        let ip = self.realize_attachment(record, &entry, target).await?;
-        info!(handle = %key, network = %owner, %ip, %ifname, "container connected to a further network");
+        let (ip, ip6) = self.realize_attachment(record, &entry, target).await?;
+        info!(handle = %key, network = %owner, %ip, ip6 = ?ip6, %ifname, "container connected to a further network");
         Ok(Response::Attached {
             ip: ip.to_string(),
             namespace_guid: None,
+            ip_v6: ip6.map(|i| i.to_string()),
         })
     }
 

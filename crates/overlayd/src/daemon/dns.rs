@@ -12,7 +12,6 @@ use tracing::{info, warn};
 
 use super::error::{OpError, OpResult};
 use super::node::{Core, Node};
-use super::plan;
 use super::records::DnsRecord;
 use crate::config::Config;
 
@@ -90,15 +89,17 @@ pub fn parse_socket_addr(s: &str, default_port: u16) -> anyhow::Result<SocketAdd
 }
 
 impl Node {
-    /// Addresses the DNS server should answer on: every bridge gateway.
+    /// Addresses the DNS server should answer on: every bridge gateway (of
+    /// both families on a dual-stack network).
     fn dns_addresses(&self) -> Vec<SocketAddr> {
         let mut v = Vec::new();
         if self.cfg.dns_port == 0 {
             return v;
         }
         for e in self.marker.iter().filter(|e| e.is_linux_managed()) {
-            if let Ok(gw) = plan::parse_cidr(&e.subnet).and_then(plan::gateway_cidr) {
-                v.push(SocketAddr::new(gw.addr(), self.cfg.dns_port));
+            // Both gateways of a dual-stack network.
+            for (_, gw) in super::dual_stack::gateways(e) {
+                v.push(SocketAddr::new(gw, self.cfg.dns_port));
             }
         }
         v.sort();

@@ -19,7 +19,6 @@ use overlayd_state::Owner;
 
 use super::error::{OpError, OpResult};
 use super::node::Node;
-use super::plan;
 use super::records::Attachment;
 
 /// How a network reaches the others.
@@ -100,12 +99,6 @@ impl Node {
     pub fn net_scope(&self) -> NetScope {
         let mut nets = Vec::new();
         for e in self.marker.iter().filter(|e| e.is_linux_managed()) {
-            let Ok(subnet) = plan::parse_cidr(&e.subnet) else {
-                continue;
-            };
-            let Ok(gw) = plan::gateway_cidr(subnet) else {
-                continue;
-            };
             let reach = match &e.owner {
                 Owner::Isolation(_) if self.is_internal(&e.owner).unwrap_or(false) => {
                     Reach::Internal
@@ -113,12 +106,17 @@ impl Node {
                 Owner::Isolation(_) => Reach::Isolated,
                 _ => Reach::Open,
             };
-            nets.push(ScopedNet {
-                owner: e.owner.clone(),
-                subnet,
-                gateway: gw.addr(),
-                reach,
-            });
+            // A dual-stack network is one network with two subnets and
+            // two gateways (same owner, so its members see each other in
+            // both families).
+            for (subnet, gateway) in super::dual_stack::gateways(e) {
+                nets.push(ScopedNet {
+                    owner: e.owner.clone(),
+                    subnet,
+                    gateway,
+                    reach,
+                });
+            }
         }
         NetScope::new(nets)
     }
@@ -193,6 +191,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::plan;
     use overlayd_dns::Visibility;
 
     fn net(owner: &str, subnet: &str, reach: Reach) -> ScopedNet {
@@ -255,5 +254,20 @@ mod tests {
         assert!(!scope.visible(i, remote));
         // A listener that is no network's gateway sees everything.
         assert!(scope.visible(ip("127.0.0.1"), member_a));
+    }
+
+    #[test]
+    fn a_dual_stack_network_names_its_members_on_both_gateways_only() {
+        let scope = NetScope::new(vec![
+            net("iso:d", "10.201.1.0/24", Reach::Isolated),
+            net("iso:d", "fd42:6f76:6c64::/64", Reach::Isolated),
+            net("iso:e", "10.201.2.0/24", Reach::Isolated),
+        ]);
+        let (gw4, gw6, other) = (ip("10.201.1.1"), ip("fd42:6f76:6c64::1"), ip("10.201.2.1"));
+        for member in [ip("10.201.1.5"), ip("fd42:6f76:6c64::5")] {
+            assert!(scope.visible(gw4, member), "{member} on the v4 gateway");
+            assert!(scope.visible(gw6, member), "{member} on the v6 gateway");
+            assert!(!scope.visible(other, member), "{member} not on iso:e");
+        }
     }
 }

@@ -69,8 +69,10 @@ impl Node {
                     state: Default::default(),
                     publish: Vec::new(),
                     ifname: None,
+                    ip_v6: None,
+                    prefix_len_v6: None,
                 };
-                let (ip, prefix_len) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
+                let (ip, prefix_len, _) = self.lease(&Owner::Base, &key, Some(rec.clone()))?;
                 let mut rec = rec;
                 rec.ip = ip.to_string();
                 rec.prefix_len = prefix_len;

@@ -1,14 +1,67 @@
 //! Read-only listings for operators and orchestrators: `list_services`
 //! (each service with its network, bridge, WireGuard device and number of
-//! containers) and `list_attachments` (each attached container with its
-//! network, interface, addresses and DNS names).
+//! containers), `list_attachments` (each attached container with its
+//! network, interface, addresses and DNS names) and `inspect_attachment`
+//! (what one container was given).
 
-use overlayd_proto::{AttachmentView, Response, ServiceView};
+use overlayd_proto::{AttachmentView, Handle, Response, ServiceView};
 use overlayd_state::Table;
 
-use super::error::OpResult;
+use super::error::{OpError, OpResult};
 use super::node::Core;
 use super::records::{Attachment, ServiceRecord};
+
+impl Core {
+    /// `inspect_attachment`: what a container was given, including the DNS
+    /// server and domain its resolv.conf should name.
+    pub fn inspect_attachment(&self, handle: &Handle) -> OpResult<Response> {
+        let key = handle.key();
+        let Some(a) = self
+            .store
+            .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
+        else {
+            return Err(OpError::NotFound(format!("{key} is not attached")));
+        };
+        let gateways = if a.guest_private_key.is_some() {
+            Vec::new()
+        } else {
+            self.marker
+                .iter()
+                .find(|e| e.owner.to_string() == a.network)
+                .map(super::dual_stack::gateways)
+                .unwrap_or_default()
+        };
+        let gateway = gateways.first().map(|(_, g)| g.to_string());
+        let gateway_v6 = a
+            .ip_v6
+            .as_ref()
+            .and(gateways.get(1))
+            .map(|(_, g)| g.to_string());
+        let dns_server = a
+            .dns_server
+            .clone()
+            .or_else(|| gateway.clone())
+            .or_else(|| self.node_ip().map(|i| i.to_string()))
+            .unwrap_or_default();
+        Ok(Response::Attachment {
+            handle: a.handle.clone(),
+            service: a.service.clone(),
+            network: a.network.clone(),
+            ip: a.ip.clone(),
+            prefix_len: a.prefix_len,
+            gateway,
+            dns_server,
+            dns_domain: a
+                .dns_domain
+                .clone()
+                .unwrap_or_else(|| self.records.zone().trim_end_matches('.').to_string()),
+            name: a.dns_name.clone(),
+            ip_v6: a.ip_v6.clone(),
+            prefix_len_v6: a.prefix_len_v6,
+            gateway_v6,
+        })
+    }
+}
 
 impl Core {
     /// `list_services`, sorted by name.
@@ -75,11 +128,11 @@ impl Core {
             service: a.service,
             network: a.network,
             interface: (!guest).then_some(a.host_ifname),
-            addresses: if a.ip.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!("{}/{}", a.ip, a.prefix_len)]
-            },
+            addresses: std::iter::once((&a.ip, Some(a.prefix_len)))
+                .chain(a.ip_v6.as_ref().map(|i| (i, a.prefix_len_v6)))
+                .filter(|(ip, _)| !ip.is_empty())
+                .map(|(ip, p)| format!("{ip}/{}", p.unwrap_or(0)))
+                .collect(),
             dns_names,
             ports: a.publish,
             handle: a.handle,

@@ -11,6 +11,7 @@ pub mod detach;
 pub mod dispatch;
 pub mod dns;
 pub mod dns_scope;
+pub mod dual_stack;
 pub mod error;
 pub mod forwarding;
 pub mod guest;
@@ -37,6 +38,7 @@ pub mod records;
 pub mod server;
 pub mod services;
 pub mod state_files;
+pub mod veth;
 pub mod views;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use overlayd_state::entry::KIND_LINUX_BRIDGE;
 use overlayd_state::{NetworkEntry, Owner, Table};
 use tracing::info;
 
+use super::dual_stack::{self, WantV6};
 use super::error::{OpError, OpResult};
 use super::missing;
 use super::node::{Core, Node};
@@ -23,7 +24,20 @@ impl Node {
         owner: Owner,
         requested: Option<IpNet>,
     ) -> OpResult<NetworkEntry> {
+        self.ensure_bridge_v6(owner, requested, WantV6::No).await
+    }
+
+    /// [`Node::ensure_bridge`] for a network that may be dual-stack: `want6`
+    /// asks for an IPv6 subnet beside the primary one (a recorded network is
+    /// confirmed when it matches, refused when it does not, never changed).
+    pub async fn ensure_bridge_v6(
+        &mut self,
+        owner: Owner,
+        requested: Option<IpNet>,
+        want6: WantV6,
+    ) -> OpResult<NetworkEntry> {
         if let Some(entry) = self.marker.get(&owner).cloned() {
+            dual_stack::check_existing(&entry, want6)?;
             if let Some(req) = requested {
                 if entry.subnet != req.to_string() {
                     return Err(OpError::Conflict(format!(
@@ -36,7 +50,14 @@ impl Node {
             return Ok(entry);
         }
         let subnet = self.plan_subnet(&owner, requested)?;
-        self.refuse_host_conflicts(&format!("subnet of {owner}"), &[subnet])
+        if want6 != WantV6::No && subnet.addr().is_ipv6() {
+            return Err(OpError::Invalid(format!(
+                "a dual-stack network needs an IPv4 subnet, not {subnet}"
+            )));
+        }
+        let subnet6 = self.plan_subnet_v6(&owner, want6)?;
+        let all: Vec<IpNet> = std::iter::once(subnet).chain(subnet6).collect();
+        self.refuse_host_conflicts(&format!("subnet of {owner}"), &all)
             .await?;
         let name = self.namer().bridge(&owner);
         self.refuse_foreign(&name, &owner).await?;
@@ -59,6 +80,8 @@ impl Node {
             &id,
             &subnet.to_string(),
         );
+        let mut entry = entry;
+        entry.subnet_v6 = subnet6.map(|s| s.to_string());
         let created = match self.realize_bridge(&entry).await {
             Ok(_) => self.record(entry.clone()),
             Err(e) => Err(e),
@@ -68,7 +91,10 @@ impl Node {
             let _ = self.host.delete_link(&name).await;
             return Err(e);
         }
-        info!(%owner, bridge = %name, %subnet, "network created");
+        match subnet6 {
+            Some(s6) => info!(%owner, bridge = %name, %subnet, subnet_v6 = %s6, "network created"),
+            None => info!(%owner, bridge = %name, %subnet, "network created"),
+        }
         self.sync_firewall_or_warn().await;
         Ok(entry)
     }
@@ -83,6 +109,9 @@ impl Node {
             ))
         })?;
         let gateway = plan::gateway_cidr(subnet)?;
+        let gateway6 = dual_stack::subnet_v6(entry)?
+            .map(plan::gateway_cidr)
+            .transpose()?;
         let tag = plan::network_tag(&entry.owner, &entry.id, &self.instance);
         let index = match self.host.link(&entry.name).await? {
             Some(link) => {
@@ -104,6 +133,9 @@ impl Node {
             }
         };
         self.host.add_address(&entry.name, gateway).await?;
+        if let Some(g6) = gateway6 {
+            self.host.add_address(&entry.name, g6).await?;
+        }
         self.host.set_up(&entry.name, true).await?;
         Ok(index)
     }
@@ -169,18 +201,23 @@ impl Node {
 }
 
 impl Core {
-    /// Subnets recorded in the marker with their owners.
+    /// Subnets recorded in the marker with their owners (both subnets of a
+    /// dual-stack network).
     pub fn used_subnets(&self) -> Vec<(String, IpNet)> {
         self.marker
             .iter()
-            .filter_map(|e| e.subnet.parse().ok().map(|s| (e.owner.to_string(), s)))
+            .flat_map(|e| {
+                std::iter::once(&e.subnet)
+                    .chain(e.subnet_v6.as_ref())
+                    .filter_map(|s| s.parse().ok().map(|s| (e.owner.to_string(), s)))
+            })
             .collect()
     }
 }
 
 impl Node {
     /// CIDRs no local network may overlap: the cluster CIDR and node slice.
-    fn reserved_subnets(&self) -> Vec<IpNet> {
+    pub(crate) fn reserved_subnets(&self) -> Vec<IpNet> {
         let global = self
             .store
             .read(|tx| {
@@ -303,9 +340,11 @@ impl Node {
         network: &str,
         subnet: Option<&str>,
         internal: bool,
+        ipv6: bool,
+        subnet_v6: Option<&str>,
     ) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
-        let requested = subnet.map(plan::parse_cidr).transpose()?;
+        let (requested, want6) = dual_stack::requested_subnets(subnet, ipv6, subnet_v6)?;
         if self.marker.get(&owner).is_some() && self.is_internal(&owner)? != internal {
             let (is, asked) = if internal {
                 ("not internal", "internal")
@@ -327,11 +366,12 @@ impl Node {
                     .map(|r| r.subnet.clone())
                     .unwrap_or_default(),
                 internal,
+                subnet_v6: previous.as_ref().and_then(|r| r.subnet_v6.clone()),
             };
             self.store
                 .write(|tx| tx.put(Table::Isolation, network, &rec))?;
         }
-        let entry = match self.ensure_bridge(owner, requested).await {
+        let entry = match self.ensure_bridge_v6(owner, requested, want6).await {
             Ok(e) => e,
             Err(e) => {
                 if internal && previous.is_none() {
@@ -349,6 +389,7 @@ impl Node {
                 &IsolationRecord {
                     subnet: entry.subnet.clone(),
                     internal,
+                    subnet_v6: entry.subnet_v6.clone(),
                 },
             )?;
             missing::unbury(tx, &entry.owner.to_string())
@@ -357,6 +398,7 @@ impl Node {
             network: network.to_string(),
             subnet: entry.subnet,
             bridge: entry.name,
+            subnet_v6: entry.subnet_v6,
         })
     }
 

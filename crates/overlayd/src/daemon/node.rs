@@ -266,9 +266,17 @@ impl Node {
                 network,
                 subnet,
                 internal,
+                ipv6,
+                subnet_v6,
             } => {
-                self.setup_isolation(&network, subnet.as_deref(), internal)
-                    .await
+                self.setup_isolation(
+                    &network,
+                    subnet.as_deref(),
+                    internal,
+                    ipv6,
+                    subnet_v6.as_deref(),
+                )
+                .await
             }
             Request::TeardownIsolationNetwork { network } => {
                 self.teardown_isolation(&network).await

@@ -169,7 +169,7 @@ pub fn tag_names_owner(alias: Option<&str>, owner: &Owner) -> bool {
 }
 
 /// The nftables intent for the networks recorded now: every bridge network
-/// is forwarded and masqueraded on its way out (the base network only with
+/// (both subnets of a dual-stack one) is forwarded and masqueraded on its way out (the base network only with
 /// NAT enabled, never towards the cluster; overlay networks never towards
 /// their peers); isolation bridges may not talk to each other.
 pub fn firewall_spec(
@@ -200,11 +200,16 @@ pub fn firewall_spec(
             _ => true,
         };
         if masquerade {
-            spec.masquerade.push(MasqueradeNet {
-                subnet: subnet.trunc(),
-                bridge: e.name.clone(),
-                exclude,
-            });
+            // A dual-stack network is masqueraded in both families (the
+            // ruleset keeps each exclusion to its own family).
+            let v6 = e.subnet_v6.as_deref().and_then(|s| s.parse::<IpNet>().ok());
+            for net in std::iter::once(subnet).chain(v6) {
+                spec.masquerade.push(MasqueradeNet {
+                    subnet: net.trunc(),
+                    bridge: e.name.clone(),
+                    exclude: exclude.clone(),
+                });
+            }
         }
         spec.accept_bridges.push(e.name.clone());
         if let Some(dev) = &e.interface {
@@ -215,4 +220,57 @@ pub fn firewall_spec(
         }
     }
     spec.normalized()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlayd_state::entry::KIND_LINUX_BRIDGE;
+    use overlayd_state::NetworkEntry;
+
+    #[test]
+    fn a_dual_stack_network_is_masqueraded_in_both_families_and_needs_v6_forwarding() {
+        let mut marker = Marker::new();
+        let mut e = NetworkEntry::new(
+            Owner::isolation("ds").unwrap(),
+            KIND_LINUX_BRIDGE,
+            "br-ds",
+            "id",
+            "10.201.1.0/24",
+        );
+        e.subnet_v6 = Some("fd42:6f76:6c64::/64".into());
+        marker.upsert(e);
+        marker.upsert(NetworkEntry::new(
+            Owner::isolation("v4").unwrap(),
+            KIND_LINUX_BRIDGE,
+            "br-v4",
+            "id2",
+            "10.201.2.0/24",
+        ));
+        let spec = firewall_spec(&marker, None, &[]);
+        let masq: Vec<(String, String)> = spec
+            .masquerade
+            .iter()
+            .map(|m| (m.bridge.clone(), m.subnet.to_string()))
+            .collect();
+        assert_eq!(
+            masq,
+            vec![
+                ("br-ds".to_string(), "10.201.1.0/24".to_string()),
+                ("br-v4".to_string(), "10.201.2.0/24".to_string()),
+                ("br-ds".to_string(), "fd42:6f76:6c64::/64".to_string()),
+            ]
+        );
+        // IPv6 forwarding follows from the v6 masquerade, and only from it.
+        assert_eq!(
+            super::super::forwarding::needed(&spec),
+            overlayd_host::Forwarding {
+                ipv4: Some(true),
+                ipv6: Some(true)
+            }
+        );
+        let mut v4_only = spec.clone();
+        v4_only.masquerade.retain(|m| m.bridge != "br-ds");
+        assert_eq!(super::super::forwarding::needed(&v4_only).ipv6, None);
+    }
 }

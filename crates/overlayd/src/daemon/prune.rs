@@ -138,6 +138,8 @@ mod tests {
             netns_id: None,
             publish: Vec::new(),
             ifname: None,
+            ip_v6: None,
+            prefix_len_v6: None,
         }
     }
 

@@ -17,6 +17,7 @@ use overlayd_state::{Owner, PortBand, Table};
 use tracing::{error, info, warn};
 
 use super::attach::netns_target;
+use super::dual_stack::WantV6;
 use super::error::OpResult;
 use super::node::Node;
 use super::plan;
@@ -163,14 +164,18 @@ impl Node {
             return Ok(());
         }
         for mut e in rebuilt.entries {
-            if e.subnet.is_empty() {
-                if let Owner::Isolation(net) = &e.owner {
-                    if let Some(r) = self
-                        .store
-                        .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
-                    {
+            if let Owner::Isolation(net) = &e.owner {
+                if let Some(r) = self
+                    .store
+                    .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
+                {
+                    // A dual-stack bridge carries both gateways: the
+                    // subnets come from the desired record, not from
+                    // whichever address the link listed first.
+                    if e.subnet.is_empty() || r.subnet_v6.is_some() {
                         e.subnet = r.subnet;
                     }
+                    e.subnet_v6 = r.subnet_v6;
                 }
             }
             self.restore_identity(&mut e)?;
@@ -324,16 +329,25 @@ impl Node {
                 }
             }
             Action::Create { owner, .. } => {
-                let requested = match &owner {
+                let rec = match &owner {
                     Owner::Isolation(net) => self
                         .store
                         .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))
                         .ok()
-                        .flatten()
-                        .and_then(|r| plan::parse_cidr(&r.subnet).ok()),
+                        .flatten(),
                     _ => None,
                 };
-                match self.ensure_bridge(owner.clone(), requested).await {
+                let requested = rec.as_ref().and_then(|r| plan::parse_cidr(&r.subnet).ok());
+                // The recorded IPv6 subnet of a dual-stack network is kept.
+                let want6 = rec
+                    .and_then(|r| r.subnet_v6)
+                    .and_then(|s| plan::parse_cidr(&s).ok())
+                    .map_or(WantV6::No, WantV6::Subnet);
+                let want6 = match owner {
+                    Owner::SharedNat => self.shared_nat_want6(),
+                    _ => want6,
+                };
+                match self.ensure_bridge_v6(owner.clone(), requested, want6).await {
                     Ok(_) => rep.created += 1,
                     Err(e) => error!(%owner, error = %e, "cannot create desired network"),
                 }

@@ -48,6 +48,10 @@ pub struct IsolationRecord {
     /// No route or NAT to outside the host.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
+    /// Dual-stack: its IPv6 subnet (`subnet` is the IPv4 one). Kept here
+    /// too so a lost marker is rebuilt with the same subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_v6: Option<String>,
 }
 
 /// An address lease (`Table::Leases`, key = `<owner>|<ip>`).
@@ -141,6 +145,13 @@ pub struct Attachment {
     /// has its own veth, lease and DNS names and no default route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// Dual-stack: its IPv6 address (no prefix), leased beside `ip` in the
+    /// same transaction and released with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_v6: Option<String>,
+    /// Prefix length of its network's IPv6 subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len_v6: Option<u8>,
 }
 
 impl Attachment {
@@ -158,6 +169,14 @@ impl Attachment {
             .as_deref()
             .or(self.handle.ifname())
             .unwrap_or(super::attach::CONTAINER_IFNAME)
+    }
+
+    /// Its addresses: the primary one and, dual-stack, the IPv6 one.
+    pub fn ips(&self) -> Vec<std::net::IpAddr> {
+        std::iter::once(&self.ip)
+            .chain(self.ip_v6.as_ref())
+            .filter_map(|i| i.parse().ok())
+            .collect()
     }
 
     /// Whether this is a further network joined with `connect_container`.
@@ -239,6 +258,7 @@ impl std::fmt::Debug for Attachment {
             .field("netns_id", &self.netns_id)
             .field("publish", &self.publish)
             .field("ifname", &self.ifname)
+            .field("ip_v6", &self.ip_v6)
             .field(
                 "guest_private_key",
                 &self.guest_private_key.as_ref().map(|_| "<redacted>"),

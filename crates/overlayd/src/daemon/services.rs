@@ -63,7 +63,8 @@ impl Node {
         let response = match mode {
             ServiceMode::Dedicated => self.setup_dedicated(service).await?,
             _ => {
-                let entry = self.ensure_bridge(Owner::SharedNat, None).await?;
+                let want6 = self.shared_nat_want6();
+                let entry = self.ensure_bridge_v6(Owner::SharedNat, None, want6).await?;
                 let subnet: IpNet = plan::parse_cidr(&entry.subnet)?;
                 // As upstream: `name` is the network's interface, the bridge
                 // containers of this service attach to.

@@ -250,6 +250,9 @@ impl Core {
                     )),
                 );
             }
+            if let Some(s6) = &e.subnet_v6 {
+                extra.insert("subnet_v6".into(), json!(s6));
+            }
             if let Some((bridges, why)) = &firewall {
                 if managed && present && bridges.contains(&e.name) {
                     extra.insert("firewall_drift".into(), json!(why));

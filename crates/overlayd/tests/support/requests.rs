@@ -9,6 +9,20 @@ pub fn iso(network: &str) -> Request {
         network: network.into(),
         subnet: None,
         internal: false,
+        ipv6: false,
+        subnet_v6: None,
+    }
+}
+
+/// `setup_isolation_network` of a dual-stack network: planned IPv4 and
+/// IPv6 subnets (`local_pool` and `local_pool6`).
+pub fn iso_dual(network: &str) -> Request {
+    Request::SetupIsolationNetwork {
+        network: network.into(),
+        subnet: None,
+        internal: false,
+        ipv6: true,
+        subnet_v6: None,
     }
 }
 

@@ -76,7 +76,11 @@ const NETWORK_COLUMNS: &[Column<NetworkView>] = &[
     },
     Column {
         header: "SUBNET",
-        cell: |n| n.subnet.clone(),
+        // Both subnets of a dual-stack network.
+        cell: |n| match n.extra.get("subnet_v6").and_then(|v| v.as_str()) {
+            Some(s6) => format!("{},{s6}", n.subnet),
+            None => n.subnet.clone(),
+        },
     },
     Column {
         header: "WG PORT",
@@ -281,7 +285,10 @@ fn print_human(r: &Response) -> Result<()> {
     match r {
         Response::Ok => line("ok")?,
         Response::Ip { ip } => line(ip)?,
-        Response::Attached { ip, .. } => line(&format!("attached: {ip}"))?,
+        Response::Attached { ip, ip_v6, .. } => match ip_v6 {
+            Some(ip6) => line(&format!("attached: {ip} {ip6}"))?,
+            None => line(&format!("attached: {ip}"))?,
+        },
         Response::BridgeName { name } => line(name)?,
         Response::Err { message, .. } => eprintln!("error: {message}"),
         Response::Hello {
@@ -318,13 +325,22 @@ fn print_human(r: &Response) -> Result<()> {
             dns_server,
             dns_domain,
             name,
+            ip_v6,
+            prefix_len_v6,
+            gateway_v6,
             ..
         } => table(
             &["NETWORK", "ADDRESS", "GATEWAY", "DNS SERVER", "DNS DOMAIN", "NAME"],
             &[vec![
                 network.clone(),
-                format!("{ip}/{prefix_len}"),
-                opt(gateway),
+                match (ip_v6, prefix_len_v6) {
+                    (Some(ip6), Some(p6)) => format!("{ip}/{prefix_len}, {ip6}/{p6}"),
+                    _ => format!("{ip}/{prefix_len}"),
+                },
+                match gateway_v6 {
+                    Some(g6) => format!("{}, {g6}", opt(gateway)),
+                    None => opt(gateway),
+                },
                 dns_server.clone(),
                 dns_domain.clone(),
                 opt(name),
@@ -379,9 +395,17 @@ fn print_human(r: &Response) -> Result<()> {
             network,
             subnet,
             bridge,
+            subnet_v6,
         } => table(
             &["NETWORK", "SUBNET", "BRIDGE"],
-            &[vec![network.clone(), subnet.clone(), bridge.clone()]],
+            &[vec![
+                network.clone(),
+                match subnet_v6 {
+                    Some(s6) => format!("{subnet}, {s6}"),
+                    None => subnet.clone(),
+                },
+                bridge.clone(),
+            ]],
         )?,
         Response::Pruned {
             networks,
