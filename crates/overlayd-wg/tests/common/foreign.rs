@@ -113,10 +113,13 @@ impl Foreign {
         drop(netns);
         self.child = Some(child);
         let sock = self.socket();
+        // The socket file appears at bind(), before listen(): wait until it
+        // accepts a connection, or a `wg set` right after a restart finds
+        // nothing listening (seen under load as "Protocol not supported").
         super::wait_for(
-            &format!("{} socket {}", self.imp.program, sock.display()),
+            &format!("{} socket {} accepting", self.imp.program, sock.display()),
             Duration::from_secs(10),
-            || sock.exists(),
+            || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
         );
     }
 
