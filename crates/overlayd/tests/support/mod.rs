@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod inproc;
+pub mod node_lab;
 pub mod requests;
 
 use std::path::{Path, PathBuf};
