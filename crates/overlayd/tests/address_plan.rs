@@ -61,16 +61,6 @@ fn cli_json(d: &Daemon, args: &[&str]) -> Value {
     })
 }
 
-fn cli_ok(d: &Daemon, args: &[&str]) {
-    let out = d.cli(args);
-    assert!(
-        out.status.success(),
-        "overlayd {args:?} failed: {}\nlog:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        d.log()
-    );
-}
-
 fn s(v: &Value, k: &str) -> String {
     v[k].as_str()
         .unwrap_or_else(|| panic!("no string {k} in {v}"))
@@ -96,7 +86,7 @@ fn two_default_nodes_pick_unique_subnets_and_ping_across() {
     let d2 = Daemon::start(&ns2, dir2.path(), &[]);
 
     for d in [&d1, &d2] {
-        cli_ok(d, &["global", "up", "--cidr", CLUSTER]);
+        d.cli_ok(&["global", "up", "--cidr", CLUSTER]);
     }
     let st1 = cli_json(&d1, &["status"]);
     let st2 = cli_json(&d2, &["status"]);
@@ -109,11 +99,11 @@ fn two_default_nodes_pick_unique_subnets_and_ping_across() {
 
     // The slice is recorded: global down/up, a restart and a later node
     // id leave it as it is.
-    cli_ok(&d1, &["global", "down"]);
-    cli_ok(&d1, &["global", "up", "--cidr", CLUSTER]);
+    d1.cli_ok(&["global", "down"]);
+    d1.cli_ok(&["global", "up", "--cidr", CLUSTER]);
     d1.ok(overlayd_proto::Request::SetLocalNodeId { node_id: 77 });
     d1.restart();
-    cli_ok(&d1, &["global", "up", "--cidr", CLUSTER]);
+    d1.cli_ok(&["global", "up", "--cidr", CLUSTER]);
     assert_eq!(s(&cli_json(&d1, &["status"]), "slice_cidr"), slice1);
 
     // A dedicated `db` on both, default config: different subnets.
@@ -142,41 +132,35 @@ fn two_default_nodes_pick_unique_subnets_and_ping_across() {
     for ((d, _), (_, other_ip), key, slice, db) in
         [(a, b, &k2, &slice2, &db2), (b, a, &k1, &slice1, &db1)]
     {
-        cli_ok(
-            d,
-            &[
-                "peer",
-                "add",
-                "--pubkey",
-                key,
-                "--endpoint",
-                &format!("{other_ip}:51820"),
-                "--allowed-ips",
-                slice,
-                "--keepalive",
-                "5",
-            ],
-        );
-        cli_ok(
-            d,
-            &[
-                "peer",
-                "add",
-                "--service",
-                "db",
-                "--pubkey",
-                &s(db, "wg_public_key"),
-                "--endpoint",
-                &format!("{other_ip}:{}", db["wg_port"]),
-                "--allowed-ips",
-                &s(db, "subnet"),
-                "--keepalive",
-                "5",
-            ],
-        );
+        d.cli_ok(&[
+            "peer",
+            "add",
+            "--pubkey",
+            key,
+            "--endpoint",
+            &format!("{other_ip}:51820"),
+            "--allowed-ips",
+            slice,
+            "--keepalive",
+            "5",
+        ]);
+        d.cli_ok(&[
+            "peer",
+            "add",
+            "--service",
+            "db",
+            "--pubkey",
+            &s(db, "wg_public_key"),
+            "--endpoint",
+            &format!("{other_ip}:{}", db["wg_port"]),
+            "--allowed-ips",
+            &s(db, "subnet"),
+            "--keepalive",
+            "5",
+        ]);
     }
     for d in [&d1, &d2] {
-        cli_ok(d, &["service", "up", "web"]);
+        d.cli_ok(&["service", "up", "web"]);
     }
 
     let (w1, w2, x1, x2) = (

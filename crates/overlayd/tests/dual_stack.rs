@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use overlayd_proto::{Handle, Request, Response};
@@ -18,18 +17,6 @@ use support::*;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(daemon: &Daemon, args: &[&str]) -> String {
-    let out: Output = daemon.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}\nlog:\n{}",
-        text(&out.stdout),
-        text(&out.stderr),
-        daemon.log()
-    );
-    text(&out.stdout)
 }
 
 /// `dig +short` of one record type through `server`, from inside `c`.
@@ -77,9 +64,9 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
     let node = Netns::new("ds");
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(&node, dir.path(), &[]);
-    ok(&d, &["service", "up", "web"]);
+    d.cli_ok(&["service", "up", "web"]);
     let up: serde_json::Value =
-        serde_json::from_str(&ok(&d, &["--json", "iso", "up", "dual", "--ipv6"])).unwrap();
+        serde_json::from_str(&d.cli_ok(&["--json", "iso", "up", "dual", "--ipv6"])).unwrap();
     let subnet_v6 = up["subnet_v6"].as_str().expect("subnet_v6").to_string();
     assert_eq!(subnet_v6, "fd42:6f76:6c64::/64", "{up}");
     let bridge = up["bridge"].as_str().unwrap().to_string();
@@ -87,20 +74,17 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
     let (c1, c2) = (Container::new(), Container::new());
     for (c, name) in [(&c1, "one"), (&c2, "two")] {
         let pid = c.pid().to_string();
-        let out = ok(
-            &d,
-            &[
-                "attach",
-                "--pid",
-                &pid,
-                "--service",
-                "web",
-                "--iso",
-                "dual",
-                "--name",
-                name,
-            ],
-        );
+        let out = d.cli_ok(&[
+            "attach",
+            "--pid",
+            &pid,
+            "--service",
+            "web",
+            "--iso",
+            "dual",
+            "--name",
+            name,
+        ]);
         assert!(out.contains("fd42:6f76:6c64::"), "{out}");
     }
     let (ip1, ip1_6, gw, gw6) = inspect(&d, c1.pid());
@@ -155,9 +139,9 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
         "1"
     );
     // ps and network inspect show both.
-    let ps = ok(&d, &["ps"]);
+    let ps = d.cli_ok(&["ps"]);
     assert!(ps.contains(&ip1_6) && ps.contains(&ip1), "{ps}");
-    let inspect_net = ok(&d, &["network", "inspect", "iso:dual"]);
+    let inspect_net = d.cli_ok(&["network", "inspect", "iso:dual"]);
     assert!(inspect_net.contains(&subnet_v6), "{inspect_net}");
 
     // Restart: nothing recreated, the same addresses, still reachable.
@@ -180,7 +164,7 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
 
     // Detach releases both addresses: a new member takes them again.
     let pid1 = c1.pid().to_string();
-    ok(&d, &["detach", "--pid", &pid1]);
+    d.cli_ok(&["detach", "--pid", &pid1]);
     assert!(dig(&c2, &gw6, "one.overlay.internal", "AAAA").is_empty());
     let c3 = Container::new();
     d.ok(support::requests::attach_pid(
@@ -193,8 +177,8 @@ fn dual_stack_pair_pings_and_resolves_in_both_families_across_a_restart() {
     assert_eq!((ip3, ip3_6), (ip1, ip1_6));
 
     // Purge: nothing of ours left, IPv6 forwarding back to what it was.
-    ok(&d, &["detach", "--pid", &c2.pid().to_string()]);
-    ok(&d, &["detach", "--pid", &c3.pid().to_string()]);
+    d.cli_ok(&["detach", "--pid", &c2.pid().to_string()]);
+    d.cli_ok(&["detach", "--pid", &c3.pid().to_string()]);
     let out = d.cli(&["uninstall", "--purge"]);
     assert!(
         out.status.success(),
@@ -225,12 +209,10 @@ fn single_stack_ipv6_network_answers_dns_on_its_gateway_at_once() {
     let node = Netns::new("d6");
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&node, dir.path(), &[]);
-    ok(&d, &["service", "up", "web"]);
-    let up: serde_json::Value = serde_json::from_str(&ok(
-        &d,
-        &["--json", "iso", "up", "six", "--subnet", "fd00:1::/64"],
-    ))
-    .unwrap();
+    d.cli_ok(&["service", "up", "web"]);
+    let up: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["--json", "iso", "up", "six", "--subnet", "fd00:1::/64"]))
+            .unwrap();
     assert_eq!(up["subnet"], "fd00:1::/64", "{up}");
     assert!(up.get("subnet_v6").is_none(), "single-stack: {up}");
     let c = Container::new();

@@ -7,29 +7,15 @@
 
 mod support;
 
-use std::process::Output;
-
 use support::*;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn ok(daemon: &Daemon, args: &[&str]) -> String {
-    let out: Output = daemon.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}\nlog:\n{}",
-        text(&out.stdout),
-        text(&out.stderr),
-        daemon.log()
-    );
-    text(&out.stdout)
-}
-
 /// Bridge name of a recorded network, from `network ls --json`.
 fn bridge_of(daemon: &Daemon, owner: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(&ok(daemon, &["--json", "network", "ls"]))
+    let v: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["--json", "network", "ls"]))
         .expect("network ls --json is JSON");
     let nets = v
         .get("networks")
@@ -53,16 +39,13 @@ fn network_prune_removes_only_empty_networks_after_confirmation() {
     std::fs::write(&cfg, "check_interval_secs = 60\n").unwrap();
     let daemon = Daemon::start(&node, dir.path(), &["--config", cfg.to_str().unwrap()]);
 
-    ok(&daemon, &["service", "up", "web"]);
-    ok(&daemon, &["service", "up", "idle"]);
-    ok(&daemon, &["iso", "up", "red"]);
-    ok(&daemon, &["iso", "up", "blue"]);
+    daemon.cli_ok(&["service", "up", "web"]);
+    daemon.cli_ok(&["service", "up", "idle"]);
+    daemon.cli_ok(&["iso", "up", "red"]);
+    daemon.cli_ok(&["iso", "up", "blue"]);
     let c = Container::new();
     let pid = c.pid().to_string();
-    ok(
-        &daemon,
-        &["attach", "--pid", &pid, "--service", "web", "--iso", "red"],
-    );
+    daemon.cli_ok(&["attach", "--pid", &pid, "--service", "web", "--iso", "red"]);
     let red = bridge_of(&daemon, "iso:red").expect("iso:red recorded");
     let blue = bridge_of(&daemon, "iso:blue").expect("iso:blue recorded");
     assert!(node.links().contains(&blue), "{blue} exists before prune");
@@ -78,15 +61,15 @@ fn network_prune_removes_only_empty_networks_after_confirmation() {
     assert!(bridge_of(&daemon, "iso:blue").is_some(), "nothing pruned");
 
     // A network the container is connected to (eth1) has a member too.
-    let connected = ok(&daemon, &["connect", "blue", "--pid", &pid]);
+    let connected = daemon.cli_ok(&["connect", "blue", "--pid", &pid]);
     assert!(connected.contains("connected to blue"), "{connected}");
-    let printed = ok(&daemon, &["network", "prune", "--force"]);
+    let printed = daemon.cli_ok(&["network", "prune", "--force"]);
     assert_eq!(printed.trim(), "removed service idle", "blue is in use");
-    ok(&daemon, &["disconnect", "blue", "--pid", &pid]);
+    daemon.cli_ok(&["disconnect", "blue", "--pid", &pid]);
     let links = c.output(&["ip", "-o", "link", "show"]);
     assert!(!links.contains("eth1"), "{links}");
 
-    let printed = ok(&daemon, &["network", "prune", "--force"]);
+    let printed = daemon.cli_ok(&["network", "prune", "--force"]);
     assert_eq!(
         printed.trim(),
         "removed isolation network blue",
@@ -99,7 +82,7 @@ fn network_prune_removes_only_empty_networks_after_confirmation() {
         bridge_of(&daemon, "shared-nat").is_some(),
         "shared-nat stays"
     );
-    let services = ok(&daemon, &["service", "ls", "-q"]);
+    let services = daemon.cli_ok(&["service", "ls", "-q"]);
     assert_eq!(services.split_whitespace().collect::<Vec<_>>(), ["web"]);
 
     // The container still has its address on iso:red after the prune.
@@ -107,7 +90,7 @@ fn network_prune_removes_only_empty_networks_after_confirmation() {
     assert!(addrs.contains("inet "), "{addrs}");
 
     assert_eq!(
-        ok(&daemon, &["network", "prune", "--force"]).trim(),
+        daemon.cli_ok(&["network", "prune", "--force"]).trim(),
         "nothing to prune"
     );
 }

@@ -130,6 +130,20 @@ impl Daemon {
         r
     }
 
+    /// Run a CLI verb that must succeed; its standard output (panics with
+    /// both outputs and the daemon's log otherwise).
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Run a CLI verb against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new("ip")
