@@ -8,30 +8,10 @@ use std::time::Duration;
 
 use common::{ifname, TestNetns};
 use overlayd_host::{
-    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, MasqueradeNet, NetnsTarget, PublishedPort,
-    VethSpec,
+    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, MasqueradeNet, PublishedPort,
 };
 
 const T: Duration = Duration::from_secs(10);
-
-async fn attach(host: &LinuxHost, bridge: &str, ns: &TestNetns, addr: &str, gw: &str) -> String {
-    let name = ifname("ovf");
-    host.attach_veth(&VethSpec {
-        host_ifname: name.clone(),
-        alias: format!("overlayd:test:{name}"),
-        bridge: bridge.to_string(),
-        target: NetnsTarget::Path(ns.path()),
-        container_ifname: "eth0".into(),
-        address: addr.parse().unwrap(),
-        gateway: Some(gw.parse().unwrap()),
-        mtu: None,
-        address_v6: None,
-        gateway_v6: None,
-    })
-    .await
-    .unwrap();
-    name
-}
 
 #[tokio::test]
 async fn masquerade_rewrites_container_source_to_uplink_address() {
@@ -47,7 +27,7 @@ async fn masquerade_rewrites_container_source_to_uplink_address() {
     host.add_address(&br, "10.89.0.1/24".parse().unwrap())
         .await
         .unwrap();
-    attach(&host, &br, &c1, "10.89.0.2/24", "10.89.0.1").await;
+    common::attach(&host, &br, &c1, "10.89.0.2/24", "10.89.0.1").await;
 
     let up = ifname("up");
     common::wire(
@@ -119,9 +99,9 @@ async fn isolation_bridges_cannot_reach_each_other() {
     host.add_address(&ib, "10.92.0.1/24".parse().unwrap())
         .await
         .unwrap();
-    attach(&host, &ia, &a1, "10.91.0.2/24", "10.91.0.1").await;
-    attach(&host, &ia, &a2, "10.91.0.3/24", "10.91.0.1").await;
-    attach(&host, &ib, &b1, "10.92.0.2/24", "10.92.0.1").await;
+    common::attach(&host, &ia, &a1, "10.91.0.2/24", "10.91.0.1").await;
+    common::attach(&host, &ia, &a2, "10.91.0.3/24", "10.91.0.1").await;
+    common::attach(&host, &ib, &b1, "10.92.0.2/24", "10.92.0.1").await;
     host.set_forwarding(Forwarding {
         ipv4: Some(true),
         ipv6: None,

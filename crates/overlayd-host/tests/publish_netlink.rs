@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::{ifname, TestNetns};
 use overlayd_host::{
-    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, LinuxHostConfig, NetnsTarget,
-    PublishedPort, VethSpec,
+    FirewallSpec, Forwarding, Host, L4Proto, LinuxHost, LinuxHostConfig, PublishedPort,
 };
 use serde_json::Value;
 
@@ -245,24 +244,6 @@ async fn publishing_spawns_no_process() {
     assert!(runs(&log) > after_apply);
 }
 
-async fn attach(host: &LinuxHost, bridge: &str, ns: &TestNetns, addr: &str, gw: &str) {
-    let name = ifname("ovp");
-    host.attach_veth(&VethSpec {
-        host_ifname: name.clone(),
-        alias: format!("overlayd:test:{name}"),
-        bridge: bridge.to_string(),
-        target: NetnsTarget::Path(ns.path()),
-        container_ifname: "eth0".into(),
-        address: addr.parse().unwrap(),
-        gateway: Some(gw.parse().unwrap()),
-        address_v6: None,
-        gateway_v6: None,
-        mtu: None,
-    })
-    .await
-    .unwrap();
-}
-
 fn no_dad(ns: &TestNetns) {
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
@@ -289,8 +270,8 @@ async fn traffic_is_dnated_through_elements_written_over_netlink() {
     host.add_address(br, "fd00:89::1/64".parse().unwrap())
         .await
         .unwrap();
-    attach(&host, br, &c4, "10.89.0.2/24", "10.89.0.1").await;
-    attach(&host, br, &c6, "fd00:89::2/64", "fd00:89::1").await;
+    common::attach(&host, br, &c4, "10.89.0.2/24", "10.89.0.1").await;
+    common::attach(&host, br, &c6, "fd00:89::2/64", "fd00:89::1").await;
     let up = ifname("up");
     common::wire(
         &node,

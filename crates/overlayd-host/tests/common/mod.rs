@@ -143,6 +143,37 @@ pub fn probe_udp(ns: PathBuf, ip: &str, port: u16) -> Option<String> {
     udp_probe(&ns, socket_addr(ip, port), PROBE_WAIT)
 }
 
+/// Attach the namespace `ns` to `bridge` with a veth named after `tag`
+/// (address `addr`, default route via `gw`, either family); returns the
+/// host end's name.
+pub async fn attach(
+    host: &overlayd_host::LinuxHost,
+    bridge: &str,
+    ns: &TestNetns,
+    addr: &str,
+    gw: &str,
+) -> String {
+    let name = ifname("ova");
+    overlayd_host::Host::attach_veth(
+        host,
+        &overlayd_host::VethSpec {
+            host_ifname: name.clone(),
+            alias: format!("overlayd:test:{name}"),
+            bridge: bridge.to_string(),
+            target: overlayd_host::NetnsTarget::Path(ns.path()),
+            container_ifname: "eth0".into(),
+            address: addr.parse().unwrap(),
+            gateway: Some(gw.parse().unwrap()),
+            mtu: None,
+            address_v6: None,
+            gateway_v6: None,
+        },
+    )
+    .await
+    .unwrap();
+    name
+}
+
 fn answered_within(within: Duration, mut probe: impl FnMut() -> Option<String>) -> Option<String> {
     let mut answer = None;
     wait_until(within, || {
