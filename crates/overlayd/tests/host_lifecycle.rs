@@ -108,12 +108,7 @@ fn uninstall_keeps_networks_and_purge_leaves_nothing() {
     if !can_run_root_tests("purge") {
         return;
     }
-    let mut lab = Lab::new(&[]);
-    lab.service("web");
-    lab.iso("a");
-    let c1 = Container::new();
-    lab.attach(&c1, "web", None);
-    let links = lab.tagged_links();
+    let (mut lab, _c1, links) = Lab::with_web_member(&[]);
 
     let out = lab.daemon.cli(&["uninstall"]);
     assert!(

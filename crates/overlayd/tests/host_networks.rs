@@ -180,12 +180,7 @@ fn lost_or_corrupt_marker_is_rebuilt_from_tags() {
     if !can_run_root_tests("rebuild") {
         return;
     }
-    let mut lab = Lab::new(&[]);
-    lab.service("web");
-    lab.iso("a");
-    let c1 = Container::new();
-    lab.attach(&c1, "web", None);
-    let links = lab.tagged_links();
+    let (mut lab, c1, links) = Lab::with_web_member(&[]);
     let path = lab.daemon.data_dir.join("agent_network.json");
     let original: serde_json::Value = serde_json::from_slice(&lab.marker()).unwrap();
 

@@ -315,19 +315,9 @@ pub fn element_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::publish::tests::port;
     use crate::firewall::L4Proto;
     use netlink_packet_core::{NetlinkBuffer, NlaBuffer, NlasIterator};
-
-    fn port(host_ip: Option<&str>, proto: L4Proto, hp: u16, cip: &str, cp: u16) -> PublishedPort {
-        PublishedPort {
-            protocol: proto,
-            host_ip: host_ip.map(|h| h.parse().unwrap()),
-            host_port: hp,
-            container_ip: cip.parse().unwrap(),
-            container_port: cp,
-            bridge: "br0".into(),
-        }
-    }
 
     #[test]
     fn keys_pad_every_field_to_four_bytes_in_network_order() {

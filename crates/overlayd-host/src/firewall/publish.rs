@@ -262,11 +262,19 @@ pub(crate) fn maps(table: &str, ports: &[PublishedPort]) -> Vec<NfListObject<'st
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn port(host_ip: Option<&str>, proto: L4Proto, hp: u16, cip: &str, cp: u16) -> PublishedPort {
+    /// A published port on bridge `br0` (tests of this module and of
+    /// `elements`).
+    pub(crate) fn port(
+        host_ip: Option<&str>,
+        proto: L4Proto,
+        hp: u16,
+        cip: &str,
+        cp: u16,
+    ) -> PublishedPort {
         PublishedPort {
             protocol: proto,
             host_ip: host_ip.map(|h| h.parse().unwrap()),

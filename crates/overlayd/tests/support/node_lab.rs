@@ -46,6 +46,19 @@ impl Lab {
         }
     }
 
+    /// A lab with service `web` (shared), isolation network `a` and one
+    /// container attached to `web`: the start of most lifecycle tests.
+    /// Returns the container and the tagged links once it is attached.
+    pub fn with_web_member(extra: &[&str]) -> (Self, Container, Vec<(String, u32)>) {
+        let lab = Self::new(extra);
+        lab.service("web");
+        lab.iso("a");
+        let c = Container::new();
+        lab.attach(&c, "web", None);
+        let links = lab.tagged_links();
+        (lab, c, links)
+    }
+
     pub fn attach(&self, c: &Container, service: &str, iso: Option<&str>) -> String {
         match self.daemon.ok(Request::AttachContainer {
             handle: Handle::LinuxPid { pid: c.pid() },
