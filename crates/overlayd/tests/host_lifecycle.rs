@@ -110,6 +110,26 @@ fn uninstall_keeps_networks_and_purge_leaves_nothing() {
     }
     let (mut lab, _c1, links) = Lab::with_web_member(&[]);
 
+    // A purge pointed at another data dir than the running daemon's is
+    // refused before anything is stopped or removed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.daemon.ns, bin(), "--socket"])
+        .arg(&lab.daemon.socket)
+        .arg("--data-dir")
+        .arg(elsewhere.path())
+        .args(["uninstall", "--purge"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("does not use"), "{err}");
+    assert_eq!(lab.tagged_links(), links, "nothing was purged");
+    assert!(
+        matches!(lab.daemon.call(Request::Status), Response::Status(_)),
+        "the daemon was not stopped"
+    );
+
     let out = lab.daemon.cli(&["uninstall"]);
     assert!(
         out.status.success(),

@@ -131,6 +131,11 @@ fn two_instances_in_one_namespace_restart_gc_and_purge_without_touching_each_oth
         String::from_utf8_lossy(&out.stderr)
     );
     a.daemon.proc.child.take().map(|mut c| c.wait());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("of other overlayd instances were kept"),
+        "the purge does not claim the host is clean while b's links stay: {said}"
+    );
     assert!(
         a.links(&node).is_empty(),
         "a's links are gone: {:?}",

@@ -25,7 +25,20 @@ pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
     if args.purge {
         require_privileges("uninstall --purge")?;
     }
+    let lock_path = overlayd_state::DataDir::new(&cfg.data_dir).lock_path();
     let asked = match Client::connect(&cfg.socket).await {
+        Ok(_) if args.purge && !lock_path.exists() => {
+            // Every daemon keeps a lock file in its data dir: the one on
+            // this socket keeps its state elsewhere, and a purge here would
+            // remove nothing of it and leave its networks.
+            bail!(
+                "the daemon on {} does not use {} (no lock file there); nothing was stopped or purged — \
+                 run `overlayd --socket {} --data-dir <its data dir> uninstall --purge`",
+                cfg.socket.display(),
+                cfg.data_dir.display(),
+                cfg.socket.display()
+            );
+        }
         Ok(mut c) => {
             let _ = c
                 .call_timeout(Request::Shutdown, Duration::from_secs(10))
@@ -35,7 +48,6 @@ pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
         }
         Err(_) => false,
     };
-    let lock_path = overlayd_state::DataDir::new(&cfg.data_dir).lock_path();
     if !args.purge && !asked && !lock_path.exists() {
         outln!(
             "overlayd is not running (nothing listens on {}) and {} holds no state; nothing to stop",
@@ -67,7 +79,15 @@ pub async fn uninstall(cli: &Cli, args: &UninstallArgs) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_file(&cfg.socket);
     if report.errors.is_empty() {
-        outln!("purge complete: nothing of overlayd is left on this host")?;
+        if report.kept_other_instances > 0 {
+            outln!(
+                "purge complete: nothing of the instance using {} is left; {} link(s) of other overlayd instances were kept (purge each with its own --data-dir)",
+                cfg.data_dir.display(),
+                report.kept_other_instances
+            )?;
+        } else {
+            outln!("purge complete: nothing of overlayd is left on this host")?;
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         for e in &report.errors {

@@ -18,6 +18,8 @@ pub struct PurgeReport {
     pub lines: Vec<String>,
     /// Errors met on the way (the purge went on past them).
     pub errors: Vec<String>,
+    /// Tagged links of other overlayd instances, left in place.
+    pub kept_other_instances: usize,
 }
 
 /// `Table::Meta` key of the nftables table the daemon last ran with, so a
@@ -135,6 +137,7 @@ pub async fn purge(cfg: &Config, host: Arc<dyn Host>, lock: InstanceLock) -> Pur
         Ok(false) => {}
         Err(e) => r.errors.push(format!("cannot remove nftables tables: {e}")),
     }
+    r.kept_other_instances = others;
     if others > 0 {
         // Another instance's networks still need forwarding.
         r.lines.push(
