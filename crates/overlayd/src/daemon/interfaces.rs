@@ -60,9 +60,7 @@ impl Core {
             .read(|tx| tx.get::<Attachment>(Table::Attachments, &key))?
             .ok_or_else(|| OpError::NotFound(format!("{key} is not attached")))
     }
-}
 
-impl Core {
     /// `inspect_interface`: the container end of an attachment as it is
     /// right now inside the namespace recorded at attach (the request's
     /// handle only selects the attachment). `present` is false when the

@@ -22,9 +22,7 @@ impl Core {
             .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
             .is_some_and(|r| r.internal))
     }
-}
 
-impl Core {
     /// Turn the bridges of internal networks from masqueraded into closed
     /// ones in a firewall spec.
     pub(crate) fn close_internal(&self, spec: &mut FirewallSpec) {

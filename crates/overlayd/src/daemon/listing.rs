@@ -61,9 +61,7 @@ impl Core {
             gateway_v6,
         })
     }
-}
 
-impl Core {
     /// `list_services`, sorted by name.
     pub fn list_services(&self) -> OpResult<Response> {
         let (services, attachments) = self.store.read(|tx| {
@@ -96,9 +94,7 @@ impl Core {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Response::Services { services: out })
     }
-}
 
-impl Core {
     /// `list_attachments`, sorted by handle key.
     pub fn list_attachments(&self) -> OpResult<Response> {
         let attachments = self
@@ -111,9 +107,7 @@ impl Core {
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Response::Attachments { attachments: out })
     }
-}
 
-impl Core {
     fn attachment_view(&self, key: String, a: Attachment) -> AttachmentView {
         let mut dns_names: Vec<String> = a
             .dns_name

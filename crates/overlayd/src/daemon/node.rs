@@ -242,7 +242,21 @@ impl Node {
 
     /// Route a request to the module that implements it.
     async fn route(&mut self, request: Request) -> OpResult<Response> {
+        if let Some(answer) = self.core.answer_read(&request).await {
+            return answer;
+        }
         match request {
+            // Answered by `answer_read` just above.
+            Request::Status
+            | Request::ListNetworks
+            | Request::ListServices
+            | Request::ListAttachments
+            | Request::ListDnsRecords
+            | Request::InspectAttachment { .. }
+            | Request::InspectInterface { .. } => Err(OpError::State(format!(
+                "{} is a read and is answered by Core::answer_read",
+                request.op()
+            ))),
             Request::SetLocalNodeId { node_id } => {
                 self.store
                     .write(|tx| tx.put(Table::Meta, META_NODE_ID, &node_id))?;
@@ -258,10 +272,6 @@ impl Node {
                     .write(|tx| tx.put(Table::Meta, META_ORCH_PUBKEY, &pubkey))?;
                 Ok(Response::Ok)
             }
-            Request::Status => self.status().await,
-            Request::ListNetworks => self.list_networks().await,
-            Request::ListServices => self.list_services(),
-            Request::ListAttachments => self.list_attachments(),
             Request::SetupIsolationNetwork {
                 network,
                 subnet,
@@ -314,8 +324,6 @@ impl Node {
                 })
                 .await
             }
-            Request::InspectAttachment { handle } => self.inspect_attachment(&handle),
-            Request::InspectInterface { handle } => self.inspect_interface(&handle).await,
             Request::DetachContainer { handle } => self.detach(&handle).await,
             Request::SetupGlobalOverlay {
                 deployment,
@@ -378,7 +386,6 @@ impl Node {
             } => self.change_allowed_ip(&pubkey, &cidr, scope, false).await,
             Request::RegisterDns { name, ip } => self.register_dns(&name, &ip),
             Request::UnregisterDns { name, force } => self.unregister_dns(&name, force),
-            Request::ListDnsRecords => Ok(self.list_dns()),
             Request::Reconcile => {
                 let gc = self.cfg.gc;
                 let r = self.reconcile(gc).await;

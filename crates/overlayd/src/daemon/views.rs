@@ -41,15 +41,23 @@ impl ReadView {
 
     /// Answer a read-only request, or give it back when it is not one.
     pub async fn answer(&self, request: &Request) -> Option<OpResult<Response>> {
-        let core = self.snapshot();
+        self.snapshot().answer_read(request).await
+    }
+}
+
+impl Core {
+    /// Answer a read-only request from this state, or `None` when the
+    /// request changes something. The one routing of reads: the read view
+    /// uses it on the published snapshot, the node on its live state.
+    pub async fn answer_read(&self, request: &Request) -> Option<OpResult<Response>> {
         Some(match request {
-            Request::Status => core.status().await,
-            Request::ListNetworks => core.list_networks().await,
-            Request::ListServices => core.list_services(),
-            Request::ListAttachments => core.list_attachments(),
-            Request::ListDnsRecords => Ok(core.list_dns()),
-            Request::InspectAttachment { handle } => core.inspect_attachment(handle),
-            Request::InspectInterface { handle } => core.inspect_interface(handle).await,
+            Request::Status => self.status().await,
+            Request::ListNetworks => self.list_networks().await,
+            Request::ListServices => self.list_services(),
+            Request::ListAttachments => self.list_attachments(),
+            Request::ListDnsRecords => Ok(self.list_dns()),
+            Request::InspectAttachment { handle } => self.inspect_attachment(handle),
+            Request::InspectInterface { handle } => self.inspect_interface(handle).await,
             _ => return None,
         })
     }
@@ -165,9 +173,7 @@ impl Core {
         };
         Some((spec.accept_bridges.clone(), why))
     }
-}
 
-impl Core {
     /// `list_networks`.
     pub async fn list_networks(&self) -> OpResult<Response> {
         let links = self.host.links().await?;
