@@ -64,13 +64,7 @@ fn connect_and_disconnect_lose_no_packet_on_the_first_network() {
         recreate: false,
     });
     for net in ["blue", "red"] {
-        d.ok(Request::SetupIsolationNetwork {
-            network: net.into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        });
+        d.ok(support::requests::iso(net));
     }
     // a and b on iso:blue; r on iso:red, which blue cannot reach.
     let (a, b, r) = (Container::new(), Container::new(), Container::new());

@@ -118,13 +118,7 @@ fn load(
                 93..=95 => Request::TeardownServiceOverlay {
                     service: format!("s{}", rng.below(3)),
                 },
-                96..=97 => Request::SetupIsolationNetwork {
-                    network: "i2".into(),
-                    subnet: None,
-                    internal: false,
-                    ipv6: false,
-                    subnet_v6: None,
-                },
+                96..=97 => support::requests::iso("i2"),
                 _ => Request::TeardownIsolationNetwork {
                     network: "i2".into(),
                 },
@@ -273,13 +267,7 @@ fn kill_9_at_random_moments_leaves_every_container_whole() {
         mode: ServiceMode::Shared,
         recreate: false,
     });
-    d.ok(Request::SetupIsolationNetwork {
-        network: "i1".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    });
+    d.ok(support::requests::iso("i1"));
     let containers: Vec<Container> = (0..6).map(|_| Container::new()).collect();
     let pids: Vec<u32> = containers.iter().map(Container::pid).collect();
     let known = Arc::new(Mutex::new(vec![Known::Detached; pids.len()]));

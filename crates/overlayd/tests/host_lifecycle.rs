@@ -69,13 +69,7 @@ fn bad_input_changes_nothing_and_never_touches_foreign_links() {
     let name = namer.bridge(&owner).as_str().to_string();
     lab.node
         .exec(&["ip", "link", "add", &name, "type", "bridge"]);
-    let m = err(lab.daemon.call(Request::SetupIsolationNetwork {
-        network: "taken".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    }));
+    let m = err(lab.daemon.call(support::requests::iso("taken")));
     assert!(m.contains("does not own"), "{m}");
     assert!(lab.node.links().contains(&name), "foreign link still there");
     assert_eq!(lab.marker(), before.1);

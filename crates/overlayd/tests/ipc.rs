@@ -52,16 +52,7 @@ async fn hello_status_and_list() {
 async fn bad_bodies_get_err_and_the_connection_stays_usable() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let r = c
-        .call(Request::SetupIsolationNetwork {
-            network: "a".into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        })
-        .await
-        .unwrap();
+    let r = c.call(support::requests::iso("a")).await.unwrap();
     assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
     let before = std::fs::read(inst.marker()).unwrap();
 
@@ -226,16 +217,7 @@ async fn ops_without_machinery_answer_err_and_change_nothing() {
 async fn shutdown_leaves_state_and_removes_the_socket() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let r = c
-        .call(Request::SetupIsolationNetwork {
-            network: "keep".into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        })
-        .await
-        .unwrap();
+    let r = c.call(support::requests::iso("keep")).await.unwrap();
     assert!(matches!(r, Response::IsolationNetwork { .. }), "{r:?}");
     let marker = inst.marker();
     let socket = inst.cfg.socket.clone();
@@ -303,15 +285,7 @@ async fn foreign_kind_entries_are_listed_kept_and_survive_purge() {
     assert!(!networks[0].managed && !networks[0].present);
     // A change elsewhere rewrites the marker; the foreign entry and its
     // unknown field stay.
-    c.call(Request::SetupIsolationNetwork {
-        network: "a".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("a")).await.unwrap();
     let text = std::fs::read_to_string(inst.marker()).unwrap();
     assert!(
         text.contains("hcn-internal") && text.contains("\"policy\": 42"),

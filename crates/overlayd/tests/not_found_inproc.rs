@@ -42,30 +42,14 @@ async fn unknown_services_and_isolation_networks_are_not_found() {
 
     let iso_down = |n: &str| Request::TeardownIsolationNetwork { network: n.into() };
     not_found(&mut c, iso_down("nosuch")).await;
-    c.call(Request::SetupIsolationNetwork {
-        network: "front".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("front")).await.unwrap();
     let msg = not_found(&mut c, iso_down("frnt")).await;
     assert!(msg.contains("did you mean \"front\""), "{msg}");
     assert_eq!(c.call(iso_down("front")).await.unwrap(), Response::Ok);
     assert_eq!(c.call(iso_down("front")).await.unwrap(), Response::Ok);
 
     // Set up again and removed again: still fine; a typo still is not.
-    c.call(Request::SetupIsolationNetwork {
-        network: "front".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("front")).await.unwrap();
     assert_eq!(c.call(iso_down("front")).await.unwrap(), Response::Ok);
     not_found(&mut c, iso_down("nosuch")).await;
     let _ = inst.shutdown().await;

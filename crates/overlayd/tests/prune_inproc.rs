@@ -18,13 +18,7 @@ fn service(name: &str, mode: ServiceMode) -> Request {
 }
 
 fn iso(name: &str) -> Request {
-    Request::SetupIsolationNetwork {
-        network: name.into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    }
+    support::requests::iso(name)
 }
 
 fn attach(pid: u32, service: &str, isolation: Option<&str>) -> Request {

@@ -278,17 +278,7 @@ async fn internal_network_has_no_way_out_and_refuses_publishing() {
     assert_eq!(ifaces[0].gateway, None, "no default route out");
 
     // The flag is part of the network's identity.
-    let msg = err_message(
-        c.call(Request::SetupIsolationNetwork {
-            network: "db".into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        })
-        .await
-        .unwrap(),
-    );
+    let msg = err_message(c.call(support::requests::iso("db")).await.unwrap());
     assert!(
         msg.contains("internal") && msg.contains("iso down"),
         "{msg}"

@@ -175,32 +175,14 @@ async fn failed_network_setup_leaves_no_bridge_and_a_retry_works() {
     let mut c = inst.client().await;
     let before = inst.host.links().await.unwrap();
     inst.host.fail_next(Op::AddAddress);
-    err_message(
-        c.call(Request::SetupIsolationNetwork {
-            network: "a".into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        })
-        .await
-        .unwrap(),
-    );
+    err_message(c.call(support::requests::iso("a")).await.unwrap());
     assert_eq!(
         inst.host.links().await.unwrap(),
         before,
         "no bridge left behind"
     );
     assert!(matches!(
-        c.call(Request::SetupIsolationNetwork {
-            network: "a".into(),
-            subnet: None,
-            internal: false,
-            ipv6: false,
-            subnet_v6: None,
-        })
-        .await
-        .unwrap(),
+        c.call(support::requests::iso("a")).await.unwrap(),
         Response::IsolationNetwork { .. }
     ));
     let _ = inst.shutdown().await;
@@ -211,15 +193,7 @@ async fn unknown_service_is_refused_on_isolation_networks_too() {
     let inst = Instance::start().await;
     inst.host.add_live_target(NetnsTarget::Pid(100));
     let mut c = inst.client().await;
-    c.call(Request::SetupIsolationNetwork {
-        network: "a".into(),
-        subnet: None,
-        internal: false,
-        ipv6: false,
-        subnet_v6: None,
-    })
-    .await
-    .unwrap();
+    c.call(support::requests::iso("a")).await.unwrap();
     let msg = err_message(
         c.call(attach(
             Handle::LinuxPid { pid: 100 },
