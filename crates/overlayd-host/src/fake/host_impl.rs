@@ -265,6 +265,7 @@ impl Host for FakeHost {
     }
 
     async fn detach_veth(&self, host_ifname: &str) -> Result<bool> {
+        self.stall(Op::DetachVeth).await;
         let mut s = self.begin(Call::DetachVeth(host_ifname.into()), Op::DetachVeth)?;
         validate_ifname(host_ifname)?;
         match s.links.get(host_ifname) {

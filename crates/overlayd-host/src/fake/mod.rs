@@ -99,7 +99,7 @@ impl FakeHost {
 
     /// Makes the next call of `op` take `delay` before it does anything (a
     /// slow netlink or `nft` operation). Supported for
-    /// [`Op::CreateBridge`] and [`Op::AttachVeth`].
+    /// [`Op::CreateBridge`], [`Op::AttachVeth`] and [`Op::DetachVeth`].
     pub fn stall_next(&self, op: Op, delay: std::time::Duration) {
         self.lock().stalls.push((op, delay));
     }

@@ -37,6 +37,37 @@ pub struct AttachSpec {
     pub publish: Vec<overlayd_proto::PortMapping>,
 }
 
+/// How the first step of a split request ended: nothing left to do, or
+/// host work to run (outside the node lock) before the last step. A
+/// value returned and consumed at once, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Begun<P> {
+    /// The answer; no host work is pending.
+    Done(Response),
+    /// Recorded and waiting for its host work.
+    Pending(P),
+}
+
+/// An attach (or connect) decided and recorded `attaching`, with its lease,
+/// waiting for its veth.
+pub struct PendingAttach {
+    /// The record as written (state `attaching`, addresses leased).
+    pub record: Attachment,
+    /// Its network's marker entry.
+    pub entry: overlayd_state::NetworkEntry,
+    /// The veth to make.
+    pub spec: overlayd_host::VethSpec,
+}
+
+/// Make the veth of a pending attach: the only slow host work of an attach,
+/// and the part that runs without the node lock.
+pub async fn make_veth(host: &dyn overlayd_host::Host, p: &PendingAttach) -> OpResult<()> {
+    host.attach_veth(&p.spec)
+        .await
+        .map(|_| ())
+        .map_err(OpError::from)
+}
+
 /// Interface name of the container end.
 pub const CONTAINER_IFNAME: &str = "eth0";
 
@@ -117,8 +148,25 @@ impl Node {
         Ok(owner)
     }
 
-    /// `attach_container`.
+    /// `attach_container`, start to end under the caller's `&mut`: decide
+    /// and record, make the veth, commit. The dispatcher runs the same three
+    /// steps with the node lock released around the veth
+    /// ([`super::inflight`]).
     pub async fn attach(&mut self, req: AttachSpec) -> OpResult<Response> {
+        match self.attach_begin(req).await? {
+            Begun::Done(r) => Ok(r),
+            Begun::Pending(p) => {
+                let made = make_veth(self.host.as_ref(), &p).await;
+                self.attach_finish(p, made).await
+            }
+        }
+    }
+
+    /// The decision and the intent of an attach: validate, settle whatever
+    /// is recorded for the container, lease and record it `attaching`, and
+    /// build its veth. `Done` when nothing is left to do (already attached,
+    /// a guest).
+    pub async fn attach_begin(&mut self, req: AttachSpec) -> OpResult<Begun<PendingAttach>> {
         let AttachSpec {
             handle,
             service,
@@ -146,7 +194,9 @@ impl Node {
             if id.is_empty() {
                 return Err(OpError::Invalid("guest id is empty".into()));
             }
-            return self.attach_guest(handle.clone(), service).await;
+            return Ok(Begun::Done(
+                self.attach_guest(handle.clone(), service).await?,
+            ));
         }
         let target = netns_target(&handle)?;
         let key = handle.key();
@@ -163,7 +213,11 @@ impl Node {
             // The handle (a reused PID) now names another namespace: the
             // recorded container is gone and this is a different one.
             info!(handle = %key, recorded = ?stale.netns_id, "handle names a different namespace than recorded: reclaiming the old attachment");
-            for c in self.connected_of(&stale)? {
+            let connected = self.connected_of(&stale)?;
+            for a in connected.iter().chain(std::iter::once(&stale)) {
+                self.inflight.refuse_claimed(a)?;
+            }
+            for c in connected {
                 self.undo_attachment(&c).await?;
             }
             self.undo_attachment(&stale).await?;
@@ -187,14 +241,16 @@ impl Node {
                 self.same_publish(&existing, &publish)?;
             }
             if committed && self.attachment_problem(&existing).await?.is_none() {
-                return Ok(Response::Attached {
+                return Ok(Begun::Done(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
                     ip_v6: existing.ip_v6,
-                });
+                }));
             }
             // Half-done (a crash mid-attach or mid-detach) or broken: finish
-            // undoing it, then attach afresh.
+            // undoing it, then attach afresh — unless another request (the
+            // same namespace under another handle form) is doing it now.
+            self.inflight.refuse_claimed(&existing)?;
             self.undo_attachment(&existing).await?;
         }
         if !self.host.netns_alive(&target).await? {
@@ -213,16 +269,15 @@ impl Node {
         let internal = self.is_internal(&network)?;
         let publish = self.plan_publish(&key, &entry, internal, &publish)?;
         let host_ifname = self.namer().veth(&key);
-        let id = uuid::Uuid::new_v4().to_string();
         let record = Attachment {
             handle: handle.clone(),
             network: network.to_string(),
             service: service.to_string(),
             ip: String::new(),
             prefix_len: 0,
-            host_ifname: host_ifname.clone(),
-            id: id.clone(),
-            dns_name: name.clone(),
+            host_ifname,
+            id: uuid::Uuid::new_v4().to_string(),
+            dns_name: name,
             guest_private_key: None,
             dns_server,
             dns_domain,
@@ -233,13 +288,34 @@ impl Node {
             ip_v6: None,
             prefix_len_v6: None,
         };
-        let (ip, ip6) = self.realize_attachment(record, &entry, target).await?;
-        match ip6 {
-            Some(ip6) => {
-                info!(handle = %key, network = %network, %ip, %ip6, veth = %host_ifname, "container attached")
+        Ok(Begun::Pending(
+            self.begin_realize(record, entry, target).await?,
+        ))
+    }
+
+    /// The commit of an attach (or connect) whose veth was made, or the
+    /// rollback of one whose veth failed: the response to send.
+    pub async fn attach_finish(
+        &mut self,
+        p: PendingAttach,
+        made: OpResult<()>,
+    ) -> OpResult<Response> {
+        let (key, network, host_ifname) = (
+            p.record.key(),
+            p.record.network.clone(),
+            p.record.host_ifname.clone(),
+        );
+        let ifname = p.record.ifname.clone();
+        let (ip, ip6) = self.finish_realize(p, made).await?;
+        match (ifname, ip6) {
+            (Some(ifname), _) => {
+                info!(handle = %key, %network, %ip, ip6 = ?ip6, %ifname, "container connected to a further network")
             }
-            None => {
-                info!(handle = %key, network = %network, %ip, veth = %host_ifname, "container attached")
+            (None, Some(ip6)) => {
+                info!(handle = %key, %network, %ip, %ip6, veth = %host_ifname, "container attached")
+            }
+            (None, None) => {
+                info!(handle = %key, %network, %ip, veth = %host_ifname, "container attached")
             }
         }
         Ok(Response::Attached {
@@ -249,65 +325,104 @@ impl Node {
         })
     }
 
-    /// The attach state machine, shared by `attach_container` and
-    /// `connect_container`: lease and `attaching` record, veth, commit
-    /// `attached` with the DNS names, then published ports — each step
-    /// undone when a later one fails. `record` is in state `attaching`,
-    /// without an address yet. Returns its address and, on a dual-stack
-    /// network, its IPv6 address.
-    pub(crate) async fn realize_attachment(
+    /// The first half of the attach state machine, shared by
+    /// `attach_container` and `connect_container`: the lease and the
+    /// `attaching` record in one transaction, then the veth's spec. `record`
+    /// is in state `attaching`, without an address yet.
+    pub(crate) async fn begin_realize(
         &mut self,
         record: Attachment,
-        entry: &overlayd_state::NetworkEntry,
+        entry: overlayd_state::NetworkEntry,
         target: NetnsTarget,
-    ) -> OpResult<(IpAddr, Option<IpAddr>)> {
+    ) -> OpResult<PendingAttach> {
         let key = record.key();
-        let host_ifname = record.host_ifname.clone();
-        // 1. Lease and `attaching` record in one transaction, before any host
-        //    effect: whatever a crash leaves on the host from here on is
-        //    named by this record (veth name, and MAC derived from its tag).
+        // Lease and `attaching` record in one transaction, before any host
+        // effect: whatever a crash leaves on the host from here on is named
+        // by this record (veth name, and MAC derived from its tag).
         let (ip, prefix_len, ip6) = self.lease(&entry.owner, &key, Some(record.clone()))?;
         let mut record = record;
         record.ip = ip.to_string();
         record.prefix_len = prefix_len;
         record.ip_v6 = ip6.map(|i| i.to_string());
-        record.prefix_len_v6 = super::dual_stack::subnet_v6(entry)?.map(|s| s.prefix_len());
-        // 2. The veth (the host backend deletes it again on its own failure).
-        let made = match self.veth_spec(&record, entry, target).await {
-            Ok(spec) => self.host.attach_veth(&spec).await.map_err(OpError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = made {
-            if let Err(re) = self.drop_attachment(&record) {
+        record.prefix_len_v6 = super::dual_stack::subnet_v6(&entry)?.map(|s| s.prefix_len());
+        match self.veth_spec(&record, &entry, target).await {
+            Ok(spec) => Ok(PendingAttach {
+                record,
+                entry,
+                spec,
+            }),
+            Err(e) => {
+                if let Err(re) = self.drop_attachment(&record) {
+                    warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The second half: given how making the veth went (the host backend
+    /// deletes it again on its own failure), commit `attached` with the DNS
+    /// names, then the published ports — each step undone when a later one
+    /// fails. Returns the address and, on a dual-stack network, the IPv6
+    /// address.
+    pub(crate) async fn finish_realize(
+        &mut self,
+        p: PendingAttach,
+        made: OpResult<()>,
+    ) -> OpResult<(IpAddr, Option<IpAddr>)> {
+        let PendingAttach {
+            mut record, entry, ..
+        } = p;
+        let host_ifname = record.host_ifname.clone();
+        let undo_record = |node: &Node, record: &Attachment| {
+            if let Err(re) = node.drop_attachment(record) {
                 warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
             }
+        };
+        if let Err(e) = made {
+            undo_record(self, &record);
             return Err(e);
         }
-        // 3. Commit point: `attached` and the DNS names in one transaction.
-        //    If it cannot be written, undo the veth: a refused attach
-        //    changes nothing on the host.
+        // While the veth was being made other attaches ran: one may have
+        // taken this name since it was checked.
+        let dup = match &record.dns_name {
+            Some(n) => {
+                let owner = entry.owner.clone();
+                self.refuse_duplicate_name(
+                    n,
+                    &owner,
+                    &record.handle.key(),
+                    record.netns_id.as_deref(),
+                )
+            }
+            None => Ok(()),
+        };
+        // Commit point: `attached` and the DNS names in one transaction. If
+        // it cannot be written, undo the veth: a refused attach changes
+        // nothing on the host.
         record.state = AttachState::Attached;
-        if let Err(e) = self.commit_attached(&record) {
+        if let Err(e) = dup.and_then(|()| self.commit_attached(&record)) {
             if let Err(de) = self.host.detach_veth(&host_ifname).await {
                 warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
             }
-            if let Err(re) = self.drop_attachment(&record) {
-                warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
-            }
+            undo_record(self, &record);
             return Err(e);
         }
-        // 4. Published ports, built from the committed record; if they
-        //    cannot be added, the attach is undone whole.
+        // Published ports, built from the committed record; if they cannot
+        // be added, the attach is undone whole.
         if let Err(e) = self.publish_ports(&record, &entry.name).await {
             if let Err(de) = self.host.detach_veth(&host_ifname).await {
                 warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
             }
-            if let Err(re) = self.drop_attachment(&record) {
-                warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
-            }
+            undo_record(self, &record);
             self.unpublish_ports(&record, &entry.name).await;
             return Err(e);
         }
+        let ip = record
+            .ip
+            .parse()
+            .map_err(|_| OpError::State(format!("leased address {:?} is not an IP", record.ip)))?;
+        let ip6 = record.ip_v6.as_deref().and_then(|i| i.parse().ok());
         Ok((ip, ip6))
     }
 

@@ -74,6 +74,24 @@ pub fn attachment_problem(
     None
 }
 
+/// Delete attachment `a`'s veth if it is there and is its own (by tag or
+/// tag-derived MAC); a foreign link of that name is left alone. Needs no
+/// node state, so a detach runs it without the node lock.
+pub async fn delete_owned_veth(
+    host: &dyn overlayd_host::Host,
+    instance: &str,
+    a: &Attachment,
+) -> OpResult<()> {
+    if let Some(link) = host.link(&a.host_ifname).await? {
+        if veth_owned(&link, a, instance) {
+            host.detach_veth(&a.host_ifname).await?;
+        } else {
+            warn!(veth = %a.host_ifname, "link with the attachment's name is not ours; left alone");
+        }
+    }
+    Ok(())
+}
+
 impl Node {
     /// The bridge link of the network an attachment is recorded on.
     async fn attachment_bridge(&self, a: &Attachment) -> OpResult<Option<LinkInfo>> {
@@ -105,14 +123,7 @@ impl Node {
     /// Delete an attachment's veth if it is there and is its own (by tag or
     /// tag-derived MAC); a foreign link of that name is left alone.
     pub async fn delete_attachment_veth(&self, a: &Attachment) -> OpResult<()> {
-        if let Some(link) = self.host.link(&a.host_ifname).await? {
-            if veth_owned(&link, a, &self.instance) {
-                self.host.detach_veth(&a.host_ifname).await?;
-            } else {
-                warn!(veth = %a.host_ifname, "link with the attachment's name is not ours; left alone");
-            }
-        }
-        Ok(())
+        delete_owned_veth(self.host.as_ref(), &self.instance, a).await
     }
 
     /// Undo an attachment completely: its veth (if ours), then its record,
@@ -127,7 +138,9 @@ impl Node {
     }
 
     /// Roll back every `attaching` record and complete every `detaching`
-    /// one; how many were finished.
+    /// one — except those a running request has in flight
+    /// ([`super::inflight`]): they are half-done because it is working on
+    /// them. How many were finished.
     pub async fn finish_half_done(&self) -> OpResult<usize> {
         let half: Vec<Attachment> = self
             .store
@@ -135,6 +148,7 @@ impl Node {
             .into_iter()
             .map(|(_, a)| a)
             .filter(|a| a.guest_private_key.is_none() && a.state != AttachState::Attached)
+            .filter(|a| !self.inflight.is_claimed(&a.key()))
             .collect();
         let mut n = 0;
         for a in half {

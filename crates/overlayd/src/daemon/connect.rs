@@ -9,9 +9,9 @@
 
 use overlayd_proto::{Handle, Response};
 use overlayd_state::{Owner, Table};
-use tracing::info;
 
-use super::attach::netns_target;
+use super::attach::{make_veth, netns_target, Begun, PendingAttach};
+use super::detach::{remove_veths, PendingDetach};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::records::{connected_key, AttachState, Attachment};
@@ -72,7 +72,8 @@ impl Node {
         self.attachment_by_netns(handle, ns_id)
     }
 
-    /// `connect_container`.
+    /// `connect_container`, start to end (the dispatcher splits it like an
+    /// attach, see [`Node::attach`]).
     pub async fn connect(
         &mut self,
         handle: Handle,
@@ -80,6 +81,24 @@ impl Node {
         ifname: Option<String>,
         name: Option<String>,
     ) -> OpResult<Response> {
+        match self.connect_begin(handle, network, ifname, name).await? {
+            Begun::Done(r) => Ok(r),
+            Begun::Pending(p) => {
+                let made = make_veth(self.host.as_ref(), &p).await;
+                self.attach_finish(p, made).await
+            }
+        }
+    }
+
+    /// The decision and intent of a `connect_container`: the record
+    /// `attaching` with its lease, and the veth to make.
+    pub async fn connect_begin(
+        &mut self,
+        handle: Handle,
+        network: &str,
+        ifname: Option<String>,
+        name: Option<String>,
+    ) -> OpResult<Begun<PendingAttach>> {
         let owner = parse_network(network)?;
         if let Some(n) = &name {
             self.records
@@ -126,13 +145,15 @@ impl Node {
                         existing.container_ifname()
                     )));
                 }
-                return Ok(Response::Attached {
+                return Ok(Begun::Done(Response::Attached {
                     ip: existing.ip,
                     namespace_guid: None,
                     ip_v6: existing.ip_v6,
-                });
+                }));
             }
-            // Half-done or broken: finish undoing it, then connect afresh.
+            // Half-done or broken: finish undoing it, then connect afresh —
+            // unless another request is doing it now.
+            self.inflight.refuse_claimed(&existing)?;
             self.undo_attachment(&existing).await?;
         }
         let mut taken: Vec<String> = vec![first.container_ifname().to_string()];
@@ -164,13 +185,9 @@ impl Node {
             ip_v6: None,
             prefix_len_v6: None,
         };
-        let (ip, ip6) = self.realize_attachment(record, &entry, target).await?;
-        info!(handle = %key, network = %owner, %ip, ip6 = ?ip6, %ifname, "container connected to a further network");
-        Ok(Response::Attached {
-            ip: ip.to_string(),
-            namespace_guid: None,
-            ip_v6: ip6.map(|i| i.to_string()),
-        })
+        Ok(Begun::Pending(
+            self.begin_realize(record, entry, target).await?,
+        ))
     }
 
     /// Detach the further networks recorded for a handle whose first
@@ -187,16 +204,31 @@ impl Node {
             .collect();
         let any = !orphans.is_empty();
         for a in orphans {
-            let key = a.key();
             self.detach_one(a).await?;
-            self.bury_attachment(&key);
         }
         Ok(any)
     }
 
     /// `disconnect_container`: idempotent for a network that was connected
-    /// (a container never connected to it is `not_found`).
+    /// (a container never connected to it is `not_found`). Start to end;
+    /// the dispatcher splits it like a detach.
     pub async fn disconnect(&mut self, handle: &Handle, network: &str) -> OpResult<Response> {
+        match self.disconnect_begin(handle, network).await? {
+            Begun::Done(r) => Ok(r),
+            Begun::Pending(p) => {
+                let done = remove_veths(self.host.as_ref(), &self.instance, &p).await;
+                self.detach_finish(p, done).await
+            }
+        }
+    }
+
+    /// The mark of a `disconnect_container`: the further network's record
+    /// `detaching`, its veth still to delete.
+    pub async fn disconnect_begin(
+        &mut self,
+        handle: &Handle,
+        network: &str,
+    ) -> OpResult<Begun<PendingDetach>> {
         let owner = parse_network(network)?;
         let Some(first) = self.first_attachment(handle).await? else {
             return Err(OpError::NotFound(format!(
@@ -217,17 +249,14 @@ impl Node {
             .find(|c| c.key() == key)
         else {
             if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
-                return Ok(Response::Ok);
+                return Ok(Begun::Done(Response::Ok));
             }
             return Err(OpError::NotFound(format!(
                 "{} is not connected to {owner}; `overlayd ps` lists its networks",
                 first.key()
             )));
         };
-        self.detach_one(a).await?;
-        self.bury_attachment(&key);
-        info!(handle = %key, network = %owner, "container disconnected from a further network");
-        Ok(Response::Ok)
+        Ok(Begun::Pending(self.mark_detaching(vec![a], vec![key])?))
     }
 }
 

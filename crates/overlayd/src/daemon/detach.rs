@@ -8,19 +8,58 @@ use overlayd_proto::{Handle, Response};
 use overlayd_state::Table;
 use tracing::{info, warn};
 
-use super::attach::netns_target;
+use super::attach::{netns_target, Begun};
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::records::{AttachState, Attachment};
 
+/// A detach whose records are all marked `detaching`, waiting for their
+/// veths to be deleted (the slow part: the kernel waits for in-flight
+/// packets), which runs without the node lock.
+pub struct PendingDetach {
+    /// The attachments being detached, further networks first.
+    pub marked: Vec<Attachment>,
+    /// Keys whose tombstones are written once they are gone, so a repeated
+    /// detach is `ok`.
+    bury: Vec<String>,
+}
+
+/// Delete the veths of a pending detach (each only if it is the
+/// attachment's own); how each went, in the order of `p.marked`.
+pub async fn remove_veths(
+    host: &dyn overlayd_host::Host,
+    instance: &str,
+    p: &PendingDetach,
+) -> Vec<OpResult<()>> {
+    let mut out = Vec::with_capacity(p.marked.len());
+    for a in &p.marked {
+        out.push(super::attach_state::delete_owned_veth(host, instance, a).await);
+    }
+    out
+}
+
 impl Node {
-    /// `detach_container`: idempotent for a container that was attached (a
-    /// handle never attached is `not_found`). The record is marked
-    /// `detaching` first (a refused detach — the store cannot write —
-    /// touches nothing on the host), then the veth goes, then the record and
-    /// lease. Past the mark, a crash or failure is finished by start-up or
-    /// the periodic check.
+    /// `detach_container`, start to end under the caller's `&mut`: mark,
+    /// delete the veths, release. The dispatcher runs the same steps with
+    /// the node lock released around the veths ([`super::inflight`]).
+    /// Idempotent for a container that was attached (a handle never
+    /// attached is `not_found`).
     pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
+        match self.detach_begin(handle).await? {
+            Begun::Done(r) => Ok(r),
+            Begun::Pending(p) => {
+                let done = remove_veths(self.host.as_ref(), &self.instance, &p).await;
+                self.detach_finish(p, done).await
+            }
+        }
+    }
+
+    /// Find what a detach removes — every network of the container, further
+    /// ones first — and mark it all `detaching` in one transaction (a
+    /// refused detach, the store cannot write, touches nothing on the
+    /// host). Past the mark, a crash or failure is finished by start-up or
+    /// the periodic check.
+    pub async fn detach_begin(&mut self, handle: &Handle) -> OpResult<Begun<PendingDetach>> {
         let key = handle.key();
         let mut found = self
             .store
@@ -35,51 +74,102 @@ impl Node {
         }
         let Some(a) = found else {
             if self.detach_orphan_connected(handle).await? {
-                return Ok(Response::Ok);
+                return Ok(Begun::Done(Response::Ok));
             }
             if super::missing::was_removed(&self.store, &format!("attach:{key}"))? {
-                return Ok(Response::Ok);
+                return Ok(Begun::Done(Response::Ok));
             }
             return Err(OpError::NotFound(format!(
                 "{key} is not attached (never attached here); see `overlayd network inspect OWNER` for attached containers"
             )));
         };
+        self.inflight.refuse_claimed(&a)?;
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
             self.drop_attachment(&a)?;
             self.bury_attachment(&key);
             info!(handle = %key, ip = %a.ip, "guest detached");
-            return Ok(Response::Ok);
+            return Ok(Begun::Done(Response::Ok));
         }
-        // Every further network first, then the first one.
-        for c in self.connected_of(&a)? {
-            self.detach_one(c).await?;
+        let mut all = self.connected_of(&a)?;
+        all.push(a.clone());
+        let mut bury = vec![key.clone()];
+        if a.handle.key() != key {
+            bury.push(a.handle.key());
         }
-        self.detach_one(a.clone()).await?;
-        self.bury_attachment(&key);
-        self.bury_attachment(&a.handle.key());
-        info!(handle = %key, ip = %a.ip, "container detached");
+        Ok(Begun::Pending(self.mark_detaching(all, bury)?))
+    }
+
+    /// Mark attachments `detaching` (one transaction) for a detach.
+    pub(crate) fn mark_detaching(
+        &self,
+        mut all: Vec<Attachment>,
+        bury: Vec<String>,
+    ) -> OpResult<PendingDetach> {
+        for a in &all {
+            self.inflight.refuse_claimed(a)?;
+        }
+        let unmarked: Vec<usize> = (0..all.len())
+            .filter(|&i| all[i].state != AttachState::Detaching)
+            .collect();
+        for &i in &unmarked {
+            all[i].state = AttachState::Detaching;
+        }
+        if !unmarked.is_empty() {
+            self.store.write(|tx| {
+                for &i in &unmarked {
+                    tx.put(Table::Attachments, &all[i].key(), &all[i])?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(PendingDetach { marked: all, bury })
+    }
+
+    /// The end of a detach: release the record, lease and names and the
+    /// published ports of every attachment whose veth went; the first
+    /// failure is returned (its record stays `detaching`, finished by the
+    /// periodic check or a retry).
+    pub async fn detach_finish(
+        &mut self,
+        p: PendingDetach,
+        done: Vec<OpResult<()>>,
+    ) -> OpResult<Response> {
+        let mut first_error = None;
+        for (a, r) in p.marked.iter().zip(done) {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            if let Err(e) = self.drop_attachment(a) {
+                // The detach is decided and durable; only the bookkeeping lags.
+                warn!(handle = %a.key(), error = %e, "veth removed; the record and lease are released by the periodic check");
+            }
+            if let Some(bridge) = self.network_bridge(&a.network) {
+                self.unpublish_ports(a, &bridge).await;
+            }
+            if a.is_connected() {
+                info!(handle = %a.key(), network = %a.network, "container disconnected from a further network");
+            } else {
+                info!(handle = %a.key(), ip = %a.ip, "container detached");
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        for k in &p.bury {
+            self.bury_attachment(k);
+        }
         Ok(Response::Ok)
     }
 
     /// Detach one (container, network) attachment: mark it `detaching`,
     /// delete its veth, drop its record, lease and names, unpublish.
-    pub(crate) async fn detach_one(&mut self, mut a: Attachment) -> OpResult<()> {
-        let key = a.key();
-        if a.state != AttachState::Detaching {
-            a.state = AttachState::Detaching;
-            self.store
-                .write(|tx| tx.put(Table::Attachments, &key, &a))?;
-        }
-        self.delete_attachment_veth(&a).await?;
-        if let Err(e) = self.drop_attachment(&a) {
-            // The detach is decided and durable; only the bookkeeping lags.
-            warn!(handle = %key, error = %e, "veth removed; the record and lease are released by the periodic check");
-        }
-        if let Some(bridge) = self.network_bridge(&a.network) {
-            self.unpublish_ports(&a, &bridge).await;
-        }
-        Ok(())
+    pub(crate) async fn detach_one(&mut self, a: Attachment) -> OpResult<()> {
+        let bury = vec![a.key()];
+        let p = self.mark_detaching(vec![a], bury)?;
+        let done = remove_veths(self.host.as_ref(), &self.instance, &p).await;
+        self.detach_finish(p, done).await.map(|_| ())
     }
 
     /// The further networks (`connect_container`) of a container whose

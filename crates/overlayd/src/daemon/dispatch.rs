@@ -7,27 +7,39 @@ use overlayd_proto::{Request, Response, EXTENSIONS, PROTOCOL_VERSION};
 use tokio::sync::{watch, Mutex};
 use tracing::{debug, warn};
 
+use super::attach::Begun;
+use super::container_ops::container_handle;
 use super::error::{OpError, OpResult};
 use super::node::Node;
 
 /// Routes requests: read-only ones to the [`super::views::ReadView`]
-/// (no lock), the rest to the node. Mutations are serialised by the node
-/// lock; connections only hold it while their request runs.
+/// (no lock), container requests through their three steps
+/// ([`super::container_ops`]: the node lock released while the kernel
+/// makes or deletes veths), the rest to the node. Mutations are serialised
+/// by the node lock; connections only hold it while their request runs.
 pub struct Dispatcher {
     node: Arc<Mutex<Node>>,
     view: super::views::ReadView,
+    inflight: super::inflight::InFlight,
     stop: watch::Sender<bool>,
 }
 
 impl Dispatcher {
     /// A dispatcher over a node; `stop` is set by the `shutdown` op.
     /// `status` is answered from `view`, without the node lock.
+    /// `inflight` is the node's registry ([`Node::inflight`]).
     pub fn new(
         node: Arc<Mutex<Node>>,
         view: super::views::ReadView,
+        inflight: super::inflight::InFlight,
         stop: watch::Sender<bool>,
     ) -> Self {
-        Dispatcher { node, view, stop }
+        Dispatcher {
+            node,
+            view,
+            inflight,
+            stop,
+        }
     }
 
     /// Handle one request.
@@ -93,6 +105,7 @@ impl Dispatcher {
                 })
                 .await
             }
+            other if container_handle(&other).is_some() => self.container_op(other).await,
             other => {
                 // Read-only requests are answered from the published
                 // snapshot: never behind a mutation's lock.
@@ -105,5 +118,46 @@ impl Dispatcher {
                 r
             }
         }
+    }
+
+    /// Attach, connect, detach, disconnect: begun and finished under the
+    /// node lock, the veth work between without it, so other containers'
+    /// requests (and every other mutation) run meanwhile. Requests on one
+    /// container wait for each other.
+    async fn container_op(&self, request: Request) -> OpResult<Response> {
+        let key = container_handle(&request)
+            .map(|h| h.key())
+            .unwrap_or_default();
+        let mut held = self.inflight.hold(&key).await;
+        let mut node = self.node.lock().await;
+        let probe = node.probe(&request);
+        let begun = node.begin_container_op(request).await;
+        let work = match begun {
+            Ok(Begun::Pending(work)) => work,
+            Ok(Begun::Done(r)) => {
+                node.announce(probe, &r);
+                node.cluster_changed();
+                return Ok(r);
+            }
+            Err(e) => {
+                node.cluster_changed();
+                return Err(e);
+            }
+        };
+        // Claimed before the lock is released: no check sees the intent
+        // record unclaimed and takes it for a crash's.
+        for a in work.records() {
+            held.claim(a);
+        }
+        let (host, instance) = (node.host.clone(), node.instance.clone());
+        drop(node);
+        let outcome = work.run(host.as_ref(), &instance).await;
+        let mut node = self.node.lock().await;
+        let r = node.finish_container_op(work, outcome).await;
+        if let Ok(resp) = &r {
+            node.announce(probe, resp);
+        }
+        node.cluster_changed();
+        r
     }
 }

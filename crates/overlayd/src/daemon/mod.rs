@@ -7,6 +7,7 @@ pub mod attach_state;
 pub mod blocking;
 pub mod cluster;
 pub mod connect;
+pub mod container_ops;
 pub mod detach;
 pub mod dispatch;
 pub mod dns;
@@ -18,6 +19,7 @@ pub mod guest;
 pub mod health;
 pub mod host_guard;
 pub mod identity;
+pub mod inflight;
 pub mod interfaces;
 pub mod internal;
 pub mod lease;
@@ -121,8 +123,14 @@ pub async fn run(
     let group = resolve_group(cfg.socket_group.as_deref())?;
     let listener = server::bind(&cfg.socket, group)?;
     let view = node.read_view();
+    let inflight = node.inflight.clone();
     let node = Arc::new(Mutex::new(node));
-    let dispatcher = Arc::new(Dispatcher::new(node.clone(), view, stop_tx.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(
+        node.clone(),
+        view,
+        inflight,
+        stop_tx.clone(),
+    ));
     let policy = server::AccessPolicy {
         own_uid: nix::unistd::geteuid().as_raw(),
         group,

@@ -45,6 +45,9 @@ pub struct Node {
     /// The last published [`Core`], shared with [`super::views::ReadView`]
     /// so read-only requests never wait for the node lock.
     pub published: Arc<std::sync::RwLock<Arc<Core>>>,
+    /// Attaches and detaches whose veth work runs outside the node lock,
+    /// shared with the dispatcher: checks leave their records alone.
+    pub inflight: super::inflight::InFlight,
 }
 
 /// The state read-only requests are answered from. The node owns one and
@@ -166,6 +169,7 @@ impl Node {
             dns,
             rebuild_marker,
             cluster: None,
+            inflight: Default::default(),
         })
     }
 

@@ -391,7 +391,11 @@ impl Node {
         rep: &mut ReconcileReport,
     ) -> OpResult<()> {
         rep.finished += self.finish_half_done().await?;
-        let (_, live) = self.live(false).await?;
+        let (_, mut live) = self.live(false).await?;
+        // Veths a running attach or detach is making or deleting are its
+        // business: their records are half-done, not missing.
+        let busy = self.inflight.claimed_veths();
+        live.retain(|l| !busy.contains(&l.name));
         // Guests run their own WireGuard: no veth, nothing to reconcile here.
         let atts: Vec<(String, Attachment)> = self
             .store
