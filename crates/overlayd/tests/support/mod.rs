@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod inproc;
 pub mod node_lab;
+pub mod overlay_nodes;
 pub mod requests;
 
 use std::path::{Path, PathBuf};
