@@ -1,7 +1,9 @@
 //! Containers: attach (lease and `attaching` record, veth, commit — rolled
-//! back on any failure) and the record bookkeeping detach and reconcile
-//! share. Detach is in `detach.rs`, leases in `lease.rs`, the veth's spec in
-//! `veth.rs`, `inspect_attachment` in `listing.rs`.
+//! back on any failure), split in a first half and a second half so the
+//! veth can be made without the node lock ([`super::container_ops`]).
+//! The store bookkeeping is in `attach_records.rs`, detach in `detach.rs`,
+//! leases in `lease.rs`, the veth's spec in `veth.rs`, `inspect_attachment`
+//! in `listing.rs`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -11,10 +13,9 @@ use overlayd_proto::{Handle, Response, ServiceMode};
 use overlayd_state::{Owner, Table};
 use tracing::{info, warn};
 
-use super::dns::{put_dns_ip, remove_dns_ip};
 use super::error::{OpError, OpResult};
 use super::node::Node;
-use super::records::{lease_key, AttachState, Attachment, Lease, ServiceRecord};
+use super::records::{AttachState, Attachment, ServiceRecord};
 
 /// What `attach_container` asks for.
 #[derive(Debug, Clone)]
@@ -424,81 +425,6 @@ impl Node {
             .map_err(|_| OpError::State(format!("leased address {:?} is not an IP", record.ip)))?;
         let ip6 = record.ip_v6.as_deref().and_then(|i| i.parse().ok());
         Ok((ip, ip6))
-    }
-
-    /// Mark an attachment `attached` and register the container's name and
-    /// its service's name (when the service name is a valid DNS label) for
-    /// its addresses (A and, dual-stack, AAAA), in one store transaction.
-    fn commit_attached(&self, a: &Attachment) -> OpResult<()> {
-        let keys = self.attachment_dns_keys(a);
-        let key = a.key();
-        let ips = a.ips();
-        self.store.write(|tx| {
-            tx.put(Table::Attachments, &key, a)?;
-            for k in &keys {
-                for ip in &ips {
-                    put_dns_ip(tx, k, *ip)?;
-                }
-            }
-            Ok(())
-        })?;
-        for k in &keys {
-            for ip in &ips {
-                let _ = self.records.add(k, *ip);
-            }
-        }
-        Ok(())
-    }
-
-    /// Zone keys of an attachment's DNS name and its service's name (when
-    /// those are valid DNS names).
-    fn attachment_dns_keys(&self, a: &Attachment) -> Vec<String> {
-        let mut keys: Vec<String> = a
-            .dns_name
-            .iter()
-            .chain(std::iter::once(&a.service))
-            .filter_map(|n| self.dns_key(n).ok())
-            .collect();
-        keys.dedup();
-        keys
-    }
-
-    /// Remove an attachment record, its leases (both families on a
-    /// dual-stack network) and its DNS names in one transaction.
-    pub fn drop_attachment(&self, a: &Attachment) -> OpResult<()> {
-        let ips = a.ips();
-        let dns_keys = if ips.is_empty() {
-            Vec::new()
-        } else {
-            self.attachment_dns_keys(a)
-        };
-        let key = a.key();
-        self.store.write(|tx| {
-            for ip in &ips {
-                for k in &dns_keys {
-                    remove_dns_ip(tx, k, *ip)?;
-                }
-            }
-            tx.remove(Table::Attachments, &key)?;
-            for ip in std::iter::once(&a.ip).chain(a.ip_v6.as_ref()) {
-                if ip.is_empty() {
-                    continue;
-                }
-                let lk = lease_key(&a.network, ip);
-                if let Some(l) = tx.get::<Lease>(Table::Leases, &lk)? {
-                    if l.holder == key {
-                        tx.remove(Table::Leases, &lk)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        for ip in &ips {
-            for k in &dns_keys {
-                let _ = self.records.remove_ip(k, *ip);
-            }
-        }
-        Ok(())
     }
 }
 

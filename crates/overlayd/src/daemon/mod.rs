@@ -3,6 +3,7 @@
 
 pub mod address_plan;
 pub mod attach;
+pub mod attach_records;
 pub mod attach_state;
 pub mod blocking;
 pub mod cluster;
