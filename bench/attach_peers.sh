@@ -64,33 +64,14 @@ fi
 
 TAG=oab$$
 NODE=${TAG}n
-CONTAINERS=()
-DAEMON_PID=""
 WORK=$(mktemp -d /tmp/overlayd-attach-bench.XXXXXX)
-
-cleanup() {
-    set +e
-    if [ -n "$DAEMON_PID" ]; then
-        kill "$DAEMON_PID" 2>/dev/null
-        wait "$DAEMON_PID" 2>/dev/null
-    fi
-    for ns in "${CONTAINERS[@]}"; do ip netns del "$ns" 2>/dev/null; done
-    # Bridges, veths and nft/iptables tables of all three tools go with it.
-    ip netns del "$NODE" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+bench_traps
 
 ip netns add "$NODE"
 ip -n "$NODE" link set lo up
-for ((i = 0; i < BATCH; i++)); do
-    ns=${TAG}c$i
-    ip netns add "$ns"
-    CONTAINERS+=("$ns")
-    ip -n "$ns" link set lo up
-done
+bench_containers "$BATCH"
 NETNS_LIST=$(IFS=,; echo "${CONTAINERS[*]}")
 
 SOCK=$WORK/overlayd.sock

@@ -75,7 +75,8 @@ impl Node {
         };
         let mut n = 0;
         for a in self.attachments_on(&owner.to_string())? {
-            if a.guest_private_key.is_some() {
+            // A guest has no veth; a request in flight makes its own.
+            if a.guest_private_key.is_some() || self.inflight.is_claimed(&a.key()) {
                 continue;
             }
             let Some(link) = self.host.link(&a.host_ifname).await? else {
