@@ -4,33 +4,51 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use overlayd_proto::Request;
 
 use super::{call, Cli};
+
+/// What `iso up` (and `network create`) takes.
+#[derive(Debug, Args)]
+pub struct IsoUpArgs {
+    /// Network name.
+    pub net: String,
+    /// Subnet to use (default: the next free one from the local pool).
+    /// Give it twice, once per family, for a dual-stack network; an
+    /// IPv6 subnet alone stays single-stack unless `--ipv6` is given.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Vec<String>,
+    /// Dual-stack: also give the network an IPv6 subnet (from
+    /// `local_pool6` unless one is given with `--subnet`), so every
+    /// member gets an IPv4 and an IPv6 address.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// No route or NAT to outside the host: members reach each other,
+    /// the gateway and DNS only.
+    #[arg(long)]
+    pub internal: bool,
+}
+
+impl IsoUpArgs {
+    /// The `setup_isolation_network` request.
+    pub fn request(&self) -> Result<Request> {
+        let (subnet, subnet_v6) = split_subnets(&self.subnet)?;
+        Ok(Request::SetupIsolationNetwork {
+            network: self.net.clone(),
+            subnet,
+            internal: self.internal,
+            ipv6: self.ipv6,
+            subnet_v6,
+        })
+    }
+}
 
 /// `iso` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum IsoCmd {
     /// Create (or confirm) an isolation network.
-    Up {
-        /// Network name.
-        net: String,
-        /// Subnet to use (default: the next free one from the local pool).
-        /// Give it twice, once per family, for a dual-stack network; an
-        /// IPv6 subnet alone stays single-stack unless `--ipv6` is given.
-        #[arg(long, value_name = "CIDR")]
-        subnet: Vec<String>,
-        /// Dual-stack: also give the network an IPv6 subnet (from
-        /// `local_pool6` unless one is given with `--subnet`), so every
-        /// member gets an IPv4 and an IPv6 address.
-        #[arg(long)]
-        ipv6: bool,
-        /// No route or NAT to outside the host: members reach each other,
-        /// the gateway and DNS only.
-        #[arg(long)]
-        internal: bool,
-    },
+    Up(IsoUpArgs),
     /// Remove an isolation network.
     Down {
         /// Network name.
@@ -41,21 +59,7 @@ pub enum IsoCmd {
 /// Run an `iso` subcommand.
 pub async fn run(cli: &Cli, cmd: &IsoCmd) -> Result<ExitCode> {
     let req = match cmd {
-        IsoCmd::Up {
-            net,
-            subnet,
-            ipv6,
-            internal,
-        } => {
-            let (subnet, subnet_v6) = split_subnets(subnet)?;
-            Request::SetupIsolationNetwork {
-                network: net.clone(),
-                subnet,
-                internal: *internal,
-                ipv6: *ipv6,
-                subnet_v6,
-            }
-        }
+        IsoCmd::Up(args) => args.request()?,
         IsoCmd::Down { net } => Request::TeardownIsolationNetwork {
             network: net.clone(),
         },

@@ -1,4 +1,4 @@
-//! `overlayd network ls | inspect OWNER|NAME | move OWNER | prune`.
+//! `overlayd network ls | create NET | rm NET... | inspect OWNER|NAME | move OWNER | prune`.
 
 use std::process::ExitCode;
 
@@ -15,6 +15,17 @@ pub enum NetworkCmd {
     /// List every marker entry (including kinds this platform cannot manage).
     #[command(alias = "list")]
     Ls(ListArgs),
+    /// Create (or confirm) an isolation network: `iso up`, under Docker's
+    /// verb.
+    Create(super::iso::IsoUpArgs),
+    /// Remove isolation networks: `iso down`, under Docker's verb (`iso:NET`
+    /// or a bare name; services go with `service down`).
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names.
+        #[arg(required = true)]
+        nets: Vec<String>,
+    },
     /// Show one network with its live state and its members' addresses.
     Inspect {
         /// Owner key (`base`, `shared-nat`, `service:NAME`, `iso:NET`), or a
@@ -49,6 +60,15 @@ pub enum NetworkCmd {
 /// Run a `network` subcommand.
 pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> Result<ExitCode> {
     match cmd {
+        NetworkCmd::Create(args) => call::call_and_print(cli, args.request()?).await,
+        NetworkCmd::Rm { nets } => {
+            // Like `docker network rm`: in order, stopping at the first error.
+            for net in nets {
+                let network = net.strip_prefix("iso:").unwrap_or(net).to_string();
+                call::call_and_print(cli, Request::TeardownIsolationNetwork { network }).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         NetworkCmd::Ls(a) => {
             let r = call::call(cli, Request::ListNetworks).await?;
             output::print(&r, &cli.style(a.quiet))?;

@@ -307,7 +307,7 @@ fn print_human(r: &Response) -> Result<()> {
             overlay_ip,
             subnet,
         } => table(
-            &["SERVICE", "MODE", "SUBNET", "OVERLAY IP", "WG PORT", "PUBLIC KEY"],
+            &["BRIDGE", "MODE", "SUBNET", "OVERLAY IP", "WG PORT", "PUBLIC KEY"],
             &[vec![
                 name.clone(),
                 mode.clone(),
