@@ -34,15 +34,6 @@ async fn setup() -> Instance {
     inst
 }
 
-/// Wait until a request is inside the stalled host call.
-async fn until_stalled(inst: &Instance) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while inst.host.stalled() == 0 {
-        assert!(Instant::now() < deadline, "the slow request never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn attached_ip(r: &Response) -> String {
     match r {
         Response::Attached { ip, .. } => ip.clone(),
@@ -84,7 +75,7 @@ async fn attaches_on_another_network_complete_while_one_attach_is_stuck_in_the_k
             .unwrap();
         (r, t.elapsed())
     });
-    until_stalled(&inst).await;
+    inst.until_stalled().await;
 
     // Another container on another network: not held up by the stuck one.
     let mut c = inst.client().await;
@@ -159,7 +150,7 @@ async fn a_detach_stuck_in_the_kernel_holds_up_no_other_container() {
             .await
             .unwrap()
     });
-    until_stalled(&inst).await;
+    inst.until_stalled().await;
     let t = Instant::now();
     let other = c
         .call(support::requests::attach_pid(101, "web", Some("b"), None))
@@ -205,7 +196,7 @@ async fn a_second_attach_of_the_same_container_waits_and_answers_the_same() {
             .await
             .unwrap()
     });
-    until_stalled(&inst).await;
+    inst.until_stalled().await;
     let mut c = inst.client().await;
     let second = c
         .call(support::requests::attach_pid(100, "web", Some("a"), None))
@@ -246,7 +237,7 @@ async fn a_name_taken_while_an_attach_was_in_the_kernel_fails_it_and_leaves_noth
             .await
             .unwrap()
     });
-    until_stalled(&inst).await;
+    inst.until_stalled().await;
     let mut c = inst.client().await;
     let winner = c
         .call(support::requests::attach_pid(

@@ -43,11 +43,7 @@ async fn reads_answer_while_another_request_is_blocked_in_a_slow_host_operation(
         (r, t.elapsed())
     });
     // Wait until the slow request is inside the host call.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while inst.host.stalled() == 0 {
-        assert!(Instant::now() < deadline, "the slow request never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    inst.until_stalled().await;
     let handle = overlayd_proto::Handle::LinuxPid { pid: 100 };
     let reads = [
         Request::Status,

@@ -158,6 +158,10 @@ impl Dispatcher {
             node.announce(probe, resp);
         }
         node.cluster_changed();
+        // The claims end while the node lock is still held, so no check
+        // sees the committed record with its veth still hidden as in flight.
+        drop(held);
+        drop(node);
         r
     }
 }

@@ -58,14 +58,17 @@ impl InFlight {
             slot.1 += 1;
             slot.0.clone()
         };
-        let guard = mutex.lock_owned().await;
-        Held {
+        // Built before waiting: if this future is dropped while queued, the
+        // guard's drop still takes this request off the container's count.
+        let mut held = Held {
             registry: self.clone(),
             key: key.to_string(),
             claims: Vec::new(),
             veths: Vec::new(),
-            _guard: guard,
-        }
+            _guard: None,
+        };
+        held._guard = Some(mutex.lock_owned().await);
+        held
     }
 
     /// Whether an operation has attachment record `key` in flight.
@@ -73,9 +76,11 @@ impl InFlight {
         self.lock().records.contains(record_key)
     }
 
-    /// The host ends of the veths operations are creating or deleting now.
-    pub fn claimed_veths(&self) -> HashSet<String> {
-        self.lock().veths.clone()
+    /// The claimed records and veths, read together: a check that hides
+    /// claimed veths must also skip their records, from the same moment.
+    pub fn claimed(&self) -> (HashSet<String>, HashSet<String>) {
+        let r = self.lock();
+        (r.records.clone(), r.veths.clone())
     }
 
     /// `conflict` when another request has this attachment in flight: it
@@ -107,7 +112,7 @@ pub struct Held {
     key: String,
     claims: Vec<String>,
     veths: Vec<String>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Held {
@@ -180,12 +185,27 @@ mod tests {
         let mut held = reg.hold("pid:1").await;
         held.claim(&a);
         assert!(reg.is_claimed(&a.key()));
-        assert!(reg.claimed_veths().contains("ovl-v1"));
+        assert!(reg.claimed().1.contains("ovl-v1"));
         assert!(reg.refuse_claimed(&a).is_err());
         assert!(reg.refuse_claimed(&attachment(2)).is_ok());
         drop(held);
         assert!(!reg.is_claimed(&a.key()));
-        assert!(reg.claimed_veths().is_empty());
+        assert!(reg.claimed().1.is_empty());
+        assert_eq!(reg.containers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_while_queued_leaves_no_trace() {
+        let reg = InFlight::default();
+        let first = reg.hold("pid:1").await;
+        let queued = tokio::time::timeout(Duration::from_millis(10), reg.hold("pid:1")).await;
+        assert!(queued.is_err(), "queued behind the first");
+        assert_eq!(
+            reg.holders("pid:1"),
+            1,
+            "the cancelled request is not counted"
+        );
+        drop(first);
         assert_eq!(reg.containers(), 0);
     }
 

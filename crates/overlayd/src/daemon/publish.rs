@@ -310,7 +310,15 @@ impl Core {
             .map(|e| e.name.clone())
             .collect();
         match self.published_with_holders() {
-            Ok(all) => spec.published = all.into_iter().map(|(p, _)| p).collect(),
+            // Only committed attachments are published; an `attaching`
+            // record's ports are reserved (plan_publish) but not live yet.
+            Ok(all) => {
+                spec.published = all
+                    .into_iter()
+                    .filter(|(_, a)| a.state != super::records::AttachState::Attaching)
+                    .map(|(p, _)| p)
+                    .collect()
+            }
             Err(e) => warn!(error = %e, "cannot read published ports"),
         }
     }

@@ -392,16 +392,18 @@ impl Node {
     ) -> OpResult<()> {
         rep.finished += self.finish_half_done().await?;
         let (_, mut live) = self.live(false).await?;
-        // Veths a running attach or detach is making or deleting are its
-        // business: their records are half-done, not missing.
-        let busy = self.inflight.claimed_veths();
-        live.retain(|l| !busy.contains(&l.name));
+        // Records and veths a running attach or detach has in flight are its
+        // business (half-done, not missing or orphaned): both are left out,
+        // as of one moment.
+        let (busy_records, busy_veths) = self.inflight.claimed();
+        live.retain(|l| !busy_veths.contains(&l.name));
         // Guests run their own WireGuard: no veth, nothing to reconcile here.
         let atts: Vec<(String, Attachment)> = self
             .store
             .read(|tx| tx.list::<Attachment>(Table::Attachments))?
             .into_iter()
             .filter(|(_, a)| a.guest_private_key.is_none() && a.state == AttachState::Attached)
+            .filter(|(k, _)| !busy_records.contains(k))
             .collect();
         let mut records = Vec::with_capacity(atts.len());
         for (key, a) in &atts {

@@ -154,6 +154,19 @@ impl Instance {
         }
     }
 
+    /// Wait (5 s at most) until a request is inside a host call stalled
+    /// with `FakeHost::stall_next`.
+    pub async fn until_stalled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.host.stalled() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slow request never reached the stalled host call"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(&self.cfg.socket).await.unwrap()
     }
