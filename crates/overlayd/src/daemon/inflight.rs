@@ -12,7 +12,8 @@
 //! - [`Held::claim`] names the records and veths an operation has in
 //!   flight; the periodic check, start-up-style reconcile on demand,
 //!   `doctor --fix` and other requests leave claimed ones alone, and a
-//!   request that would have to undo one answers `conflict` instead;
+//!   request that would have to undo one answers `unavailable` (retry)
+//!   instead;
 //! - dropping the [`Held`] guard (the request finished, failed or was
 //!   cancelled) releases both. A record still half-done after that was
 //!   left by a failure, and is finished like a crash's.
@@ -83,11 +84,12 @@ impl InFlight {
         (r.records.clone(), r.veths.clone())
     }
 
-    /// `conflict` when another request has this attachment in flight: it
-    /// is half-done because that request is running, not because of a crash.
+    /// `unavailable` (retry later) when another request has this
+    /// attachment in flight: it is half-done because that request is
+    /// running, not because of a crash.
     pub fn refuse_claimed(&self, a: &Attachment) -> OpResult<()> {
         if self.is_claimed(&a.key()) {
-            return Err(OpError::Conflict(format!(
+            return Err(OpError::Unavailable(format!(
                 "an attach or detach of {} is in progress (under another handle form); retry when it has finished",
                 a.key()
             )));
