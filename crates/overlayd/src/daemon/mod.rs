@@ -181,10 +181,11 @@ pub async fn run(
     let _ = std::fs::remove_file(&cfg.socket);
     drop(lock);
     // Host networks stay; userspace WireGuard devices die with the process.
-    // Dropping the backend would stop those devices one by one, and
-    // boringtun joins threads that can block for good (seen: a daemon that
-    // released its lock and never exited). The process is about to end, so
-    // the backend is deliberately never dropped.
+    // Dropping the backend would stop those devices one by one, joining each
+    // device's threads, which only delays an exit that closes them anyway
+    // (an earlier backend's joins could block for good: a daemon that
+    // released its lock and never exited). The backend is deliberately
+    // never dropped.
     std::mem::forget(wg);
     Ok(())
 }
