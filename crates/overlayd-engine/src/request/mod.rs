@@ -280,6 +280,9 @@ pub struct Planned {
     /// A failure is collected and the plan goes on (teardown: every object
     /// is tried); a later [`Step::RequireAllRemoved`] reports them.
     pub best_effort: bool,
+    /// The step may be half done when it fails (several host calls), so
+    /// its own undo runs too, before the undo of the steps done before it.
+    pub undo_if_failed: bool,
 }
 
 /// An ordered list of steps; see the module documentation.
@@ -296,6 +299,7 @@ impl Plan {
             step,
             undo: Vec::new(),
             best_effort: false,
+            undo_if_failed: false,
         });
     }
 
@@ -305,6 +309,18 @@ impl Plan {
             step,
             undo,
             best_effort: false,
+            undo_if_failed: false,
+        });
+    }
+
+    /// A step that may be half done when it fails, and the steps that undo
+    /// it (whole or in part): they run on its own failure too.
+    pub fn push_partial(&mut self, step: Step, undo: Vec<Step>) {
+        self.steps.push(Planned {
+            step,
+            undo,
+            best_effort: false,
+            undo_if_failed: true,
         });
     }
 
@@ -314,6 +330,7 @@ impl Plan {
             step,
             undo: Vec::new(),
             best_effort: true,
+            undo_if_failed: false,
         });
     }
 

@@ -91,6 +91,8 @@ pub fn plan_change(input: ServiceChange) -> Result<Plan, Refusal> {
 pub struct ServicePlan {
     /// The network the service's containers join, once done.
     pub entry: NetworkEntry,
+    /// Whether that network is new.
+    pub created: bool,
     /// The steps.
     pub plan: Plan,
 }
@@ -119,7 +121,9 @@ pub fn plan_shared(
     existing: Option<&ServiceDesired>,
 ) -> Result<ServicePlan, Refusal> {
     let BridgePlan {
-        entry, mut plan, ..
+        entry,
+        created,
+        mut plan,
     } = bridge::plan_ensure(shared_nat)?;
     let record = ServiceDesired {
         kind: ServiceKind::Shared,
@@ -127,7 +131,11 @@ pub fn plan_shared(
         wg_private_key: None,
     };
     put_record(&mut plan, service, record, existing);
-    Ok(ServicePlan { entry, plan })
+    Ok(ServicePlan {
+        entry,
+        created,
+        plan,
+    })
 }
 
 /// A keypair minted for a dedicated overlay that may need one. `Debug`
@@ -159,8 +167,9 @@ pub struct DedicatedSetup<'a> {
     pub bridge: EnsureBridge<'a>,
     /// The lowest free band port, when the recorded entry has none.
     pub new_port: Option<u16>,
-    /// A fresh keypair, used only when the entry has no identity yet.
-    pub identity: FreshIdentity,
+    /// A fresh keypair, given when the recorded entry (if any) has no
+    /// port or no key yet.
+    pub identity: Option<FreshIdentity>,
     /// The WireGuard device's name (from the namer).
     pub device: String,
     /// The service's record in the store, if any.
@@ -188,14 +197,14 @@ pub fn plan_dedicated(input: DedicatedSetup<'_>) -> Result<ServicePlan, Refusal>
     let mut entry = bridged.clone();
     if entry.wg_port.is_none() || entry.wg_private_key.is_none() {
         entry.wg_port = entry.wg_port.or(input.new_port);
-        if entry.wg_port.is_none() {
+        let (Some(_), Some(identity)) = (entry.wg_port, input.identity) else {
             return Err(Refusal::State(format!(
-                "{} has no WireGuard port and none was chosen",
+                "{} has no WireGuard identity and none was minted",
                 entry.owner
             )));
-        }
-        entry.wg_private_key = Some(input.identity.private_key);
-        entry.wg_public_key = Some(input.identity.public_key);
+        };
+        entry.wg_private_key = Some(identity.private_key);
+        entry.wg_public_key = Some(identity.public_key);
         entry.interface = Some(input.device);
         // A new network's entry goes with the bridge's undo; a recorded
         // one gets its previous entry back.
@@ -211,11 +220,13 @@ pub fn plan_dedicated(input: DedicatedSetup<'_>) -> Result<ServicePlan, Refusal>
             undo,
         );
     }
+    // A new network's device goes when anything fails, its own set-up
+    // included (it may exist untagged or unaddressed); a recorded one's stays.
     let undo = match (&entry.interface, created) {
         (Some(dev), true) => vec![Step::DeleteDevice { name: dev.clone() }],
         _ => Vec::new(),
     };
-    plan.push_undoable(
+    plan.push_partial(
         Step::RealizeDevice {
             entry: entry.clone(),
         },
@@ -227,7 +238,11 @@ pub fn plan_dedicated(input: DedicatedSetup<'_>) -> Result<ServicePlan, Refusal>
         wg_private_key: entry.wg_private_key.clone(),
     };
     put_record(&mut plan, &input.service, record, input.existing.as_ref());
-    Ok(ServicePlan { entry, plan })
+    Ok(ServicePlan {
+        entry,
+        created,
+        plan,
+    })
 }
 
 /// What the daemon gathered for `teardown_service_overlay`.

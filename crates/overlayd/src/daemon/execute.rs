@@ -1,6 +1,7 @@
 //! The executor of request plans (`overlayd_engine::request`): runs a plan's
 //! steps in order, each as one host, store or marker operation, and when a
-//! step fails runs the undo of the steps already done, last first. Undo is
+//! step fails runs the undo of the steps already done, last first (and
+//! the failed step's own, when it may be half done). Undo is
 //! best effort: its errors are logged and the step's own error is returned.
 //! Best-effort steps (the objects of a teardown) collect their failures
 //! instead, and a `RequireAllRemoved` step reports them together.
@@ -109,6 +110,9 @@ impl Node {
                     failed.push(format!("{}: {}", planned.step.subject(), bare(&e)))
                 }
                 Err(e) => {
+                    if planned.undo_if_failed {
+                        done.push(planned.undo);
+                    }
                     self.undo(done).await;
                     return Err(e);
                 }
@@ -154,6 +158,9 @@ impl Node {
         let mut done: Vec<Vec<Step>> = Vec::new();
         for planned in plan.steps {
             if let Err(e) = self.run_shared(&planned.step).await {
+                if planned.undo_if_failed {
+                    done.push(planned.undo);
+                }
                 for step in done.into_iter().rev().flatten() {
                     if let Err(e) = self.run_shared(&step).await {
                         warn!(?step, error = %e, "cannot undo a step of a failed request");

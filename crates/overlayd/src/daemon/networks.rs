@@ -322,7 +322,7 @@ impl Node {
 }
 
 /// Log a network the request created.
-fn log_created(entry: &NetworkEntry) {
+pub(crate) fn log_created(entry: &NetworkEntry) {
     let (owner, bridge, subnet) = (&entry.owner, &entry.name, &entry.subnet);
     match &entry.subnet_v6 {
         Some(s6) => info!(%owner, %bridge, %subnet, subnet_v6 = %s6, "network created"),
