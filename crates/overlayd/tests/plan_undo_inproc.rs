@@ -106,3 +106,56 @@ async fn a_new_dedicated_service_failing_at_its_device_is_undone_port_and_all() 
     }
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_first_global_overlay_failing_at_its_device_leaves_no_base_behind() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let global = Request::SetupGlobalOverlay {
+        deployment: "d".into(),
+        instance_id: "i".into(),
+        cluster_cidr: "10.200.0.0/16".into(),
+        slice_cidr: Some("10.200.1.0/24".into()),
+        wg_port: 51900,
+        nat_enabled: false,
+    };
+    // Steps: desired record, band port, bridge, addresses, up, record,
+    // firewall, device fields, device (tagging it fails), firewall.
+    inst.host.fail_next(Op::SetAlias);
+    let (code, msg) = err_code(c.call(global.clone()).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert!(bridges(&inst).await.is_empty(), "base bridge deleted");
+    assert!(inst.wg.devices().is_empty(), "base device deleted");
+    assert!(
+        !marker_text(&inst).contains("\"base\""),
+        "base entry forgotten"
+    );
+    match c.call(Request::Status).await.unwrap() {
+        Response::Status(s) => assert_eq!(s.slice_cidr, None, "desired record undone"),
+        r => panic!("{r:?}"),
+    }
+    // The band moved back below the configured port: a dedicated service
+    // takes the port right above it, not one above 51900.
+    match c
+        .call(Request::SetupServiceOverlay {
+            service: "db".into(),
+            mode: ServiceMode::Dedicated,
+            recreate: false,
+        })
+        .await
+        .unwrap()
+    {
+        Response::ServiceOverlay { wg_port, .. } => assert_eq!(wg_port, Some(51821)),
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        c.call(global).await.unwrap(),
+        Response::BridgeName { .. }
+    ));
+    assert_eq!(
+        inst.wg.devices().len(),
+        2,
+        "db's device and the base device"
+    );
+    let _ = inst.shutdown().await;
+}

@@ -9,12 +9,14 @@
 //!
 //! - [`bridge`]: create, adopt, confirm or remove a bridge network;
 //! - [`isolation`]: `setup_isolation_network` / `teardown_isolation_network`;
-//! - [`service`]: `setup_service_overlay` / `teardown_service_overlay`.
+//! - [`service`]: `setup_service_overlay` / `teardown_service_overlay`;
+//! - [`global`]: `setup_global_overlay` / `teardown_global_overlay`.
 //!
 //! Nothing here touches the host, the store or a clock; every decision is
 //! unit-tested in memory (`request/tests_*.rs`).
 
 pub mod bridge;
+pub mod global;
 pub mod isolation;
 pub mod service;
 
@@ -157,6 +159,22 @@ pub enum Step {
         /// Owner to bury.
         bury: Option<Owner>,
     },
+    /// Write the desired base overlay.
+    PutGlobal {
+        /// The record.
+        record: global::GlobalDesired,
+    },
+    /// Remove the desired base overlay; `with_peers` also forgets the
+    /// peers recorded for the base device (same transaction).
+    RemoveGlobal {
+        /// Also forget the base peers.
+        with_peers: bool,
+    },
+    /// Move the dedicated port band above this global port.
+    SetGlobalPort {
+        /// The node's WireGuard port.
+        port: u16,
+    },
     /// Create the bridge of `entry`, tagged with its owner and id.
     CreateBridge {
         /// The network.
@@ -191,6 +209,9 @@ pub enum Step {
     /// Apply the firewall for what is recorded now; a failure is logged,
     /// never fails the request (the periodic check applies it again).
     SyncFirewall,
+    /// Apply the firewall for what is recorded now; a failure fails the
+    /// request (the base overlay is not up without it).
+    ApplyFirewall,
     /// Hold a port of the dedicated band.
     ReservePort {
         /// The port.
@@ -362,5 +383,7 @@ impl Plan {
 
 #[cfg(test)]
 mod tests_bridge;
+#[cfg(test)]
+mod tests_global;
 #[cfg(test)]
 mod tests_service;

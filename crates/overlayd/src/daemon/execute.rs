@@ -9,16 +9,17 @@
 //! How each step is done lives here; whether and in which order is the
 //! engine's decision.
 
+use overlayd_engine::request::global::GlobalDesired;
 use overlayd_engine::request::{IsolationDesired, Plan, ServiceDesired, ServiceKind, Step};
 use overlayd_proto::ServiceMode;
-use overlayd_state::Table;
+use overlayd_state::{Owner, Table};
 use tracing::{debug, info, warn};
 
 use super::error::{OpError, OpResult};
 use super::missing;
 use super::node::Node;
 use super::plan;
-use super::records::{IsolationRecord, Lease, ServiceRecord};
+use super::records::{GlobalRecord, IsolationRecord, Lease, ServiceRecord, GLOBAL_KEY};
 
 impl From<overlayd_engine::request::Refusal> for OpError {
     fn from(r: overlayd_engine::request::Refusal) -> Self {
@@ -47,6 +48,32 @@ impl From<&IsolationRecord> for IsolationDesired {
             subnet: r.subnet.clone(),
             internal: r.internal,
             subnet_v6: r.subnet_v6.clone(),
+        }
+    }
+}
+
+impl From<&GlobalDesired> for GlobalRecord {
+    fn from(d: &GlobalDesired) -> Self {
+        GlobalRecord {
+            deployment: d.deployment.clone(),
+            instance_id: d.instance_id.clone(),
+            cluster_cidr: d.cluster_cidr.clone(),
+            slice_cidr: d.slice_cidr.clone(),
+            wg_port: d.wg_port,
+            nat_enabled: d.nat_enabled,
+        }
+    }
+}
+
+impl From<&GlobalRecord> for GlobalDesired {
+    fn from(r: &GlobalRecord) -> Self {
+        GlobalDesired {
+            deployment: r.deployment.clone(),
+            instance_id: r.instance_id.clone(),
+            cluster_cidr: r.cluster_cidr.clone(),
+            slice_cidr: r.slice_cidr.clone(),
+            wg_port: r.wg_port,
+            nat_enabled: r.nat_enabled,
         }
     }
 }
@@ -146,6 +173,7 @@ impl Node {
             Step::ReleasePort { port } => {
                 self.ports.release(*port);
             }
+            Step::SetGlobalPort { port } => self.ports.set_global_port(*port),
             step => self.run_shared(step).await?,
         }
         Ok(())
@@ -247,6 +275,19 @@ impl Node {
                 self.host.delete_link(name).await?;
             }
             Step::SyncFirewall => self.sync_firewall_or_warn().await,
+            Step::ApplyFirewall => self.sync_firewall().await?,
+            Step::PutGlobal { record } => {
+                let rec = GlobalRecord::from(record);
+                self.store
+                    .write(|tx| tx.put(Table::Global, GLOBAL_KEY, &rec))?;
+            }
+            Step::RemoveGlobal { with_peers } => self.store.write(|tx| {
+                tx.remove(Table::Global, GLOBAL_KEY)?;
+                if *with_peers {
+                    tx.remove_prefix(Table::Peers, &format!("{}|", Owner::Base))?;
+                }
+                Ok(())
+            })?,
             Step::RealizeDevice { entry } => self.realize_device(entry).await?,
             Step::DeleteDevice { name } => {
                 let d = name.clone();
@@ -267,7 +308,8 @@ impl Node {
             Step::RecordEntry { .. }
             | Step::ForgetEntry { .. }
             | Step::ReservePort { .. }
-            | Step::ReleasePort { .. } => {
+            | Step::ReleasePort { .. }
+            | Step::SetGlobalPort { .. } => {
                 return Err(OpError::State(format!(
                     "{step:?} changes the marker or port band and needs the node"
                 )))
