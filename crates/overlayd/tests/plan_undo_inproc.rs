@@ -159,3 +159,61 @@ async fn a_first_global_overlay_failing_at_its_device_leaves_no_base_behind() {
     );
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_allowed_ip_failing_at_its_route_puts_the_peer_back_as_it_was() {
+    const PEER: &str = "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=";
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let dev = match c
+        .call(Request::SetupGlobalOverlay {
+            deployment: "d".into(),
+            instance_id: "i".into(),
+            cluster_cidr: "10.200.0.0/16".into(),
+            slice_cidr: Some("10.200.1.0/24".into()),
+            wg_port: 51820,
+            nat_enabled: false,
+        })
+        .await
+        .unwrap()
+    {
+        Response::BridgeName { name } => name,
+        r => panic!("{r:?}"),
+    };
+    c.call(Request::AddPeer {
+        public_key: PEER.into(),
+        endpoint: "192.0.2.2:51820".into(),
+        allowed_ips: "10.200.2.0/24".into(),
+        persistent_keepalive_secs: 0,
+        scope: None,
+    })
+    .await
+    .unwrap();
+    let add = Request::AddAllowedIp {
+        pubkey: PEER.into(),
+        cidr: "10.200.3.0/24".into(),
+        scope: None,
+    };
+    let (old, new): (ipnet::IpNet, ipnet::IpNet) = (
+        "10.200.2.0/24".parse().unwrap(),
+        "10.200.3.0/24".parse().unwrap(),
+    );
+    // Programming the peer with both ranges fails at its first route.
+    inst.host.fail_next(Op::AddRoute);
+    err_code(c.call(add.clone()).await.unwrap());
+    let peers = inst.wg.peers(&dev);
+    assert_eq!(peers.len(), 1);
+    assert_eq!(
+        peers[0].allowed_ips,
+        vec![old],
+        "the old allowed IPs are back"
+    );
+    let routes = inst.host.routes();
+    assert!(routes.contains(&(old, dev.clone())), "{routes:?}");
+    assert!(!routes.iter().any(|(n, _)| *n == new), "{routes:?}");
+    // Nothing was recorded: the retry adds it (not "already there").
+    c.call(add).await.unwrap();
+    assert_eq!(inst.wg.peers(&dev)[0].allowed_ips, vec![old, new]);
+    assert!(inst.host.routes().contains(&(new, dev.clone())));
+    let _ = inst.shutdown().await;
+}

@@ -10,7 +10,8 @@
 //! - [`bridge`]: create, adopt, confirm or remove a bridge network;
 //! - [`isolation`]: `setup_isolation_network` / `teardown_isolation_network`;
 //! - [`service`]: `setup_service_overlay` / `teardown_service_overlay`;
-//! - [`global`]: `setup_global_overlay` / `teardown_global_overlay`.
+//! - [`global`]: `setup_global_overlay` / `teardown_global_overlay`;
+//! - [`peers`]: `add_peer` / `remove_peer` / allowed-IP changes.
 //!
 //! Nothing here touches the host, the store or a clock; every decision is
 //! unit-tested in memory (`request/tests_*.rs`).
@@ -18,6 +19,7 @@
 pub mod bridge;
 pub mod global;
 pub mod isolation;
+pub mod peers;
 pub mod service;
 
 use std::fmt;
@@ -38,6 +40,9 @@ pub enum Refusal {
     /// Recorded state contradicts itself.
     #[error("{0}")]
     State(String),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// What a network set-up asks for in IPv6, besides its primary subnet.
@@ -174,6 +179,50 @@ pub enum Step {
     SetGlobalPort {
         /// The node's WireGuard port.
         port: u16,
+    },
+    /// Record (add or replace) a peer.
+    PutPeer {
+        /// The record.
+        record: peers::PeerDesired,
+    },
+    /// Forget a recorded peer.
+    RemovePeerRecord {
+        /// The network whose device carries it.
+        network: String,
+        /// Its public key.
+        public_key: String,
+    },
+    /// Program a peer on a device (endpoint, keepalive, allowed IPs as
+    /// given) and a route per allowed IP into the device.
+    ProgramPeer {
+        /// The device.
+        device: String,
+        /// The peer.
+        record: peers::PeerDesired,
+    },
+    /// Take a peer off a device (nothing when it is not there).
+    RemoveDevicePeer {
+        /// The device.
+        device: String,
+        /// Its public key.
+        public_key: String,
+    },
+    /// Take one allowed IP off a peer on a device.
+    RemoveAllowedIp {
+        /// The device.
+        device: String,
+        /// The peer's public key.
+        public_key: String,
+        /// The allowed IP.
+        net: IpNet,
+    },
+    /// Delete the routes of these CIDRs into a device; a route already
+    /// gone is not a failure.
+    DeleteRoutes {
+        /// The device.
+        device: String,
+        /// The CIDRs.
+        nets: Vec<IpNet>,
     },
     /// Create the bridge of `entry`, tagged with its owner and id.
     CreateBridge {
@@ -385,5 +434,7 @@ impl Plan {
 mod tests_bridge;
 #[cfg(test)]
 mod tests_global;
+#[cfg(test)]
+mod tests_peers;
 #[cfg(test)]
 mod tests_service;

@@ -10,6 +10,7 @@
 //! engine's decision.
 
 use overlayd_engine::request::global::GlobalDesired;
+use overlayd_engine::request::peers::PeerDesired;
 use overlayd_engine::request::{IsolationDesired, Plan, ServiceDesired, ServiceKind, Step};
 use overlayd_proto::ServiceMode;
 use overlayd_state::{Owner, Table};
@@ -18,8 +19,11 @@ use tracing::{debug, info, warn};
 use super::error::{OpError, OpResult};
 use super::missing;
 use super::node::Node;
+use super::overlay::{parse_pubkey, wg_call};
 use super::plan;
-use super::records::{GlobalRecord, IsolationRecord, Lease, ServiceRecord, GLOBAL_KEY};
+use super::records::{
+    peer_key, GlobalRecord, IsolationRecord, Lease, PeerRecord, ServiceRecord, GLOBAL_KEY,
+};
 
 impl From<overlayd_engine::request::Refusal> for OpError {
     fn from(r: overlayd_engine::request::Refusal) -> Self {
@@ -28,6 +32,7 @@ impl From<overlayd_engine::request::Refusal> for OpError {
             Refusal::Conflict(m) => OpError::Conflict(m),
             Refusal::Invalid(m) => OpError::Invalid(m),
             Refusal::State(m) => OpError::State(m),
+            Refusal::NotFound(m) => OpError::NotFound(m),
         }
     }
 }
@@ -74,6 +79,32 @@ impl From<&GlobalRecord> for GlobalDesired {
             slice_cidr: r.slice_cidr.clone(),
             wg_port: r.wg_port,
             nat_enabled: r.nat_enabled,
+        }
+    }
+}
+
+impl From<&PeerDesired> for PeerRecord {
+    fn from(d: &PeerDesired) -> Self {
+        PeerRecord {
+            network: d.network.clone(),
+            public_key: d.public_key.clone(),
+            endpoint: d.endpoint.clone(),
+            allowed_ips: d.allowed_ips.clone(),
+            persistent_keepalive_secs: d.persistent_keepalive_secs,
+            cluster: d.cluster,
+        }
+    }
+}
+
+impl From<&PeerRecord> for PeerDesired {
+    fn from(r: &PeerRecord) -> Self {
+        PeerDesired {
+            network: r.network.clone(),
+            public_key: r.public_key.clone(),
+            endpoint: r.endpoint.clone(),
+            allowed_ips: r.allowed_ips.clone(),
+            persistent_keepalive_secs: r.persistent_keepalive_secs,
+            cluster: r.cluster,
         }
     }
 }
@@ -291,7 +322,7 @@ impl Node {
             Step::RealizeDevice { entry } => self.realize_device(entry).await?,
             Step::DeleteDevice { name } => {
                 let d = name.clone();
-                super::overlay::wg_call(&self.wg, move |wg| wg.delete(&d)).await?;
+                wg_call(&self.wg, move |wg| wg.delete(&d)).await?;
             }
             Step::Unreadable { error, .. } => return Err(OpError::Unavailable(error.clone())),
             Step::RequireAllRemoved { .. } => {}
@@ -305,6 +336,40 @@ impl Node {
             })?,
             Step::ForgetPeers { owner } => self.forget_peers(owner)?,
             Step::ReleaseClusterSubnet { owner } => self.cluster_release(owner).await,
+            Step::PutPeer { record } => {
+                let rec = PeerRecord::from(record);
+                let key = peer_key(&rec.network, &rec.public_key);
+                self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
+            }
+            Step::RemovePeerRecord {
+                network,
+                public_key,
+            } => {
+                let key = peer_key(network, public_key);
+                self.store
+                    .write(|tx| tx.remove(Table::Peers, &key).map(|_| ()))?;
+            }
+            Step::ProgramPeer { device, record } => {
+                self.apply_peer(device, &PeerRecord::from(record)).await?
+            }
+            Step::RemoveDevicePeer { device, public_key } => {
+                let pk = parse_pubkey(public_key)?;
+                let d = device.clone();
+                wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
+            }
+            Step::RemoveAllowedIp {
+                device,
+                public_key,
+                net,
+            } => {
+                let (pk, d, n) = (parse_pubkey(public_key)?, device.clone(), *net);
+                wg_call(&self.wg, move |wg| wg.remove_allowed_ip(&d, &pk, n)).await?;
+            }
+            Step::DeleteRoutes { device, nets } => {
+                for n in nets {
+                    let _ = self.host.delete_route(*n, device).await;
+                }
+            }
             Step::RecordEntry { .. }
             | Step::ForgetEntry { .. }
             | Step::ReservePort { .. }
