@@ -44,14 +44,29 @@ pub struct ServiceChange {
     pub recorded: Option<ServiceKind>,
     /// Whether the caller asked for a new identity.
     pub recreate: bool,
-    /// The network of each attachment of this service.
+    /// The network of each attachment of this service (needed only when
+    /// [`changes_mode`]).
     pub attachments: Vec<String>,
     /// The service's dedicated network, if recorded.
     pub dedicated: Option<NetworkEntry>,
-    /// The live link holding the dedicated bridge's name.
+    /// The live link holding the dedicated bridge's name (needed only when
+    /// [`replaces_dedicated`]).
     pub dedicated_bridge: LinkFact,
-    /// Containers attached to the dedicated network (any service).
+    /// Containers attached to the dedicated network, any service (needed
+    /// only when [`replaces_dedicated`]).
     pub dedicated_attached: usize,
+}
+
+/// Whether a set-up changes (or recreates) the recorded mode: only then do
+/// the service's attachments matter ([`ServiceChange::attachments`]).
+pub fn changes_mode(kind: ServiceKind, recorded: Option<ServiceKind>, recreate: bool) -> bool {
+    recorded.is_some_and(|prev| prev != kind || recreate)
+}
+
+/// Whether a set-up replaces a recorded dedicated network: only then does
+/// its live bridge and attachments matter.
+pub fn replaces_dedicated(kind: ServiceKind, recreate: bool) -> bool {
+    recreate || kind != ServiceKind::Dedicated
 }
 
 /// Decide what must go before a set-up: refused when the mode changes (or
@@ -59,21 +74,22 @@ pub struct ServiceChange {
 /// its identity and peers) removed when it is replaced. Empty otherwise.
 pub fn plan_change(input: ServiceChange) -> Result<Plan, Refusal> {
     let service = &input.service;
-    if let Some(prev) = input.recorded {
-        if prev != input.kind || input.recreate {
-            let on = prev.network(service).to_string();
-            if input.attachments.contains(&on) {
-                return Err(Refusal::Conflict(format!(
-                    "service {service} is {} with attached containers; detach them before changing its mode to {} or recreating it",
-                    prev.as_str(),
-                    input.kind.as_str()
-                )));
-            }
+    let changing = changes_mode(input.kind, input.recorded, input.recreate);
+    if let (Some(prev), true) = (input.recorded, changing) {
+        let on = prev.network(service).to_string();
+        if input.attachments.contains(&on) {
+            return Err(Refusal::Conflict(format!(
+                "service {service} is {} with attached containers; detach them before changing its mode to {} or recreating it",
+                prev.as_str(),
+                input.kind.as_str()
+            )));
         }
     }
     let mut plan = Plan::default();
-    let replace = input.recreate || input.kind != ServiceKind::Dedicated;
-    if let (true, Some(entry)) = (replace, &input.dedicated) {
+    if let (true, Some(entry)) = (
+        replaces_dedicated(input.kind, input.recreate),
+        &input.dedicated,
+    ) {
         plan.extend(bridge::plan_remove(
             entry,
             input.dedicated_bridge,

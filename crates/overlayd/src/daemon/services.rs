@@ -49,13 +49,25 @@ impl Node {
                 .map(|_| ServiceMode::Dedicated)
         });
         let mode = super::identity::resolve_service_mode(service, mode, recorded, recreate)?;
-        let (dedicated_bridge, dedicated_attached) = self.dedicated_facts(&dedicated).await?;
+        let (kind, recorded) = (service_kind(mode), recorded.map(service_kind));
+        // A repeated set-up (every CNI ADD makes one) gathers only what its
+        // decision can use: no attachment scan, no lookup of a bridge kept.
+        let attachments = if service::changes_mode(kind, recorded, recreate) {
+            self.service_attachments(service)?
+        } else {
+            Vec::new()
+        };
+        let (dedicated_bridge, dedicated_attached) =
+            match service::replaces_dedicated(kind, recreate) {
+                true => self.dedicated_facts(&dedicated).await?,
+                false => (LinkFact::Absent, 0),
+            };
         let change = service::plan_change(ServiceChange {
             service: service.to_string(),
-            kind: service_kind(mode),
-            recorded: recorded.map(service_kind),
+            kind,
+            recorded,
             recreate,
-            attachments: self.service_attachments(service)?,
+            attachments,
             dedicated,
             dedicated_bridge,
             dedicated_attached,
