@@ -2,7 +2,9 @@
 //! data; the kernel only executes". It derives interface names
 //! ([`naming`]), builds and parses ownership tags ([`tag`]), carves subnets
 //! and picks addresses ([`ipam`]), and compares recorded, live and desired
-//! state into start-up plans ([`reconcile`]) that the host layer carries out.
+//! state into start-up plans ([`reconcile`]) and turns the network requests
+//! into plans of typed steps with their undo ([`request`]); the daemon
+//! carries both out.
 
 pub mod error;
 pub mod hash;
@@ -10,6 +12,7 @@ pub mod ipam;
 pub mod live;
 pub mod naming;
 pub mod reconcile;
+pub mod request;
 pub mod tag;
 
 pub use error::{EngineError, Result};

@@ -314,17 +314,6 @@ impl SubnetCollision {
     }
 }
 
-/// The error text for a peer allowed IP that overlaps one of this node's
-/// networks: names both and says how to move one of them.
-pub fn collision_message(allowed: &IpNet, peer: &str, owner: &str, subnet: &IpNet) -> String {
-    let fix = if owner == Owner::Base.to_string() {
-        "give this node another slice (`overlayd global up --cidr CLUSTER --slice CIDR`, with no container on the base network) or move the other node's network".to_string()
-    } else {
-        format!(
-            "move one of them explicitly: `overlayd network move {owner}` here (no container may be attached), or the same on the peer's node"
-        )
-    };
-    format!(
-        "allowed IP {allowed} of peer {peer} overlaps this node's network {owner} ({subnet}): the two nodes use the same subnet; {fix}"
-    )
-}
+/// The message of a peer overlapping one of this node's networks (decided
+/// in the engine, shared with `doctor`).
+pub use overlayd_engine::request::peers::collision_message;

@@ -16,17 +16,8 @@ use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::plan;
 
-/// What a network set-up asks for in IPv6, besides its primary subnet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WantV6 {
-    /// Single-stack: no second subnet.
-    #[default]
-    No,
-    /// Dual-stack with an IPv6 subnet from `local_pool6`.
-    Auto,
-    /// Dual-stack with this IPv6 subnet.
-    Subnet(IpNet),
-}
+/// What a network set-up asks for in IPv6 (decided on in the engine).
+pub use overlayd_engine::request::WantV6;
 
 /// The subnets a `setup_isolation_network` asks for, from its wire fields:
 /// the primary (IPv4, or IPv6 for a single-stack IPv6 network as before)
@@ -66,31 +57,10 @@ pub fn requested_subnets(
     Ok((primary, want))
 }
 
-/// Whether an existing entry already is what `want` asks for, or why not.
+/// Whether an existing entry already is what `want` asks for, or why not
+/// (the engine's decision, as an operation error).
 pub fn check_existing(entry: &NetworkEntry, want: WantV6) -> OpResult<()> {
-    let have = entry.subnet_v6.as_deref();
-    let network = match &entry.owner {
-        Owner::Isolation(n) => n.as_str(),
-        _ => "",
-    };
-    let down = if network.is_empty() {
-        "tear it down first".to_string()
-    } else {
-        format!("tear it down first (`overlayd iso down {network}`)")
-    };
-    match (want, have) {
-        (WantV6::No, _) | (WantV6::Auto, Some(_)) => Ok(()),
-        (WantV6::Auto, None) => Err(OpError::Conflict(format!(
-            "{} exists without an IPv6 subnet; {down} to recreate it dual-stack",
-            entry.owner
-        ))),
-        (WantV6::Subnet(s), Some(h)) if h == s.to_string() => Ok(()),
-        (WantV6::Subnet(s), h) => Err(OpError::Conflict(format!(
-            "{} exists with IPv6 subnet {}; {down} to change it to {s}",
-            entry.owner,
-            h.unwrap_or("none")
-        ))),
-    }
+    Ok(overlayd_engine::request::check_existing_v6(entry, want)?)
 }
 
 /// The IPv6 subnet of a dual-stack entry, parsed.

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod dns_scope;
 pub mod dual_stack;
 pub mod error;
+pub mod execute;
 pub mod forwarding;
 pub mod guest;
 pub mod health;

@@ -1,11 +1,15 @@
 //! Host networks: the shared NAT bridge, isolation bridges and service
 //! bridges — created once, recorded in the marker, confirmed or recreated
 //! on later calls, and the nftables tables kept in step with them. The
-//! service requests are in `services.rs`.
+//! service requests are in `services.rs`. Each request gathers facts, asks
+//! the engine for a plan (`overlayd_engine::request`) and executes it
+//! (`execute.rs`).
 
 use ipnet::IpNet;
+use overlayd_engine::request::bridge::{self, BridgeFacts, EnsureBridge, LinkFact, NewBridge};
+use overlayd_engine::request::isolation::{self, IsolationSetup, IsolationTeardown};
+use overlayd_engine::request::Teardown;
 use overlayd_proto::Response;
-use overlayd_state::entry::KIND_LINUX_BRIDGE;
 use overlayd_state::{NetworkEntry, Owner, Table};
 use tracing::info;
 
@@ -30,133 +34,75 @@ impl Node {
     /// [`Node::ensure_bridge`] for a network that may be dual-stack: `want6`
     /// asks for an IPv6 subnet beside the primary one (a recorded network is
     /// confirmed when it matches, refused when it does not, never changed).
+    /// Gather → engine plan (`request::bridge::plan_ensure`) → execute.
     pub async fn ensure_bridge_v6(
         &mut self,
         owner: Owner,
         requested: Option<IpNet>,
         want6: WantV6,
     ) -> OpResult<NetworkEntry> {
+        let facts = self.gather_bridge(owner, requested, want6).await?;
+        let planned = bridge::plan_ensure(facts)?;
+        self.execute_plan(planned.plan).await?;
+        if planned.created {
+            log_created(&planned.entry);
+        }
+        Ok(planned.entry)
+    }
+
+    /// What the engine needs to decide on a bridge network: the recorded
+    /// entry, or for a new network its subnets (chosen by the planners and
+    /// checked against the host's own networks), name and a fresh id; and
+    /// the live link holding the name.
+    pub(crate) async fn gather_bridge(
+        &self,
+        owner: Owner,
+        requested: Option<IpNet>,
+        want6: WantV6,
+    ) -> OpResult<EnsureBridge<'_>> {
         if let Some(entry) = self.marker.get(&owner).cloned() {
-            dual_stack::check_existing(&entry, want6)?;
-            if let Some(req) = requested {
-                if entry.subnet != req.to_string() {
-                    return Err(OpError::Conflict(format!(
-                        "{owner} already exists with subnet {}; tear it down first to change it to {req}",
-                        entry.subnet
-                    )));
-                }
-            }
-            self.realize_bridge(&entry).await?;
-            return Ok(entry);
+            let live = self.live_link(&entry.name).await?;
+            return Ok(EnsureBridge {
+                facts: BridgeFacts::Recorded(entry),
+                requested,
+                want6,
+                live,
+                instance: &self.instance,
+            });
         }
         let subnet = self.plan_subnet(&owner, requested)?;
-        if want6 != WantV6::No && subnet.addr().is_ipv6() {
-            return Err(OpError::Invalid(format!(
-                "a dual-stack network needs an IPv4 subnet, not {subnet}"
-            )));
-        }
-        let subnet6 = self.plan_subnet_v6(&owner, want6)?;
+        // An IPv6 primary with an IPv6 request is refused by the engine.
+        let subnet6 = if want6 != WantV6::No && subnet.addr().is_ipv6() {
+            None
+        } else {
+            self.plan_subnet_v6(&owner, want6)?
+        };
         let all: Vec<IpNet> = std::iter::once(subnet).chain(subnet6).collect();
         self.refuse_host_conflicts(&format!("subnet of {owner}"), &all)
             .await?;
         let name = self.namer().bridge(&owner);
-        self.refuse_foreign(&name, &owner).await?;
-        // A bridge tagged for this owner but unrecorded (left by a failed
-        // earlier attempt or a lost marker) is adopted with its own id.
-        let id = match self.host.link(&name).await? {
-            Some(l) => l
-                .alias
-                .as_deref()
-                .and_then(plan::parse_tag)
-                .filter(|t| t.owner() == Some(&owner))
-                .map(|t| t.id().to_string())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            None => uuid::Uuid::new_v4().to_string(),
-        };
-        let entry = NetworkEntry::new(
-            owner.clone(),
-            KIND_LINUX_BRIDGE,
-            &name,
-            &id,
-            &subnet.to_string(),
-        );
-        let mut entry = entry;
-        entry.subnet_v6 = subnet6.map(|s| s.to_string());
-        let created = match self.realize_bridge(&entry).await {
-            Ok(_) => self.record(entry.clone()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = created {
-            // Nothing recorded: leave no bridge behind either.
-            let _ = self.host.delete_link(&name).await;
-            return Err(e);
-        }
-        match subnet6 {
-            Some(s6) => info!(%owner, bridge = %name, %subnet, subnet_v6 = %s6, "network created"),
-            None => info!(%owner, bridge = %name, %subnet, "network created"),
-        }
-        self.sync_firewall_or_warn().await;
-        Ok(entry)
+        let live = self.live_link(&name).await?;
+        Ok(EnsureBridge {
+            facts: BridgeFacts::New(NewBridge {
+                owner,
+                name,
+                subnet,
+                subnet_v6: subnet6,
+                fresh_id: uuid::Uuid::new_v4().to_string(),
+            }),
+            requested,
+            want6,
+            live,
+            instance: &self.instance,
+        })
     }
 
     /// Bring a recorded bridge to its recorded shape: adopt it when the live
     /// link carries our tag with this owner and id, create it otherwise.
-    pub async fn realize_bridge(&self, entry: &NetworkEntry) -> OpResult<u32> {
-        let subnet: IpNet = entry.subnet.parse().map_err(|_| {
-            OpError::State(format!(
-                "{}: recorded subnet {:?} is not a CIDR",
-                entry.owner, entry.subnet
-            ))
-        })?;
-        let gateway = plan::gateway_cidr(subnet)?;
-        let gateway6 = dual_stack::subnet_v6(entry)?
-            .map(plan::gateway_cidr)
-            .transpose()?;
-        let tag = plan::network_tag(&entry.owner, &entry.id, &self.instance);
-        let index = match self.host.link(&entry.name).await? {
-            Some(link) => {
-                if !plan::tag_matches(link.alias.as_deref(), &entry.owner, &entry.id) {
-                    return Err(OpError::Conflict(format!(
-                        "interface {} exists but is not overlayd's {} (its alias is {}); rename or remove it, or change interface_prefix",
-                        entry.name,
-                        entry.owner,
-                        link.alias.as_deref().map(|a| format!("{a:?}")).unwrap_or_else(|| "empty".into())
-                    )));
-                }
-                link.index
-            }
-            None => {
-                self.host
-                    .create_bridge(&entry.name, &tag, self.network_mtu(entry).await)
-                    .await?
-                    .index
-            }
-        };
-        self.host.add_address(&entry.name, gateway).await?;
-        if let Some(g6) = gateway6 {
-            self.host.add_address(&entry.name, g6).await?;
-        }
-        self.host.set_up(&entry.name, true).await?;
-        Ok(index)
-    }
-
-    /// Refuse to use a name held by a link that is not this owner's.
-    async fn refuse_foreign(&self, name: &str, owner: &Owner) -> OpResult<()> {
-        if let Some(link) = self.host.link(name).await? {
-            let alias = link.alias.as_deref();
-            if plan::is_foreign_instance(alias, &self.instance) {
-                return Err(OpError::Conflict(format!(
-                    "interface name {name} for {owner} is taken by another overlayd instance in this namespace; give each instance its own interface_prefix"
-                )));
-            }
-            let ours = plan::tag_names_owner(alias, owner);
-            if !ours {
-                return Err(OpError::Conflict(format!(
-                    "interface name {name} for {owner} is already taken by a link overlayd does not own; remove that link or set a different interface_prefix"
-                )));
-            }
-        }
-        Ok(())
+    pub async fn realize_bridge(&self, entry: &NetworkEntry) -> OpResult<()> {
+        let live = self.live_link(&entry.name).await?;
+        let plan = bridge::plan_realize(entry, live.as_ref())?;
+        self.execute_shared(plan).await
     }
 
     /// Pick a subnet for a new network.
@@ -235,52 +181,17 @@ impl Node {
             .unwrap_or_default()
     }
 
-    /// Delete a recorded bridge network (host object, marker entry), after
-    /// checking no container is still attached to it.
+    /// Delete a recorded bridge network (device, bridge, marker entry,
+    /// port, leases), after checking no container is still attached to it
+    /// (`request::bridge::plan_remove`).
     pub async fn remove_bridge(&mut self, owner: &Owner) -> OpResult<bool> {
         let Some(entry) = self.marker.get(owner).cloned() else {
             return Ok(false);
         };
-        self.ensure_unattached(owner)?;
-        // Every object is tried even when one fails; the errors are reported
-        // together and the entry stays recorded so a retry finishes the job.
-        let mut errors = Vec::new();
-        if let Some(dev) = entry.interface.clone() {
-            let d = dev.clone();
-            if let Err(e) = super::overlay::wg_call(&self.wg, move |wg| wg.delete(&d)).await {
-                errors.push(format!("WireGuard device {dev}: {e}"));
-            }
-        }
-        match self.host.link(&entry.name).await {
-            Ok(Some(link)) if plan::tag_matches(link.alias.as_deref(), owner, &entry.id) => {
-                if let Err(e) = self.host.delete_link(&entry.name).await {
-                    errors.push(format!("bridge {}: {e}", entry.name));
-                }
-            }
-            Ok(_) => {}
-            Err(e) => errors.push(format!("bridge {}: {e}", entry.name)),
-        }
-        if !errors.is_empty() {
-            return Err(OpError::HostFailed(format!(
-                "cannot remove all of {owner} ({}); it stays recorded, retry to finish",
-                errors.join("; ")
-            )));
-        }
-        self.forget(owner)?;
-        if let Some(port) = entry.wg_port {
-            self.ports.release(port);
-        }
-        let owner_s = owner.to_string();
-        self.store.write(|tx| {
-            for (k, l) in tx.list::<super::records::Lease>(Table::Leases)? {
-                if l.network == owner_s {
-                    tx.remove(Table::Leases, &k)?;
-                }
-            }
-            Ok(())
-        })?;
-        self.sync_firewall_or_warn().await;
-        info!(%owner, "network removed");
+        let attached = self.attachments_on(&owner.to_string())?.len();
+        let live = self.link_fact(&entry.name).await;
+        self.execute_plan(bridge::plan_remove(&entry, live, attached)?)
+            .await?;
         Ok(true)
     }
 
@@ -334,7 +245,8 @@ impl Node {
         Ok(())
     }
 
-    /// `setup_isolation_network`.
+    /// `setup_isolation_network`: gather → `request::isolation::plan_setup`
+    /// → execute.
     pub async fn setup_isolation(
         &mut self,
         network: &str,
@@ -345,55 +257,20 @@ impl Node {
     ) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
         let (requested, want6) = dual_stack::requested_subnets(subnet, ipv6, subnet_v6)?;
-        if self.marker.get(&owner).is_some() && self.is_internal(&owner)? != internal {
-            let (is, asked) = if internal {
-                ("not internal", "internal")
-            } else {
-                ("internal", "not internal")
-            };
-            return Err(OpError::Conflict(format!(
-                "isolation network {network} exists and is {is}; tear it down first (`overlayd iso down {network}`) to recreate it {asked}"
-            )));
-        }
-        // Desired state first, so the firewall applied when the bridge
-        // appears already treats it as internal.
         let previous: Option<IsolationRecord> =
             self.store.read(|tx| tx.get(Table::Isolation, network))?;
-        if internal {
-            let rec = IsolationRecord {
-                subnet: previous
-                    .as_ref()
-                    .map(|r| r.subnet.clone())
-                    .unwrap_or_default(),
-                internal,
-                subnet_v6: previous.as_ref().and_then(|r| r.subnet_v6.clone()),
-            };
-            self.store
-                .write(|tx| tx.put(Table::Isolation, network, &rec))?;
-        }
-        let entry = match self.ensure_bridge_v6(owner, requested, want6).await {
-            Ok(e) => e,
-            Err(e) => {
-                if internal && previous.is_none() {
-                    let _ = self
-                        .store
-                        .write(|tx| tx.remove(Table::Isolation, network).map(|_| ()));
-                }
-                return Err(e);
-            }
-        };
-        self.store.write(|tx| {
-            tx.put(
-                Table::Isolation,
-                network,
-                &IsolationRecord {
-                    subnet: entry.subnet.clone(),
-                    internal,
-                    subnet_v6: entry.subnet_v6.clone(),
-                },
-            )?;
-            missing::unbury(tx, &entry.owner.to_string())
+        let bridge = self.gather_bridge(owner, requested, want6).await?;
+        let planned = isolation::plan_setup(IsolationSetup {
+            network: network.to_string(),
+            internal,
+            previous: previous.as_ref().map(Into::into),
+            bridge,
         })?;
+        self.execute_plan(planned.plan).await?;
+        if planned.created {
+            log_created(&planned.entry);
+        }
+        let entry = planned.entry;
         Ok(Response::IsolationNetwork {
             network: network.to_string(),
             subnet: entry.subnet,
@@ -406,30 +283,50 @@ impl Node {
     /// a name never recorded is `not_found`.
     pub async fn teardown_isolation(&mut self, network: &str) -> OpResult<Response> {
         let owner = Owner::isolation(network)?;
-        let recorded: Option<IsolationRecord> =
+        let desired: Option<IsolationRecord> =
             self.store.read(|tx| tx.get(Table::Isolation, network))?;
-        if recorded.is_none() && self.marker.get(&owner).is_none() {
-            let known: Vec<(String, IsolationRecord)> =
-                self.store.read(|tx| tx.list(Table::Isolation))?;
-            missing::already_gone_or(
-                &self.store,
-                &owner.to_string(),
-                "isolation network",
-                network,
-                known.iter().map(|(k, _)| k.as_str()),
-                "overlayd network ls",
-            )?;
-            return Ok(Response::Ok);
-        }
-        self.ensure_unattached(&owner)?;
-        // Desired state goes first: a failure below is finished by a retry
-        // or by the next start, never undone into a resurrection.
-        self.store.write(|tx| {
-            tx.remove(Table::Isolation, network)?;
-            missing::bury(tx, &owner.to_string())
+        let recorded = self.marker.get(&owner).cloned();
+        let attached = if desired.is_some() || recorded.is_some() {
+            self.attachments_on(&owner.to_string())?.len()
+        } else {
+            0
+        };
+        let bridge = match &recorded {
+            Some(e) => self.link_fact(&e.name).await,
+            None => LinkFact::Absent,
+        };
+        let decision = isolation::plan_teardown(IsolationTeardown {
+            network: network.to_string(),
+            desired: desired.is_some(),
+            recorded,
+            bridge,
+            attached,
         })?;
-        self.remove_bridge(&owner).await?;
+        match decision {
+            Teardown::NotRecorded => {
+                let known: Vec<(String, IsolationRecord)> =
+                    self.store.read(|tx| tx.list(Table::Isolation))?;
+                missing::already_gone_or(
+                    &self.store,
+                    &owner.to_string(),
+                    "isolation network",
+                    network,
+                    known.iter().map(|(k, _)| k.as_str()),
+                    "overlayd network ls",
+                )?;
+            }
+            Teardown::Remove(plan) => self.execute_plan(plan).await?,
+        }
         Ok(Response::Ok)
+    }
+}
+
+/// Log a network the request created.
+pub(crate) fn log_created(entry: &NetworkEntry) {
+    let (owner, bridge, subnet) = (&entry.owner, &entry.name, &entry.subnet);
+    match &entry.subnet_v6 {
+        Some(s6) => info!(%owner, %bridge, %subnet, subnet_v6 = %s6, "network created"),
+        None => info!(%owner, %bridge, %subnet, "network created"),
     }
 }
 

@@ -13,6 +13,10 @@ use overlayd_state::{NetworkEntry, Owner, Table};
 use overlayd_wg::{DeviceConfig, PeerConfig, WgBackend};
 use tracing::{info, warn};
 
+use overlayd_engine::request::bridge::LinkFact;
+use overlayd_engine::request::global::{self, BaseSetup, GlobalCheck, GlobalDesired, SliceChange};
+
+use super::dual_stack::WantV6;
 use super::error::{OpError, OpResult};
 use super::node::{Core, Node};
 use super::plan;
@@ -132,34 +136,22 @@ impl Core {
 }
 
 impl Node {
-    /// `setup_global_overlay`: idempotent; a changed parameter is applied in place.
+    /// `setup_global_overlay`: idempotent; a changed parameter is applied in
+    /// place. Checked by the engine (`request::global::check`), then a
+    /// changed slice's old base goes (`plan_slice_change`), then the base is
+    /// set up (`plan_base`); when that fails, its undo runs and the previous
+    /// overlay is brought back as it was.
     pub async fn setup_global(&mut self, rec: GlobalRecord) -> OpResult<Response> {
         let cluster = plan::parse_cidr(&rec.cluster_cidr)?;
         let slice = plan::parse_cidr(&rec.slice_cidr)?;
-        overlayd_engine::ipam::check_slice(cluster, slice)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
-        if rec.wg_port == 0 {
-            return Err(OpError::Invalid("wg_port must not be 0".into()));
-        }
-        if let Some(owner) = self
-            .marker
-            .iter()
-            .find(|e| e.wg_port == Some(rec.wg_port) && e.owner != Owner::Base)
-            .map(|e| e.owner.clone())
-        {
-            return Err(OpError::Conflict(format!(
-                "port {} is used by the dedicated overlay of {owner}; choose another wg_port",
-                rec.wg_port
-            )));
-        }
-        for (owner, s) in self.used_subnets() {
-            if owner != Owner::Base.to_string() && overlayd_engine::ipam::overlaps(&s, &cluster) {
-                return Err(OpError::Conflict(format!(
-                    "cluster CIDR {cluster} overlaps {owner}'s subnet {s}; choose a cluster CIDR outside local_pool ({})",
-                    self.cfg.local_pool
-                )));
-            }
-        }
+        let networks: Vec<NetworkEntry> = self.marker.iter().cloned().collect();
+        global::check(GlobalCheck {
+            cluster,
+            slice,
+            wg_port: rec.wg_port,
+            networks: &networks,
+            local_pool: &self.cfg.local_pool,
+        })?;
         let previous = self.global()?;
         // New ranges only: a recorded global overlay is restored as it was.
         if previous
@@ -175,78 +167,82 @@ impl Node {
         {
             self.refuse_host_conflicts("node slice", &[slice]).await?;
         }
-        if let Some(prev) = &previous {
-            if prev.slice_cidr != rec.slice_cidr
-                && !self.attachments_on(&Owner::Base.to_string())?.is_empty()
-            {
-                return Err(OpError::Conflict(format!(
-                    "the node slice is {} with attached containers; detach them before changing it to {}",
-                    prev.slice_cidr, rec.slice_cidr
-                )));
+        let desired = GlobalDesired::from(&rec);
+        let previous = previous.as_ref().map(GlobalDesired::from);
+        let (base_bridge, base_attached) = self.base_facts().await?;
+        let change = global::plan_slice_change(SliceChange {
+            previous: previous.as_ref(),
+            rec: &desired,
+            base: self.marker.get(&Owner::Base).cloned(),
+            base_bridge,
+            base_attached,
+        })?;
+        self.execute_plan(change).await?;
+        match self.realize_base(desired, previous.clone()).await {
+            Ok(entry) => Ok(Response::BridgeName {
+                name: entry.interface.unwrap_or(entry.name),
+            }),
+            Err(e) => {
+                self.restore_base(previous, &rec.slice_cidr).await;
+                Err(e)
             }
         }
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.slice_cidr != rec.slice_cidr)
-        {
-            self.remove_base_network().await?;
-        }
-        self.store
-            .write(|tx| tx.put(Table::Global, GLOBAL_KEY, &rec))?;
-        let old_port = self.ports.global_port();
-        self.ports.set_global_port(rec.wg_port);
-        let result = self.realize_base(&rec).await;
-        if let Err(e) = result {
-            // Put the previous desired state back; nothing half-applied stays recorded.
-            self.ports.set_global_port(old_port);
-            let _ = self.store.write(|tx| match &previous {
-                Some(p) => tx.put(Table::Global, GLOBAL_KEY, p),
-                None => tx.remove(Table::Global, GLOBAL_KEY).map(|_| ()),
-            });
-            match &previous {
-                None => {
-                    let _ = self.remove_base_network().await;
-                }
-                Some(p) => {
-                    // A changed slice removed the old base first: bring it back.
-                    if p.slice_cidr != rec.slice_cidr {
-                        let _ = self.remove_base_network().await;
-                    }
-                    if let Err(re) = self.realize_base(p).await {
-                        warn!(error = %re, "cannot restore the previous base overlay; a restart retries");
-                    }
-                }
-            }
-            return Err(e);
-        }
-        let entry = self
-            .marker
-            .get(&Owner::Base)
-            .cloned()
-            .ok_or_else(|| OpError::State("base entry missing".into()))?;
-        Ok(Response::BridgeName {
-            name: entry.interface.unwrap_or(entry.name),
-        })
     }
 
-    /// Create or adopt the base bridge and device for `rec`.
-    async fn realize_base(&mut self, rec: &GlobalRecord) -> OpResult<()> {
+    /// Create or adopt the base bridge and device for `rec` (gather →
+    /// `request::global::plan_base` → execute).
+    async fn realize_base(
+        &mut self,
+        rec: GlobalDesired,
+        previous: Option<GlobalDesired>,
+    ) -> OpResult<NetworkEntry> {
         let slice = plan::parse_cidr(&rec.slice_cidr)?;
-        let mut entry = self.ensure_bridge(Owner::Base, Some(slice)).await?;
-        let wg_name = self.namer().wireguard(&Owner::Base);
-        let changed = entry.wg_port != Some(rec.wg_port)
-            || entry.interface.as_deref() != Some(wg_name.as_str())
-            || entry.wg_public_key.as_deref() != Some(self.key.public_base64().as_str());
-        if changed {
-            entry.wg_port = Some(rec.wg_port);
-            entry.interface = Some(wg_name);
-            entry.wg_public_key = Some(self.key.public_base64());
-            self.record(entry.clone())?;
+        let bridge = self
+            .gather_bridge(Owner::Base, Some(slice), WantV6::No)
+            .await?;
+        let (slice_s, port) = (rec.slice_cidr.clone(), rec.wg_port);
+        let planned = global::plan_base(BaseSetup {
+            rec,
+            previous,
+            band_port: self.ports.global_port(),
+            bridge,
+            device: self.namer().wireguard(&Owner::Base),
+            public_key: self.key.public_base64(),
+        })?;
+        self.execute_plan(planned.plan).await?;
+        if planned.created {
+            super::networks::log_created(&planned.entry);
         }
-        self.realize_device(&entry).await?;
-        self.sync_firewall().await?;
-        info!(slice = %rec.slice_cidr, port = rec.wg_port, "base overlay up");
-        Ok(())
+        info!(slice = %slice_s, port, "base overlay up");
+        Ok(planned.entry)
+    }
+
+    /// After a failed set-up was undone: nothing half-applied stays; the
+    /// previous overlay (if any) is brought back, decided on what is left.
+    async fn restore_base(&mut self, previous: Option<GlobalDesired>, slice: &str) {
+        match previous {
+            None => {
+                let _ = self.remove_bridge(&Owner::Base).await;
+            }
+            Some(p) => {
+                // A changed slice removed the old base first: bring it back.
+                if p.slice_cidr != slice {
+                    let _ = self.remove_bridge(&Owner::Base).await;
+                }
+                if let Err(re) = self.realize_base(p.clone(), Some(p)).await {
+                    warn!(error = %re, "cannot restore the previous base overlay; a restart retries");
+                }
+            }
+        }
+    }
+
+    /// The live bridge and attached containers of the base network.
+    async fn base_facts(&self) -> OpResult<(LinkFact, usize)> {
+        let base = match self.marker.get(&Owner::Base) {
+            Some(e) => self.link_fact(&e.name).await,
+            None => LinkFact::Absent,
+        };
+        Ok((base, self.attachments_on(&Owner::Base.to_string())?.len()))
     }
 
     /// The private key of a recorded overlay network.
@@ -335,24 +331,17 @@ impl Node {
         Ok(())
     }
 
-    /// Remove the base network (device, bridge, record).
-    async fn remove_base_network(&mut self) -> OpResult<()> {
-        // remove_bridge refuses while containers are attached, before it
-        // deletes the device or the bridge.
-        self.remove_bridge(&Owner::Base).await?;
-        Ok(())
-    }
-
-    /// `teardown_global_overlay`: idempotent; refuses while containers are on it.
+    /// `teardown_global_overlay`: idempotent; refuses while containers are
+    /// on it (`request::global::plan_teardown`).
     pub async fn teardown_global(&mut self) -> OpResult<Response> {
-        self.ensure_unattached(&Owner::Base)?;
-        self.store.write(|tx| {
-            tx.remove(Table::Global, GLOBAL_KEY)?;
-            tx.remove_prefix(Table::Peers, &format!("{}|", Owner::Base))?;
-            Ok(())
-        })?;
-        self.ports.set_global_port(self.cfg.wg_port);
-        self.remove_base_network().await?;
+        let (base_bridge, base_attached) = self.base_facts().await?;
+        let plan = global::plan_teardown(
+            self.marker.get(&Owner::Base),
+            base_bridge,
+            base_attached,
+            self.cfg.wg_port,
+        )?;
+        self.execute_plan(plan).await?;
         Ok(Response::Ok)
     }
 }

@@ -4,11 +4,14 @@
 //! host's own networks; the desired state is recorded first and undone on
 //! the device and in the store when programming fails, so a refused
 //! request changes nothing. Cluster mode programs its peers through
-//! `put_peer` too.
+//! `put_peer` too. Decided by `overlayd_engine::request::peers`, carried
+//! out by `execute.rs`.
 
 use ipnet::IpNet;
 use overlayd_proto::{Response, Scope};
 use overlayd_state::{Owner, Table};
+
+use overlayd_engine::request::peers::{self, AllowedIpChange, PeerDesired};
 
 use super::error::{OpError, OpResult};
 use super::node::{Core, Node};
@@ -54,39 +57,14 @@ impl Node {
         Ok((owner, dev))
     }
 
-    /// Refuse allowed IPs that overlap this node's own networks or another
-    /// peer's allowed IPs on the same device.
-    fn check_allowed(&self, owner: &Owner, pubkey: &str, nets: &[IpNet]) -> OpResult<()> {
-        for (o, s) in self.used_subnets() {
-            for n in nets {
-                if overlayd_engine::ipam::overlaps(n, &s) {
-                    return Err(OpError::Conflict(super::address_plan::collision_message(
-                        n,
-                        pubkey.trim(),
-                        &o,
-                        &s,
-                    )));
-                }
-            }
-        }
-        let others: Vec<(String, PeerRecord)> = self
+    /// The peers recorded for `owner`'s device, as the engine sees them.
+    fn device_peers(&self, owner: &Owner) -> OpResult<Vec<PeerDesired>> {
+        Ok(self
             .store
-            .read(|tx| tx.list_prefix(Table::Peers, &format!("{owner}|")))?;
-        for (_, p) in others.iter().filter(|(_, p)| p.public_key != pubkey) {
-            for c in &p.allowed_ips {
-                if let Ok(existing) = c.parse::<IpNet>() {
-                    for n in nets {
-                        if overlayd_engine::ipam::overlaps(n, &existing) {
-                            return Err(OpError::Invalid(format!(
-                                "allowed IP {n} overlaps {existing} of peer {}",
-                                p.public_key
-                            )));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+            .read(|tx| tx.list_prefix::<PeerRecord>(Table::Peers, &format!("{owner}|")))?
+            .iter()
+            .map(|(_, p)| PeerDesired::from(p))
+            .collect())
     }
 
     /// `add_peer`: add or replace.
@@ -123,6 +101,8 @@ impl Node {
     /// Record and program one peer on `owner`'s device `dev` (add or
     /// replace); on failure the device and the store are as before. Used by
     /// `add_peer` and by cluster mode, so routes and records stay consistent.
+    /// Checked by the engine (`request::peers::check_put`), then against
+    /// the host's networks, then planned (`plan_put`) and executed.
     pub(crate) async fn put_peer(
         &mut self,
         owner: &Owner,
@@ -130,48 +110,23 @@ impl Node {
         rec: PeerRecord,
         nets: &[IpNet],
     ) -> OpResult<()> {
-        let dev = dev.to_string();
         let own = match owner {
             Owner::Base => Some(self.key.public_base64()),
             o => self.marker.get(o).and_then(|e| e.wg_public_key.clone()),
         };
-        if own.as_deref() == Some(rec.public_key.as_str()) {
-            return Err(OpError::Invalid(format!(
-                "public key {} is {owner}'s own key; a device cannot be its own peer — give the other node's key",
-                rec.public_key
-            )));
-        }
-        self.check_allowed(owner, &rec.public_key, nets)?;
+        let rec = PeerDesired::from(&rec);
+        peers::check_put(
+            owner,
+            own.as_deref(),
+            &rec,
+            &self.used_subnets(),
+            &self.device_peers(owner)?,
+        )?;
         self.refuse_host_conflicts("allowed IP", nets).await?;
         let key = peer_key(&rec.network, &rec.public_key);
         let old: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
-        // Desired state first: a crash after this is finished by the next
-        // start, which programs every recorded peer.
-        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
-        if let Err(e) = self.apply_peer(&dev, &rec).await {
-            // Undo on the device and in the store: the request changes nothing.
-            let _ = self.store.write(|tx| match &old {
-                Some(o) => tx.put(Table::Peers, &key, o),
-                None => tx.remove(Table::Peers, &key).map(|_| ()),
-            });
-            self.drop_routes(&dev, &rec, &[]).await;
-            match &old {
-                Some(o) => {
-                    let _ = self.apply_peer(&dev, o).await;
-                }
-                None => {
-                    let pk = parse_pubkey(&rec.public_key)?;
-                    let d = dev.clone();
-                    let _ = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await;
-                }
-            }
-            return Err(e);
-        }
-        if let Some(o) = &old {
-            self.drop_routes(&dev, o, nets).await;
-        }
-        self.sync_firewall_or_warn().await;
-        Ok(())
+        let plan = peers::plan_put(dev, rec, old.as_ref().map(PeerDesired::from));
+        self.execute_plan(plan).await
     }
 
     pub(crate) async fn drop_routes(&self, dev: &str, p: &PeerRecord, keep: &[IpNet]) {
@@ -190,27 +145,31 @@ impl Node {
         let (owner, dev) = self.scope_device(scope)?;
         let key = peer_key(&owner.to_string(), pubkey.trim());
         let rec: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
-        // Removed from the device even without a record, so a peer left by
-        // an interrupted add_peer can always be taken away.
-        let d = dev.clone();
-        let was_on_device = wg_call(&self.wg, move |wg| wg.remove_peer(&d, &pk)).await?;
-        let Some(rec) = rec else {
-            if was_on_device {
-                return Ok(Response::Ok);
+        // Without a record, whether a peer left by an interrupted add_peer
+        // is on the device decides between `ok` and `not_found`.
+        let on_device = match rec {
+            Some(_) => true,
+            None => {
+                let d = dev.clone();
+                wg_call(&self.wg, move |wg| wg.status(&d))
+                    .await?
+                    .peers
+                    .iter()
+                    .any(|p| p.public_key == pk)
             }
-            return Err(OpError::NotFound(format!(
-                "no peer {} on {owner}; see `overlayd wg show` for the peers there",
-                pubkey.trim()
-            )));
         };
-        self.drop_routes(&dev, &rec, &[]).await;
-        self.store
-            .write(|tx| tx.remove(Table::Peers, &key).map(|_| ()))?;
-        self.sync_firewall_or_warn().await;
+        let plan = peers::plan_remove(
+            &owner,
+            &dev,
+            pubkey.trim(),
+            rec.as_ref().map(PeerDesired::from),
+            on_device,
+        )?;
+        self.execute_plan(plan).await?;
         Ok(Response::Ok)
     }
 
-    /// `add_allowed_ip` / `remove_allowed_ip`.
+    /// `add_allowed_ip` / `remove_allowed_ip` (`request::peers::plan_allowed_ip`).
     pub async fn change_allowed_ip(
         &mut self,
         pubkey: &str,
@@ -222,41 +181,30 @@ impl Node {
         let net = plan::parse_cidr(cidr)?;
         let (owner, dev) = self.scope_device(scope)?;
         let key = peer_key(&owner.to_string(), pubkey.trim());
-        let Some(mut rec) = self
-            .store
-            .read(|tx| tx.get::<PeerRecord>(Table::Peers, &key))?
-        else {
-            return Err(OpError::NotFound(format!(
-                "no peer {pubkey} on {owner}; add it with add_peer first"
-            )));
-        };
-        let s = net.to_string();
-        if add {
-            if rec.allowed_ips.contains(&s) {
-                return Ok(Response::Ok);
-            }
-            self.check_allowed(&owner, pubkey.trim(), &[net])?;
-            self.refuse_host_conflicts("allowed IP", &[net]).await?;
-            rec.allowed_ips.push(s);
-            self.apply_peer(&dev, &rec).await?;
+        let rec: Option<PeerRecord> = self.store.read(|tx| tx.get(Table::Peers, &key))?;
+        let adds = rec
+            .as_ref()
+            .is_some_and(|r| add && !r.allowed_ips.contains(&net.to_string()));
+        let device_peers = if adds {
+            self.device_peers(&owner)?
         } else {
-            if !rec.allowed_ips.contains(&s) {
-                return Ok(Response::Ok);
-            }
-            if rec.allowed_ips.len() == 1 {
-                return Err(OpError::Invalid(format!(
-                    "{s} is the peer's last allowed IP; remove the peer instead"
-                )));
-            }
-            rec.allowed_ips.retain(|c| *c != s);
-            self.apply_peer(&dev, &rec).await?;
-            let pk = parse_pubkey(pubkey)?;
-            let d = dev.clone();
-            wg_call(&self.wg, move |wg| wg.remove_allowed_ip(&d, &pk, net)).await?;
-            let _ = self.host.delete_route(net, &dev).await;
+            Vec::new()
+        };
+        let used = self.used_subnets();
+        let plan = peers::plan_allowed_ip(AllowedIpChange {
+            owner: &owner,
+            device: &dev,
+            given_key: pubkey,
+            rec: rec.as_ref().map(PeerDesired::from),
+            net,
+            add,
+            used: &used,
+            device_peers: &device_peers,
+        })?;
+        if adds {
+            self.refuse_host_conflicts("allowed IP", &[net]).await?;
         }
-        self.store.write(|tx| tx.put(Table::Peers, &key, &rec))?;
-        self.sync_firewall_or_warn().await;
+        self.execute_plan(plan).await?;
         Ok(Response::Ok)
     }
 }

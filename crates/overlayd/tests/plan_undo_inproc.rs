@@ -1,0 +1,219 @@
+//! Request plans undone half-way, in process with a fake host and fake
+//! WireGuard: a step that fails after others were done runs the undo of
+//! those steps in reverse, so nothing is left behind on the host, in the
+//! marker, in the store or in the port band.
+
+mod support;
+
+use overlayd_host::fake::Op;
+use overlayd_host::{Host, LinkKind};
+use overlayd_proto::{ErrorCode, Request, Response, ServiceMode};
+use support::inproc::{err_code, Instance};
+
+fn internal(network: &str) -> Request {
+    Request::SetupIsolationNetwork {
+        network: network.into(),
+        subnet: None,
+        internal: true,
+        ipv6: false,
+        subnet_v6: None,
+    }
+}
+
+async fn bridges(inst: &Instance) -> Vec<String> {
+    inst.host
+        .links()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.kind == LinkKind::Bridge)
+        .map(|l| l.name)
+        .collect()
+}
+
+fn marker_text(inst: &Instance) -> String {
+    std::fs::read_to_string(inst.marker()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_internal_network_failing_after_its_desired_record_leaves_nothing() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    // Steps: desired record, bridge, addresses, up (fails here), record, …
+    inst.host.fail_next(Op::SetUp);
+    let (code, msg) = err_code(c.call(internal("a")).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert!(
+        bridges(&inst).await.is_empty(),
+        "the new bridge was deleted"
+    );
+    assert!(!marker_text(&inst).contains("iso:a"), "nothing recorded");
+    // The desired record was undone too: the network never existed.
+    let (code, msg) = err_code(
+        c.call(Request::TeardownIsolationNetwork {
+            network: "a".into(),
+        })
+        .await
+        .unwrap(),
+    );
+    assert_eq!(code, ErrorCode::NotFound, "{msg}");
+    // And the retry builds it whole.
+    match c.call(internal("a")).await.unwrap() {
+        Response::IsolationNetwork { bridge, .. } => {
+            assert_eq!(bridges(&inst).await, vec![bridge.clone()]);
+            let fw = inst.host.firewall().expect("firewall applied");
+            assert_eq!(fw.internal_bridges, vec![bridge]);
+        }
+        r => panic!("{r:?}"),
+    }
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_dedicated_service_failing_at_its_device_is_undone_port_and_all() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let dedicated = |s: &str| Request::SetupServiceOverlay {
+        service: s.into(),
+        mode: ServiceMode::Dedicated,
+        recreate: false,
+    };
+    // Steps: port, bridge, addresses, up, record, firewall, identity,
+    // device (tagging it fails), service record.
+    inst.host.fail_next(Op::SetAlias);
+    let (code, msg) = err_code(c.call(dedicated("db")).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert!(bridges(&inst).await.is_empty(), "bridge deleted");
+    assert!(inst.wg.devices().is_empty(), "device deleted");
+    assert!(
+        !marker_text(&inst).contains("service:db"),
+        "entry forgotten"
+    );
+    let fw = inst.host.firewall().unwrap_or_default();
+    assert!(fw.accept_bridges.is_empty(), "firewall re-applied: {fw:?}");
+    let (code, _) = err_code(
+        c.call(Request::TeardownServiceOverlay {
+            service: "db".into(),
+        })
+        .await
+        .unwrap(),
+    );
+    assert_eq!(code, ErrorCode::NotFound, "no service record was written");
+    // The port went back to the band: the next service gets the first one.
+    match c.call(dedicated("web")).await.unwrap() {
+        Response::ServiceOverlay { wg_port, .. } => assert_eq!(wg_port, Some(51821)),
+        r => panic!("{r:?}"),
+    }
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_first_global_overlay_failing_at_its_device_leaves_no_base_behind() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let global = Request::SetupGlobalOverlay {
+        deployment: "d".into(),
+        instance_id: "i".into(),
+        cluster_cidr: "10.200.0.0/16".into(),
+        slice_cidr: Some("10.200.1.0/24".into()),
+        wg_port: 51900,
+        nat_enabled: false,
+    };
+    // Steps: desired record, band port, bridge, addresses, up, record,
+    // firewall, device fields, device (tagging it fails), firewall.
+    inst.host.fail_next(Op::SetAlias);
+    let (code, msg) = err_code(c.call(global.clone()).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert!(bridges(&inst).await.is_empty(), "base bridge deleted");
+    assert!(inst.wg.devices().is_empty(), "base device deleted");
+    assert!(
+        !marker_text(&inst).contains("\"base\""),
+        "base entry forgotten"
+    );
+    match c.call(Request::Status).await.unwrap() {
+        Response::Status(s) => assert_eq!(s.slice_cidr, None, "desired record undone"),
+        r => panic!("{r:?}"),
+    }
+    // The band moved back below the configured port: a dedicated service
+    // takes the port right above it, not one above 51900.
+    match c
+        .call(Request::SetupServiceOverlay {
+            service: "db".into(),
+            mode: ServiceMode::Dedicated,
+            recreate: false,
+        })
+        .await
+        .unwrap()
+    {
+        Response::ServiceOverlay { wg_port, .. } => assert_eq!(wg_port, Some(51821)),
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        c.call(global).await.unwrap(),
+        Response::BridgeName { .. }
+    ));
+    assert_eq!(
+        inst.wg.devices().len(),
+        2,
+        "db's device and the base device"
+    );
+    let _ = inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_allowed_ip_failing_at_its_route_puts_the_peer_back_as_it_was() {
+    const PEER: &str = "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd28=";
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let dev = match c
+        .call(Request::SetupGlobalOverlay {
+            deployment: "d".into(),
+            instance_id: "i".into(),
+            cluster_cidr: "10.200.0.0/16".into(),
+            slice_cidr: Some("10.200.1.0/24".into()),
+            wg_port: 51820,
+            nat_enabled: false,
+        })
+        .await
+        .unwrap()
+    {
+        Response::BridgeName { name } => name,
+        r => panic!("{r:?}"),
+    };
+    c.call(Request::AddPeer {
+        public_key: PEER.into(),
+        endpoint: "192.0.2.2:51820".into(),
+        allowed_ips: "10.200.2.0/24".into(),
+        persistent_keepalive_secs: 0,
+        scope: None,
+    })
+    .await
+    .unwrap();
+    let add = Request::AddAllowedIp {
+        pubkey: PEER.into(),
+        cidr: "10.200.3.0/24".into(),
+        scope: None,
+    };
+    let (old, new): (ipnet::IpNet, ipnet::IpNet) = (
+        "10.200.2.0/24".parse().unwrap(),
+        "10.200.3.0/24".parse().unwrap(),
+    );
+    // Programming the peer with both ranges fails at its first route.
+    inst.host.fail_next(Op::AddRoute);
+    err_code(c.call(add.clone()).await.unwrap());
+    let peers = inst.wg.peers(&dev);
+    assert_eq!(peers.len(), 1);
+    assert_eq!(
+        peers[0].allowed_ips,
+        vec![old],
+        "the old allowed IPs are back"
+    );
+    let routes = inst.host.routes();
+    assert!(routes.contains(&(old, dev.clone())), "{routes:?}");
+    assert!(!routes.iter().any(|(n, _)| *n == new), "{routes:?}");
+    // Nothing was recorded: the retry adds it (not "already there").
+    c.call(add).await.unwrap();
+    assert_eq!(inst.wg.peers(&dev)[0].allowed_ips, vec![old, new]);
+    assert!(inst.host.routes().contains(&(new, dev.clone())));
+    let _ = inst.shutdown().await;
+}
