@@ -26,7 +26,7 @@ impl Node {
     /// else the node's WireGuard public key.
     pub fn plan_identity(&self) -> OpResult<NodeIdentity> {
         let node_id: Option<u64> = self.store.read(|tx| tx.get(Table::Meta, META_NODE_ID))?;
-        Ok(NodeIdentity::of(node_id, &self.key.public))
+        Ok(NodeIdentity::of(node_id, &self.overlay.public_key()))
     }
 
     /// The slice this node uses inside `cluster` when the caller names none:

@@ -199,12 +199,12 @@ impl Node {
                 }
             }
             Step::ReservePort { port } => {
-                self.ports.reserve(*port);
+                self.overlay.reserve_port(*port);
             }
             Step::ReleasePort { port } => {
-                self.ports.release(*port);
+                self.overlay.release_port(*port);
             }
-            Step::SetGlobalPort { port } => self.ports.set_global_port(*port),
+            Step::SetGlobalPort { port } => self.overlay.set_global_port(*port),
             step => self.run_shared(step).await?,
         }
         Ok(())

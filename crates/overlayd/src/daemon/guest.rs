@@ -109,7 +109,7 @@ impl Node {
             public_key: kp.public_base64(),
             listen_port: global.wg_port,
             peers: vec![GuestPeer {
-                public_key: self.key.public_base64(),
+                public_key: self.overlay.public_base64(),
                 endpoint: uplink
                     .map(|u| format!("{u}:{}", global.wg_port))
                     .unwrap_or_default(),

@@ -57,7 +57,7 @@ impl Node {
                 let pubkey = overlayd_wg::format_key(&p.public_key);
                 let key = format!("{owner}|{pubkey}");
                 let healthy = peer_healthy(p.last_handshake, now, STALE_AFTER);
-                let previous = self.peer_health.insert(key.clone(), healthy);
+                let previous = self.overlay.note_health(&key, healthy);
                 seen.insert(key);
                 let changed = match previous {
                     Some(prev) => prev != healthy,
@@ -75,7 +75,7 @@ impl Node {
                 }
             }
         }
-        self.peer_health.retain(|k, _| seen.contains(k));
+        self.overlay.keep_health_of(&seen);
     }
 
     /// Record a peer's live endpoint when it differs from the recorded one,

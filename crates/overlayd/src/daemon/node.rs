@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use overlayd_host::Host;
 use overlayd_proto::{Event, Request, Response};
-use overlayd_state::{
-    DataDir, KeyPair, LoadOutcome, Marker, MarkerFile, NetworkEntry, Owner, PortBand, Table,
-};
+use overlayd_state::{LoadOutcome, Marker, MarkerFile, NetworkEntry, Owner, PortBand, Table};
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
@@ -18,36 +16,35 @@ use crate::config::Config;
 
 /// Everything one daemon instance owns: the state read-only requests need
 /// ([`Core`], reached through `Deref`, and published as a snapshot after
-/// every marker save) and what only mutations touch (the marker file, the
-/// node's private key, the port band, the DNS server, cluster mode).
+/// every marker save) and the state each service keeps for its mutations,
+/// each in a type of its own whose fields only its module sees:
+///
+/// | service | its own state |
+/// |---|---|
+/// | networks | [`MarkerBook`]: the marker file, the rebuild flag, the published snapshot |
+/// | overlay (devices, peers) | [`OverlayState`]: the node key, the dedicated port band, peer health |
+/// | attachments | [`InFlight`]: containers with a request in flight, claimed records and veths |
+/// | DNS | the [`overlayd_dns::DnsServer`]: listeners and scope (the record set is in `Core`) |
+///
+/// [`MarkerBook`]: super::marker_book::MarkerBook
+/// [`OverlayState`]: super::overlay_state::OverlayState
+/// [`InFlight`]: super::inflight::InFlight
 pub struct Node {
     /// What reads need; every `&self` helper that only reads lives on it.
     pub core: Core,
-    /// Paths inside the data dir.
-    pub data: DataDir,
-    /// Durable marker I/O.
-    pub marker_file: MarkerFile,
-    /// The node keypair.
-    pub key: KeyPair,
-    /// Dedicated WireGuard port band.
-    pub ports: PortBand,
-    /// Last known health per peer (`<network>|<pubkey>`), for events.
-    pub peer_health: std::collections::HashMap<String, bool>,
+    /// The networks service's own state.
+    pub book: super::marker_book::MarkerBook,
+    /// The overlay service's own state.
+    pub overlay: super::overlay_state::OverlayState,
+    /// The attachments service's own state, shared with the dispatcher:
+    /// attaches and detaches whose veth work runs outside the node lock.
+    pub inflight: super::inflight::InFlight,
+    /// The DNS service: its server.
+    pub dns: overlayd_dns::DnsServer,
     /// Event fan-out.
     pub events: broadcast::Sender<Event>,
-    /// The DNS server.
-    pub dns: overlayd_dns::DnsServer,
-    /// Set when the marker was quarantined or missing while the store
-    /// recorded networks: entries are rebuilt from host tags at reconcile.
-    pub rebuild_marker: bool,
     /// Cluster mode, when `[cluster]` is configured.
     pub cluster: Option<Arc<super::cluster::ClusterHandle>>,
-    /// The last published [`Core`], shared with [`super::views::ReadView`]
-    /// so read-only requests never wait for the node lock.
-    pub published: Arc<std::sync::RwLock<Arc<Core>>>,
-    /// Attaches and detaches whose veth work runs outside the node lock,
-    /// shared with the dispatcher: checks leave their records alone.
-    pub inflight: super::inflight::InFlight,
 }
 
 /// The state read-only requests are answered from. The node owns one and
@@ -108,7 +105,6 @@ impl Node {
         events: broadcast::Sender<Event>,
         rebuild_store: bool,
     ) -> anyhow::Result<Self> {
-        let data = DataDir::new(&cfg.data_dir);
         let marker_file = MarkerFile::new(&cfg.data_dir);
         let (marker, rebuild_marker) = match marker_file.load()? {
             LoadOutcome::Loaded(m) => (m, false),
@@ -158,35 +154,26 @@ impl Node {
             public_key: key.public,
         };
         Ok(Node {
-            published: Arc::new(std::sync::RwLock::new(Arc::new(core.clone()))),
+            book: super::marker_book::MarkerBook::new(marker_file, rebuild_marker, &core),
             core,
-            data,
-            marker_file,
-            key,
-            ports,
-            peer_health: Default::default(),
-            events,
-            dns,
-            rebuild_marker,
-            cluster: None,
+            overlay: super::overlay_state::OverlayState::new(key, ports),
             inflight: Default::default(),
+            dns,
+            events,
+            cluster: None,
         })
     }
 
-    /// Save the marker durably.
+    /// Save the marker durably, then publish the state for reads.
     pub fn save_marker(&self) -> OpResult<()> {
-        super::blocking::off_worker(|| self.marker_file.save(&self.marker))
-            .map_err(OpError::from)?;
+        self.book.save(&self.marker)?;
         self.publish();
         Ok(())
     }
 
     /// Publish the current [`Core`] for read-only requests.
     pub fn publish(&self) {
-        *self
-            .published
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(self.core.clone());
+        self.book.publish(&self.core);
     }
 
     /// Record (or replace) an entry and save, rolling the in-memory marker
@@ -269,7 +256,7 @@ impl Node {
             Request::SetLocalWgPubkey { pubkey } => {
                 overlayd_state::keys::decode_key(&pubkey)
                     .map_err(|e| OpError::Invalid(format!("pubkey: {e}")))?;
-                if pubkey != self.key.public_base64() {
+                if pubkey != self.overlay.public_base64() {
                     warn!("orchestrator's recorded public key differs from this node's key; the node key is authoritative");
                 }
                 self.store

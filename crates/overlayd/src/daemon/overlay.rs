@@ -204,10 +204,10 @@ impl Node {
         let planned = global::plan_base(BaseSetup {
             rec,
             previous,
-            band_port: self.ports.global_port(),
+            band_port: self.overlay.ports().global_port(),
             bridge,
             device: self.namer().wireguard(&Owner::Base),
-            public_key: self.key.public_base64(),
+            public_key: self.overlay.public_base64(),
         })?;
         self.execute_plan(planned.plan).await?;
         if planned.created {
@@ -248,7 +248,7 @@ impl Node {
     /// The private key of a recorded overlay network.
     fn device_key(&self, entry: &NetworkEntry) -> OpResult<[u8; 32]> {
         if entry.owner == Owner::Base {
-            return Ok(self.key.private);
+            return Ok(self.overlay.private_key());
         }
         let k = entry.wg_private_key.as_deref().ok_or_else(|| {
             OpError::State(format!("{} has no recorded private key", entry.owner))

@@ -111,7 +111,7 @@ impl Node {
         nets: &[IpNet],
     ) -> OpResult<()> {
         let own = match owner {
-            Owner::Base => Some(self.key.public_base64()),
+            Owner::Base => Some(self.overlay.public_base64()),
             o => self.marker.get(o).and_then(|e| e.wg_public_key.clone()),
         };
         let rec = PeerDesired::from(&rec);

@@ -124,8 +124,8 @@ impl Node {
     }
 
     async fn reconcile_inner(&mut self, gc: bool, rep: &mut ReconcileReport) -> OpResult<()> {
-        let (_, live) = self.live(self.rebuild_marker).await?;
-        if self.rebuild_marker {
+        let (_, live) = self.live(self.book.needs_rebuild()).await?;
+        if self.book.needs_rebuild() {
             self.rebuild_from_host(&live, rep)?;
         }
         let desired = self.desired_owners()?;
@@ -160,7 +160,7 @@ impl Node {
             warn!(link = %s.link.name, why = %s.why, "tagged link not rebuilt into the marker");
         }
         if rebuilt.entries.is_empty() {
-            self.rebuild_marker = false;
+            self.book.rebuilt();
             return Ok(());
         }
         for mut e in rebuilt.entries {
@@ -186,8 +186,9 @@ impl Node {
             }
         }
         self.save_marker()?;
-        self.ports = PortBand::from_marker(self.global_port()?, &self.marker);
-        self.rebuild_marker = false;
+        self.overlay
+            .reset_ports(PortBand::from_marker(self.global_port()?, &self.marker));
+        self.book.rebuilt();
         Ok(())
     }
 
@@ -198,7 +199,7 @@ impl Node {
             Owner::Base => {
                 if let Some(g) = self.global()? {
                     e.wg_port = Some(g.wg_port);
-                    e.wg_public_key = Some(self.key.public_base64());
+                    e.wg_public_key = Some(self.overlay.public_base64());
                     e.interface = Some(self.namer().wireguard(&Owner::Base));
                     e.subnet = g.slice_cidr;
                 }
@@ -231,7 +232,7 @@ impl Node {
                 let Some(g) = self.global()? else {
                     return Ok(false);
                 };
-                self.ports.set_global_port(g.wg_port);
+                self.overlay.set_global_port(g.wg_port);
                 self.setup_global(g).await?;
                 Ok(true)
             }
@@ -243,7 +244,7 @@ impl Node {
                 };
                 let mut entry = self.ensure_bridge(owner.clone(), None).await?;
                 if let (Some(port), Some(_)) = (rec.wg_port, &rec.wg_private_key) {
-                    self.ports.reserve(port);
+                    self.overlay.reserve_port(port);
                 }
                 self.restore_identity(&mut entry)?;
                 if entry.wg_port.is_some() && entry.wg_private_key.is_some() {

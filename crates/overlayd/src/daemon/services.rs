@@ -127,7 +127,7 @@ impl Node {
         // before anything is done. The plan reserves it.
         let new_port = match recorded.and_then(|e| e.wg_port) {
             Some(_) => None,
-            None => Some(self.ports.clone().allocate()?),
+            None => Some(self.overlay.ports().clone().allocate()?),
         };
         let identity = recorded
             .is_none_or(|e| e.wg_port.is_none() || e.wg_private_key.is_none())

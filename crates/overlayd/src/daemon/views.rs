@@ -31,6 +31,11 @@ pub struct ReadView {
 }
 
 impl ReadView {
+    /// A view of what is published in `published`.
+    pub fn new(published: Arc<RwLock<Arc<Core>>>) -> Self {
+        ReadView { published }
+    }
+
     /// The state as last published.
     pub fn snapshot(&self) -> Arc<Core> {
         self.published
@@ -148,9 +153,7 @@ async fn status(
 impl Node {
     /// The lock-free view read-only requests are served from.
     pub fn read_view(&self) -> ReadView {
-        ReadView {
-            published: self.published.clone(),
-        }
+        self.book.read_view()
     }
 }
 

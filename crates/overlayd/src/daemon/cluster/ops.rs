@@ -136,7 +136,7 @@ impl Node {
             .collect();
         Ok(Some(Member {
             name: h.cluster.options().node_name.clone(),
-            public_key: self.key.public_base64(),
+            public_key: self.overlay.public_base64(),
             endpoint,
             slice: g.slice_cidr,
             overlay_ip: ip.to_string(),
