@@ -217,3 +217,116 @@ async fn an_allowed_ip_failing_at_its_route_puts_the_peer_back_as_it_was() {
     assert!(inst.host.routes().contains(&(new, dev.clone())));
     let _ = inst.shutdown().await;
 }
+
+fn moved(network: &str, subnet: &str) -> Request {
+    Request::MoveNetwork {
+        network: network.into(),
+        subnet: Some(subnet.into()),
+    }
+}
+
+async fn addresses(inst: &Instance, link: &str) -> Vec<ipnet::IpNet> {
+    let mut a = inst.host.addresses(link).await.unwrap();
+    a.sort();
+    a
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_move_failing_half_way_leaves_the_network_where_it_was() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let bridge = match c
+        .call(Request::SetupIsolationNetwork {
+            network: "a".into(),
+            subnet: Some("10.201.0.0/24".into()),
+            internal: true,
+            ipv6: false,
+            subnet_v6: None,
+        })
+        .await
+        .unwrap()
+    {
+        Response::IsolationNetwork { bridge, .. } => bridge,
+        r => panic!("{r:?}"),
+    };
+    // Steps: entry, desired record, old gateway off, new gateway on, up
+    // (fails here), firewall, DNS listeners.
+    inst.host.fail_next(Op::SetUp);
+    let (code, msg) = err_code(c.call(moved("iso:a", "10.201.9.0/24")).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert_eq!(
+        addresses(&inst, &bridge).await,
+        vec![net("10.201.0.1/24")],
+        "the new gateway came off and the old one is back"
+    );
+    assert!(
+        marker_text(&inst).contains("10.201.0.0/24"),
+        "entry as it was"
+    );
+    assert!(!marker_text(&inst).contains("10.201.9.0/24"));
+    match c.call(Request::ListNetworks).await.unwrap() {
+        Response::Networks { networks } => {
+            let n = networks.iter().find(|n| n.owner == "iso:a").unwrap();
+            assert_eq!(n.subnet, "10.201.0.0/24");
+        }
+        r => panic!("{r:?}"),
+    }
+    // The desired record went back too (and kept its internal flag).
+    let dir = inst.shutdown().await;
+    let store = overlayd_state::Store::open(dir.path().join("data")).unwrap();
+    let rec: overlayd::daemon::records::IsolationRecord = store
+        .read(|tx| tx.get(overlayd_state::Table::Isolation, "a"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.subnet, "10.201.0.0/24");
+    assert!(rec.internal);
+}
+
+#[tokio::test]
+async fn a_dedicated_service_move_failing_at_its_device_puts_both_addresses_back() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let subnet = match c
+        .call(Request::SetupServiceOverlay {
+            service: "db".into(),
+            mode: ServiceMode::Dedicated,
+            recreate: false,
+        })
+        .await
+        .unwrap()
+    {
+        Response::ServiceOverlay { subnet, .. } => subnet.unwrap(),
+        r => panic!("{r:?}"),
+    };
+    let bridge = bridges(&inst).await.remove(0);
+    let device = inst.wg.devices()[0].clone();
+    let old: ipnet::IpNet = net(&subnet);
+    let old_gw = overlayd::daemon::plan::gateway_cidr(old).unwrap();
+    let old_dev = ipnet::IpNet::new(old_gw.addr(), 32).unwrap();
+    let before_bridge = addresses(&inst, &bridge).await;
+    let before_dev = addresses(&inst, &device).await;
+    assert!(before_dev.contains(&old_dev), "{before_dev:?}");
+    // Steps: entry, bridge gateway off, on, up, device address off,
+    // device (tagging it fails), firewall, DNS listeners.
+    inst.host.fail_next(Op::SetAlias);
+    let (code, msg) = err_code(c.call(moved("service:db", "10.201.9.0/24")).await.unwrap());
+    assert_eq!(code, ErrorCode::Host, "{msg}");
+    assert_eq!(addresses(&inst, &bridge).await, before_bridge);
+    assert_eq!(addresses(&inst, &device).await, before_dev);
+    assert!(marker_text(&inst).contains(&subnet), "entry as it was");
+    // The retry moves it whole.
+    match c.call(moved("service:db", "10.201.9.0/24")).await.unwrap() {
+        Response::Networks { networks } => assert_eq!(networks[0].subnet, "10.201.9.0/24"),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(addresses(&inst, &bridge).await, vec![net("10.201.9.1/24")]);
+    assert!(addresses(&inst, &device)
+        .await
+        .contains(&net("10.201.9.1/32")));
+    assert!(!addresses(&inst, &device).await.contains(&old_dev));
+    let _ = inst.shutdown().await;
+}

@@ -11,16 +11,23 @@
 //! - [`isolation`]: `setup_isolation_network` / `teardown_isolation_network`;
 //! - [`service`]: `setup_service_overlay` / `teardown_service_overlay`;
 //! - [`global`]: `setup_global_overlay` / `teardown_global_overlay`;
-//! - [`peers`]: `add_peer` / `remove_peer` / allowed-IP changes.
+//! - [`peers`]: `add_peer` / `remove_peer` / allowed-IP changes;
+//! - [`relocate`]: `move_network` (a recorded network's new subnet);
+//! - [`dns`]: `register_dns` / `unregister_dns`.
 //!
 //! Nothing here touches the host, the store or a clock; every decision is
 //! unit-tested in memory (`request/tests_*.rs`).
 
 pub mod bridge;
+pub mod dns;
 pub mod global;
 pub mod isolation;
 pub mod peers;
+pub mod relocate;
 pub mod service;
+mod step;
+
+pub use step::Step;
 
 use std::fmt;
 
@@ -43,6 +50,31 @@ pub enum Refusal {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request does not apply to this kind of thing.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A subnet as a request gives it: a CIDR without host bits.
+pub fn parse_subnet(s: &str) -> Result<IpNet, Refusal> {
+    let net: IpNet = s.trim().parse().map_err(|_| {
+        Refusal::Invalid(format!("{s:?} is not a CIDR (expected e.g. 10.201.3.0/24)"))
+    })?;
+    if net.trunc() != net {
+        return Err(Refusal::Invalid(format!(
+            "{s} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+/// The gateway of a subnet (its first host address) with the subnet's
+/// prefix, as a bridge carries it.
+pub fn gateway_cidr(subnet: IpNet) -> Result<IpNet, Refusal> {
+    let picker =
+        crate::ipam::AddressPicker::new(subnet).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    IpNet::new(picker.gateway(), subnet.prefix_len()).map_err(|e| Refusal::Invalid(e.to_string()))
 }
 
 /// What a network set-up asks for in IPv6, besides its primary subnet.
@@ -122,210 +154,6 @@ impl fmt::Debug for ServiceDesired {
                 &self.wg_private_key.as_ref().map(|_| "<redacted>"),
             )
             .finish()
-    }
-}
-
-/// One thing to do. Steps are plain values: the daemon's executor maps each
-/// to one host, store or marker operation. `Debug` never shows a private
-/// key (marker entries redact theirs).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    /// Write the desired record of an isolation network; with `unbury`,
-    /// clear the owner's tombstone in the same store transaction.
-    PutIsolation {
-        /// The network name.
-        network: String,
-        /// The record.
-        record: IsolationDesired,
-        /// Owner whose tombstone goes (it exists again).
-        unbury: Option<Owner>,
-    },
-    /// Remove the desired record of an isolation network; with `bury`,
-    /// leave a tombstone in the same transaction.
-    RemoveIsolation {
-        /// The network name.
-        network: String,
-        /// Owner to bury.
-        bury: Option<Owner>,
-    },
-    /// Write the desired record of a service (and clear its tombstone).
-    PutService {
-        /// The service name.
-        service: String,
-        /// The record.
-        record: ServiceDesired,
-        /// Owner whose tombstone goes.
-        unbury: Option<Owner>,
-    },
-    /// Remove the desired record of a service (and leave a tombstone).
-    RemoveService {
-        /// The service name.
-        service: String,
-        /// Owner to bury.
-        bury: Option<Owner>,
-    },
-    /// Write the desired base overlay.
-    PutGlobal {
-        /// The record.
-        record: global::GlobalDesired,
-    },
-    /// Remove the desired base overlay; `with_peers` also forgets the
-    /// peers recorded for the base device (same transaction).
-    RemoveGlobal {
-        /// Also forget the base peers.
-        with_peers: bool,
-    },
-    /// Move the dedicated port band above this global port.
-    SetGlobalPort {
-        /// The node's WireGuard port.
-        port: u16,
-    },
-    /// Record (add or replace) a peer.
-    PutPeer {
-        /// The record.
-        record: peers::PeerDesired,
-    },
-    /// Forget a recorded peer.
-    RemovePeerRecord {
-        /// The network whose device carries it.
-        network: String,
-        /// Its public key.
-        public_key: String,
-    },
-    /// Program a peer on a device (endpoint, keepalive, allowed IPs as
-    /// given) and a route per allowed IP into the device.
-    ProgramPeer {
-        /// The device.
-        device: String,
-        /// The peer.
-        record: peers::PeerDesired,
-    },
-    /// Take a peer off a device (nothing when it is not there).
-    RemoveDevicePeer {
-        /// The device.
-        device: String,
-        /// Its public key.
-        public_key: String,
-    },
-    /// Take one allowed IP off a peer on a device.
-    RemoveAllowedIp {
-        /// The device.
-        device: String,
-        /// The peer's public key.
-        public_key: String,
-        /// The allowed IP.
-        net: IpNet,
-    },
-    /// Delete the routes of these CIDRs into a device; a route already
-    /// gone is not a failure.
-    DeleteRoutes {
-        /// The device.
-        device: String,
-        /// The CIDRs.
-        nets: Vec<IpNet>,
-    },
-    /// Create the bridge of `entry`, tagged with its owner and id.
-    CreateBridge {
-        /// The network.
-        entry: NetworkEntry,
-    },
-    /// Take over a live bridge tagged for this network (nothing to do on
-    /// the host; it exists so its undo can delete what nothing records).
-    AdoptBridge {
-        /// The bridge.
-        name: String,
-    },
-    /// Put the gateway address(es) of `entry` on its bridge and set it up.
-    ConfigureBridge {
-        /// The network.
-        entry: NetworkEntry,
-    },
-    /// Delete a bridge (or any link) by name.
-    DeleteBridge {
-        /// The link.
-        name: String,
-    },
-    /// Record (or replace) a marker entry and save the marker.
-    RecordEntry {
-        /// The entry.
-        entry: NetworkEntry,
-    },
-    /// Forget a marker entry and save the marker.
-    ForgetEntry {
-        /// Whose entry.
-        owner: Owner,
-    },
-    /// Apply the firewall for what is recorded now; a failure is logged,
-    /// never fails the request (the periodic check applies it again).
-    SyncFirewall,
-    /// Apply the firewall for what is recorded now; a failure fails the
-    /// request (the base overlay is not up without it).
-    ApplyFirewall,
-    /// Hold a port of the dedicated band.
-    ReservePort {
-        /// The port.
-        port: u16,
-    },
-    /// Give a port of the dedicated band back.
-    ReleasePort {
-        /// The port.
-        port: u16,
-    },
-    /// Create or adopt the WireGuard device of a recorded network (same
-    /// name, key, port), address it and re-apply its recorded peers.
-    RealizeDevice {
-        /// The network.
-        entry: NetworkEntry,
-    },
-    /// Delete a WireGuard device.
-    DeleteDevice {
-        /// The device.
-        name: String,
-    },
-    /// Report a fact that could not be read (a failed link lookup) as this
-    /// step's failure.
-    Unreadable {
-        /// What could not be read (`bridge ovl-b-…`).
-        what: String,
-        /// Why.
-        error: String,
-    },
-    /// Fail when any best-effort step before it failed: the network stays
-    /// recorded so a retry finishes the removal.
-    RequireAllRemoved {
-        /// The network being removed.
-        owner: Owner,
-    },
-    /// Drop every address lease of a network.
-    DropLeases {
-        /// The network (owner string).
-        network: String,
-    },
-    /// Forget the peers recorded for a network's device.
-    ForgetPeers {
-        /// The network.
-        owner: Owner,
-    },
-    /// Give a cross-node network's subnet lease back (cluster mode; best
-    /// effort).
-    ReleaseClusterSubnet {
-        /// The network.
-        owner: Owner,
-    },
-}
-
-impl Step {
-    /// How a best-effort failure of this step is named in the report.
-    pub fn subject(&self) -> String {
-        match self {
-            Step::DeleteDevice { name } => format!("WireGuard device {name}"),
-            Step::DeleteBridge { name } | Step::AdoptBridge { name } => format!("bridge {name}"),
-            Step::CreateBridge { entry } | Step::ConfigureBridge { entry } => {
-                format!("bridge {}", entry.name)
-            }
-            Step::Unreadable { what, .. } => what.clone(),
-            other => format!("{other:?}"),
-        }
     }
 }
 
@@ -433,8 +261,12 @@ impl Plan {
 #[cfg(test)]
 mod tests_bridge;
 #[cfg(test)]
+mod tests_dns;
+#[cfg(test)]
 mod tests_global;
 #[cfg(test)]
 mod tests_peers;
+#[cfg(test)]
+mod tests_relocate;
 #[cfg(test)]
 mod tests_service;

@@ -93,6 +93,11 @@ fn names(steps: &[&Step]) -> Vec<&'static str> {
             Step::DropLeases { .. } => "drop-leases",
             Step::ForgetPeers { .. } => "forget-peers",
             Step::ReleaseClusterSubnet { .. } => "release-cluster-subnet",
+            Step::AddAddress { .. } => "add-address",
+            Step::DeleteAddress { .. } => "delete-address",
+            Step::SyncDnsListeners => "dns-listeners",
+            Step::WriteDnsName { .. } => "write-dns",
+            Step::ServeDnsName { .. } => "serve-dns",
         })
         .collect()
 }
@@ -103,6 +108,26 @@ pub(super) fn steps_of(plan: &Plan) -> Vec<&'static str> {
 
 pub(super) fn undo_of(plan: &Plan) -> Vec<&'static str> {
     names(&plan.rollback_order())
+}
+
+/// What the executor undoes when step `failed` fails: that step's own undo
+/// when it may be half done, then the undo of the steps before it, last
+/// first (best-effort steps never fail a plan).
+pub(super) fn undo_at(plan: &Plan, failed: usize) -> Vec<Step> {
+    let mut out = Vec::new();
+    let failing = &plan.steps[failed];
+    if failing.undo_if_failed {
+        out.extend(failing.undo.iter().cloned());
+    }
+    for p in plan.steps[..failed].iter().rev() {
+        out.extend(p.undo.iter().cloned());
+    }
+    out
+}
+
+pub(super) fn undo_names_at(plan: &Plan, failed: usize) -> Vec<&'static str> {
+    let steps = undo_at(plan, failed);
+    names(&steps.iter().collect::<Vec<_>>())
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 use ipnet::IpNet;
 use overlayd_engine::ipam::plan::{self as address, Avoid, NodeIdentity};
+use overlayd_engine::request::relocate::{self, MoveFacts, MoveRequest};
+use overlayd_engine::request::IsolationDesired;
 use overlayd_proto::Response;
 use overlayd_state::{Owner, Table};
 use tracing::info;
@@ -13,7 +15,7 @@ use tracing::info;
 use super::error::{OpError, OpResult};
 use super::node::{Core, Node};
 use super::plan;
-use super::records::META_NODE_ID;
+use super::records::{IsolationRecord, META_NODE_ID};
 
 /// Meta key prefix of a derived node slice, per cluster CIDR.
 const META_PLANNED_SLICE: &str = "plan_slice|";
@@ -165,7 +167,9 @@ impl Node {
     /// `move_network` (ext): give a recorded network another subnet — the
     /// one explicit way a recorded subnet changes, e.g. after two nodes
     /// picked the same one. Refused while containers are attached; keeps
-    /// the network's name, id, key and port.
+    /// the network's name, id, key and port. Gather → engine plan
+    /// (`request::relocate`) → execute; a failure half-way undoes what was
+    /// done, so the network stays as it was.
     pub async fn move_network(
         &mut self,
         network: &str,
@@ -174,67 +178,42 @@ impl Node {
         let owner: Owner = network
             .parse()
             .map_err(|e| OpError::Invalid(format!("{e}")))?;
-        if owner == Owner::Base {
-            return Err(OpError::Invalid(
-                "the base network is the node slice: change it with `overlayd global up --cidr CLUSTER --slice CIDR` (setup_global_overlay with slice_cidr)".into(),
-            ));
-        }
-        let entry = self.marker.get(&owner).cloned().ok_or_else(|| {
-            OpError::NotFound(format!("no network {owner} is recorded on this node"))
+        let entry = self.marker.get(&owner).cloned();
+        let attached = match &entry {
+            Some(_) if owner != Owner::Base => self.attachments_on(&owner.to_string())?.len(),
+            _ => 0,
+        };
+        let peer_cidrs = self.peer_cidrs();
+        let target = relocate::check_move(MoveRequest {
+            owner: owner.clone(),
+            entry,
+            attached,
+            requested: subnet,
+            peer_cidrs: &peer_cidrs,
         })?;
-        if !entry.is_linux_managed() {
-            return Err(OpError::Unsupported(format!(
-                "{owner} is a {} network, managed by another platform",
-                entry.kind
-            )));
-        }
-        self.ensure_unattached(&owner)?;
-        let old: IpNet = plan::parse_cidr(&entry.subnet)?;
-        let new = match subnet {
-            Some(s) => {
-                let req = plan::parse_cidr(s)?;
-                if req == old {
-                    return Err(OpError::Invalid(format!("{owner} already uses {old}")));
-                }
-                for (net, p) in self.peer_cidrs() {
-                    if overlayd_engine::ipam::overlaps(&req, &p) {
-                        return Err(OpError::Conflict(format!(
-                            "subnet {req} overlaps {p}, allowed IPs of a peer on {net}; choose another subnet"
-                        )));
-                    }
-                }
-                self.plan_subnet(&owner, Some(req))?
-            }
+        let new = match target.requested {
+            Some(req) => self.plan_subnet(&owner, Some(req))?,
             None => match &owner {
                 Owner::Service(service) => self.planned_service_subnet(service)?,
-                _ => self.plan_local_move(&owner, old)?,
+                _ => self.plan_local_move(&owner, target.old)?,
             },
         };
-        let mut moved = entry.clone();
-        moved.subnet = new.to_string();
-        self.record(moved.clone())?;
-        if let Err(e) = self.readdress(&entry, &moved).await {
-            // Back to the old subnet, on the host and in the marker.
-            let _ = self.readdress(&moved, &entry).await;
-            let _ = self.record(entry.clone());
-            return Err(e);
-        }
-        if let Owner::Isolation(net) = &owner {
-            let net = net.clone();
-            self.store.write(|tx| {
-                let mut rec = tx
-                    .get::<super::records::IsolationRecord>(Table::Isolation, &net)?
-                    .unwrap_or(super::records::IsolationRecord {
-                        subnet: String::new(),
-                        internal: false,
-                        subnet_v6: None,
-                    });
-                rec.subnet = new.to_string();
-                tx.put(Table::Isolation, &net, &rec)
-            })?;
-        }
-        self.sync_firewall_or_warn().await;
-        self.sync_dns_listeners().await;
+        let bridge = self.live_link(&target.entry.name).await?;
+        let isolation = match &owner {
+            Owner::Isolation(net) => self
+                .store
+                .read(|tx| tx.get::<IsolationRecord>(Table::Isolation, net))?
+                .map(|r| IsolationDesired::from(&r)),
+            _ => None,
+        };
+        let old = target.old;
+        let moved = relocate::plan_move(MoveFacts {
+            entry: target.entry,
+            subnet: new,
+            bridge,
+            isolation,
+        })?;
+        self.execute_plan(moved.plan).await?;
         info!(%owner, from = %old, to = %new, "network moved to another subnet");
         let Response::Networks { networks } = self.list_networks().await? else {
             return Err(OpError::State("list_networks answered oddly".into()));
@@ -270,25 +249,6 @@ impl Node {
             &used,
             &reserved,
         )
-    }
-
-    /// Move a network's gateway addresses from `from`'s subnet to `to`'s.
-    async fn readdress(
-        &self,
-        from: &overlayd_state::NetworkEntry,
-        to: &overlayd_state::NetworkEntry,
-    ) -> OpResult<()> {
-        let old_gw = plan::gateway_cidr(plan::parse_cidr(&from.subnet)?)?;
-        self.host.delete_address(&from.name, old_gw).await?;
-        self.realize_bridge(to).await?;
-        if let Some(dev) = &from.interface {
-            let host_len = if old_gw.addr().is_ipv4() { 32 } else { 128 };
-            let old_dev =
-                IpNet::new(old_gw.addr(), host_len).map_err(|e| OpError::State(e.to_string()))?;
-            self.host.delete_address(dev, old_dev).await?;
-            self.realize_device(to).await?;
-        }
-        Ok(())
     }
 }
 

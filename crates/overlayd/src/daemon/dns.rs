@@ -6,6 +6,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use overlayd_dns::{DnsConfig, DnsServer, Records};
+use overlayd_engine::request::dns::{self, DnsName, DnsUnregister};
+use overlayd_engine::request::Teardown;
 use overlayd_proto::Response;
 use overlayd_state::{Store, Table, WriteTx};
 use tracing::{info, warn};
@@ -158,16 +160,33 @@ impl Node {
             .collect())
     }
 
-    /// Add an address to a name, in the store and the served set.
+    /// A DNS name as the engine decides on it: its stored addresses, the
+    /// addresses served for it, whether it carries a tombstone.
+    fn dns_name(&self, key: &str) -> OpResult<DnsName> {
+        let stored = self
+            .store
+            .read(|tx| tx.get::<DnsRecord>(Table::Dns, key))?
+            .map(|r| r.ips);
+        let served = self
+            .records
+            .get(key)
+            .map_err(|e| OpError::Invalid(e.to_string()))?
+            .unwrap_or_default();
+        let buried = super::missing::was_removed(&self.store, &format!("dns:{key}"))?;
+        Ok(DnsName {
+            key: key.to_string(),
+            stored,
+            served,
+            buried,
+        })
+    }
+
+    /// Add an address to a name, in the store and the served set (gather →
+    /// `request::dns::plan_register` → execute).
     pub fn dns_add(&self, name: &str, ip: IpAddr) -> OpResult<String> {
         let key = self.dns_key(name)?;
-        self.store.write(|tx| {
-            put_dns_ip(tx, &key, ip)?;
-            super::missing::unbury(tx, &format!("dns:{key}"))
-        })?;
-        self.records
-            .add(&key, ip)
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let facts = self.dns_name(&key)?;
+        self.execute_local(dns::plan_register(&facts, ip))?;
         Ok(key)
     }
 
@@ -205,64 +224,34 @@ impl Node {
     /// go when the containers detach) unless `force`. A name held only by
     /// containers is a `conflict` without `force`. A name that was removed
     /// already answers `ok`; a name never registered is `not_found`.
+    /// Gather → `request::dns::plan_unregister` → execute.
     pub fn unregister_dns(&self, name: &str, force: bool) -> OpResult<Response> {
         let key = self.dns_key(name)?;
-        let tomb = format!("dns:{key}");
-        let present = self
-            .store
-            .read(|tx| tx.get::<DnsRecord>(Table::Dns, &key))?;
-        if let Some(rec) = present.as_ref().filter(|_| !force) {
-            let holders = self.dns_holders(&key)?;
-            let held: Vec<&String> = rec
-                .ips
-                .iter()
-                .filter(|ip| holders.iter().any(|(_, h)| h == *ip))
-                .collect();
-            if !held.is_empty() {
-                let manual: Vec<String> = rec
-                    .ips
-                    .iter()
-                    .filter(|ip| !held.contains(ip))
-                    .cloned()
-                    .collect();
-                if manual.is_empty() {
-                    let who: Vec<String> = holders
-                        .iter()
-                        .map(|(h, ip)| format!("{h} ({ip})"))
-                        .collect();
-                    return Err(OpError::Conflict(format!(
-                        "DNS name {key} is registered by attached container(s) {}; it goes when they detach, or remove it anyway with `overlayd dns rm --force {key}`",
-                        who.join(", ")
-                    )));
-                }
-                let keep = DnsRecord {
-                    ips: held.into_iter().cloned().collect(),
-                };
-                self.store.write(|tx| tx.put(Table::Dns, &key, &keep))?;
-                let ips: Vec<IpAddr> = keep.ips.iter().filter_map(|i| i.parse().ok()).collect();
-                self.records
-                    .set(&key, ips)
-                    .map_err(|e| OpError::Invalid(e.to_string()))?;
-                return Ok(Response::Ok);
-            }
-        }
-        if present.is_none() {
-            let known: Vec<(String, DnsRecord)> = self.store.read(|tx| tx.list(Table::Dns))?;
-            super::missing::already_gone_or(
-                &self.store,
-                &tomb,
-                "DNS name",
-                &key,
-                known.iter().map(|(k, _)| k.as_str()),
-                "overlayd dns ls",
-            )?;
-            return Ok(Response::Ok);
-        }
-        self.store.write(|tx| {
-            tx.remove(Table::Dns, &key)?;
-            super::missing::bury(tx, &tomb)
+        let facts = self.dns_name(&key)?;
+        let holders = if facts.stored.is_some() && !force {
+            self.dns_holders(&key)?
+        } else {
+            Vec::new()
+        };
+        let decision = dns::plan_unregister(&DnsUnregister {
+            name: facts,
+            force,
+            holders,
         })?;
-        let _ = self.records.remove(&key);
+        match decision {
+            Teardown::NotRecorded => {
+                let known: Vec<(String, DnsRecord)> = self.store.read(|tx| tx.list(Table::Dns))?;
+                super::missing::already_gone_or(
+                    &self.store,
+                    &format!("dns:{key}"),
+                    "DNS name",
+                    &key,
+                    known.iter().map(|(k, _)| k.as_str()),
+                    "overlayd dns ls",
+                )?;
+            }
+            Teardown::Remove(plan) => self.execute_local(plan)?,
+        }
         Ok(Response::Ok)
     }
 }

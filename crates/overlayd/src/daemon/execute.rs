@@ -9,6 +9,7 @@
 //! How each step is done lives here; whether and in which order is the
 //! engine's decision.
 
+use overlayd_engine::request::dns::Tombstone;
 use overlayd_engine::request::global::GlobalDesired;
 use overlayd_engine::request::peers::PeerDesired;
 use overlayd_engine::request::{IsolationDesired, Plan, ServiceDesired, ServiceKind, Step};
@@ -22,7 +23,8 @@ use super::node::Node;
 use super::overlay::{parse_pubkey, wg_call};
 use super::plan;
 use super::records::{
-    peer_key, GlobalRecord, IsolationRecord, Lease, PeerRecord, ServiceRecord, GLOBAL_KEY,
+    peer_key, DnsRecord, GlobalRecord, IsolationRecord, Lease, PeerRecord, ServiceRecord,
+    GLOBAL_KEY,
 };
 
 impl From<overlayd_engine::request::Refusal> for OpError {
@@ -33,6 +35,7 @@ impl From<overlayd_engine::request::Refusal> for OpError {
             Refusal::Invalid(m) => OpError::Invalid(m),
             Refusal::State(m) => OpError::State(m),
             Refusal::NotFound(m) => OpError::NotFound(m),
+            Refusal::Unsupported(m) => OpError::Unsupported(m),
         }
     }
 }
@@ -232,6 +235,67 @@ impl Node {
         Ok(())
     }
 
+    /// Carry out a plan of store and served-set steps only (a DNS name),
+    /// without awaiting anything: the same order and undo rules as
+    /// [`Node::execute_shared`], for requests answered synchronously.
+    pub fn execute_local(&self, plan: Plan) -> OpResult<()> {
+        let mut done: Vec<Vec<Step>> = Vec::new();
+        for planned in plan.steps {
+            if let Err(e) = self.run_local(&planned.step) {
+                if planned.undo_if_failed {
+                    done.push(planned.undo);
+                }
+                for step in done.into_iter().rev().flatten() {
+                    if let Err(e) = self.run_local(&step) {
+                        warn!(?step, error = %e, "cannot undo a step of a failed request");
+                    }
+                }
+                return Err(e);
+            }
+            done.push(planned.undo);
+        }
+        Ok(())
+    }
+
+    /// Do one step that needs no host: a DNS name in the store or the
+    /// served set.
+    fn run_local(&self, step: &Step) -> OpResult<()> {
+        match step {
+            Step::WriteDnsName {
+                key,
+                ips,
+                tombstone,
+            } => self.store.write(|tx| {
+                match ips {
+                    Some(ips) => tx.put(Table::Dns, key, &DnsRecord { ips: ips.clone() })?,
+                    None => {
+                        tx.remove(Table::Dns, key)?;
+                    }
+                }
+                let tomb = format!("dns:{key}");
+                match tombstone {
+                    Tombstone::Leave => Ok(()),
+                    Tombstone::Bury => missing::bury(tx, &tomb),
+                    Tombstone::Unbury => missing::unbury(tx, &tomb),
+                }
+            })?,
+            Step::ServeDnsName { key, ips } => {
+                let served = if ips.is_empty() {
+                    self.records.remove(key).map(|_| ())
+                } else {
+                    self.records.set(key, ips.iter().copied())
+                };
+                served.map_err(|e| OpError::Invalid(e.to_string()))?;
+            }
+            step => {
+                return Err(OpError::State(format!(
+                    "{step:?} needs the host or the node, not only the store"
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// Do one step that changes neither the marker nor the port band.
     async fn run_shared(&self, step: &Step) -> OpResult<()> {
         match step {
@@ -370,6 +434,12 @@ impl Node {
                     let _ = self.host.delete_route(*n, device).await;
                 }
             }
+            Step::AddAddress { link, addr } => self.host.add_address(link, *addr).await?,
+            Step::DeleteAddress { link, addr } => {
+                self.host.delete_address(link, *addr).await?;
+            }
+            Step::SyncDnsListeners => self.sync_dns_listeners().await,
+            Step::WriteDnsName { .. } | Step::ServeDnsName { .. } => self.run_local(step)?,
             Step::RecordEntry { .. }
             | Step::ForgetEntry { .. }
             | Step::ReservePort { .. }

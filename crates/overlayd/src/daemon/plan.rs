@@ -51,22 +51,12 @@ pub fn namer(prefix: &str) -> Namer {
 
 /// Parse a CIDR argument with a clear error.
 pub fn parse_cidr(s: &str) -> OpResult<IpNet> {
-    let net: IpNet = s.trim().parse().map_err(|_| {
-        OpError::Invalid(format!("{s:?} is not a CIDR (expected e.g. 10.201.3.0/24)"))
-    })?;
-    if net.trunc() != net {
-        return Err(OpError::Invalid(format!(
-            "{s} has host bits set; did you mean {}?",
-            net.trunc()
-        )));
-    }
-    Ok(net)
+    Ok(overlayd_engine::request::parse_subnet(s)?)
 }
 
 /// The gateway of a subnet (its first host address) with the subnet's prefix.
 pub fn gateway_cidr(subnet: IpNet) -> OpResult<IpNet> {
-    let picker = AddressPicker::new(subnet).map_err(|e| OpError::Invalid(e.to_string()))?;
-    IpNet::new(picker.gateway(), subnet.prefix_len()).map_err(|e| OpError::Invalid(e.to_string()))
+    Ok(overlayd_engine::request::gateway_cidr(subnet)?)
 }
 
 /// The lowest free address of a subnet given what is leased.
