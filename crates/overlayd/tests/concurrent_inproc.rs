@@ -279,3 +279,56 @@ async fn a_name_taken_while_an_attach_was_in_the_kernel_fails_it_and_leaves_noth
     assert_eq!(db[0].ips, [winner_ip]);
     let _ = inst.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_made_again_while_an_attach_is_in_the_kernel_gets_the_new_container_too() {
+    let inst = setup().await;
+    let mut c = inst.client().await;
+    let Response::Networks { networks } = c.call(Request::ListNetworks).await.unwrap() else {
+        panic!("list_networks");
+    };
+    let bridge = networks
+        .iter()
+        .find(|n| n.owner == "iso:a")
+        .map(|n| n.name.clone())
+        .expect("iso:a is recorded");
+    // The veth is made (on the bridge of now), then the call stalls.
+    inst.host.stall_next_after(Op::AttachVeth, STALL);
+    let mut slow_client = inst.client().await;
+    let slow = tokio::spawn(async move {
+        slow_client
+            .call(support::requests::attach_pid(100, "web", Some("a"), None))
+            .await
+            .unwrap()
+    });
+    inst.until_stalled().await;
+    // Someone deletes the bridge; `doctor --fix` makes it again and
+    // re-plugs its members — not the attach in flight, which is its own.
+    assert!(inst.host.delete_link(&bridge).await.unwrap());
+    let fixed = c.call(Request::Reconcile).await.unwrap();
+    assert!(
+        matches!(fixed, Response::Reconciled { recreated: 1, .. }),
+        "{fixed:?}"
+    );
+    attached_ip(&slow.await.unwrap());
+    let atts = attachment_keys(&inst).await;
+    let (_, veth) = atts
+        .iter()
+        .find(|(k, _)| k == "pid:100")
+        .unwrap_or_else(|| panic!("pid:100 is attached: {atts:?}"));
+    let links = inst.host.links().await.unwrap();
+    let b = links
+        .iter()
+        .find(|l| l.name == bridge)
+        .expect("the bridge is back");
+    let v = links
+        .iter()
+        .find(|l| &l.name == veth)
+        .expect("the veth exists");
+    assert_eq!(
+        v.master,
+        Some(b.index),
+        "the new container is on the bridge that exists now"
+    );
+    let _ = inst.shutdown().await;
+}

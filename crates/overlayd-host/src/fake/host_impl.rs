@@ -190,78 +190,11 @@ impl Host for FakeHost {
 
     async fn attach_veth(&self, spec: &VethSpec) -> Result<VethAttachment> {
         self.stall(Op::AttachVeth).await;
-        let mut s = self.begin(Call::AttachVeth(spec.clone()), Op::AttachVeth)?;
-        spec.validate()?;
-        if !s.live.contains(&spec.target) {
-            return Err(HostError::NetnsGone {
-                target: spec.target.clone(),
-                reason: "not a live target of the fake host".into(),
-            });
+        let made = self.attach_veth_now(spec);
+        if made.is_ok() {
+            self.stall_after(Op::AttachVeth).await;
         }
-        let bridge = s.require(&spec.bridge)?.clone();
-        if bridge.kind != LinkKind::Bridge {
-            return Err(HostError::WrongLinkKind {
-                name: bridge.name,
-                expected: "bridge".into(),
-                actual: bridge.kind.to_string(),
-            });
-        }
-        if let Some(existing) = s.links.get(&spec.host_ifname) {
-            if !spec.owns(existing) {
-                return Err(HostError::ForeignLink {
-                    name: existing.name.clone(),
-                    alias: existing.alias.clone(),
-                });
-            }
-            s.remove_link(&spec.host_ifname);
-        }
-        if s.containers
-            .get(&spec.target)
-            .map(|m| m.contains_key(&spec.container_ifname))
-            .unwrap_or(false)
-        {
-            return Err(HostError::InvalidArgument(format!(
-                "an interface named {} already exists in {}",
-                spec.container_ifname, spec.target
-            )));
-        }
-        let mtu = spec.mtu.unwrap_or(bridge.mtu);
-        let mut host = s.new_link(&spec.host_ifname, LinkKind::Veth, Some(&spec.alias), mtu);
-        host.mac = Some(crate::types::veth_mac(&spec.alias));
-        s.require_mut(&spec.host_ifname)?.mac = host.mac;
-        s.peers.insert(
-            spec.host_ifname.clone(),
-            (spec.target.clone(), spec.container_ifname.clone()),
-        );
-        s.containers.entry(spec.target.clone()).or_default().insert(
-            spec.container_ifname.clone(),
-            ContainerIface {
-                ifname: spec.container_ifname.clone(),
-                host_ifname: spec.host_ifname.clone(),
-                address: spec.address,
-                gateway: spec.gateway,
-                address_v6: spec.address_v6,
-                gateway_v6: spec.gateway_v6,
-                mtu,
-            },
-        );
-        if let Err(e) = s.take_failure(Op::AttachConfigure) {
-            s.remove_link(&spec.host_ifname);
-            return Err(e);
-        }
-        let link = s.require_mut(&spec.host_ifname)?;
-        link.master = Some(bridge.index);
-        link.up = true;
-        Ok(VethAttachment {
-            host_index: host.index,
-            host_ifname: spec.host_ifname.clone(),
-            container_ifname: spec.container_ifname.clone(),
-            container_index: 2,
-            container_mac: host.mac.map(|mut m| {
-                m[0] = 0x06;
-                m
-            }),
-        })
+        made
     }
 
     async fn detach_veth(&self, host_ifname: &str) -> Result<bool> {
@@ -393,5 +326,83 @@ impl Host for FakeHost {
             s.route_localnet.remove(name);
         }
         Ok(())
+    }
+}
+
+impl FakeHost {
+    /// The veth of `spec`, made at once (the stalls are around it).
+    fn attach_veth_now(&self, spec: &VethSpec) -> Result<VethAttachment> {
+        let mut s = self.begin(Call::AttachVeth(spec.clone()), Op::AttachVeth)?;
+        spec.validate()?;
+        if !s.live.contains(&spec.target) {
+            return Err(HostError::NetnsGone {
+                target: spec.target.clone(),
+                reason: "not a live target of the fake host".into(),
+            });
+        }
+        let bridge = s.require(&spec.bridge)?.clone();
+        if bridge.kind != LinkKind::Bridge {
+            return Err(HostError::WrongLinkKind {
+                name: bridge.name,
+                expected: "bridge".into(),
+                actual: bridge.kind.to_string(),
+            });
+        }
+        if let Some(existing) = s.links.get(&spec.host_ifname) {
+            if !spec.owns(existing) {
+                return Err(HostError::ForeignLink {
+                    name: existing.name.clone(),
+                    alias: existing.alias.clone(),
+                });
+            }
+            s.remove_link(&spec.host_ifname);
+        }
+        if s.containers
+            .get(&spec.target)
+            .map(|m| m.contains_key(&spec.container_ifname))
+            .unwrap_or(false)
+        {
+            return Err(HostError::InvalidArgument(format!(
+                "an interface named {} already exists in {}",
+                spec.container_ifname, spec.target
+            )));
+        }
+        let mtu = spec.mtu.unwrap_or(bridge.mtu);
+        let mut host = s.new_link(&spec.host_ifname, LinkKind::Veth, Some(&spec.alias), mtu);
+        host.mac = Some(crate::types::veth_mac(&spec.alias));
+        s.require_mut(&spec.host_ifname)?.mac = host.mac;
+        s.peers.insert(
+            spec.host_ifname.clone(),
+            (spec.target.clone(), spec.container_ifname.clone()),
+        );
+        s.containers.entry(spec.target.clone()).or_default().insert(
+            spec.container_ifname.clone(),
+            ContainerIface {
+                ifname: spec.container_ifname.clone(),
+                host_ifname: spec.host_ifname.clone(),
+                address: spec.address,
+                gateway: spec.gateway,
+                address_v6: spec.address_v6,
+                gateway_v6: spec.gateway_v6,
+                mtu,
+            },
+        );
+        if let Err(e) = s.take_failure(Op::AttachConfigure) {
+            s.remove_link(&spec.host_ifname);
+            return Err(e);
+        }
+        let link = s.require_mut(&spec.host_ifname)?;
+        link.master = Some(bridge.index);
+        link.up = true;
+        Ok(VethAttachment {
+            host_index: host.index,
+            host_ifname: spec.host_ifname.clone(),
+            container_ifname: spec.container_ifname.clone(),
+            container_index: 2,
+            container_mac: host.mac.map(|mut m| {
+                m[0] = 0x06;
+                m
+            }),
+        })
     }
 }

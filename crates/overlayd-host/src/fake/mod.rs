@@ -104,6 +104,23 @@ impl FakeHost {
         self.lock().stalls.push((op, delay));
     }
 
+    /// Makes the next successful call of `op` take `delay` after it did its
+    /// work, before it returns (the object exists, the caller does not know
+    /// yet). Supported for [`Op::AttachVeth`].
+    pub fn stall_next_after(&self, op: Op, delay: std::time::Duration) {
+        self.lock().stalls_after.push((op, delay));
+    }
+
+    /// Waits out a stall set with [`FakeHost::stall_next_after`] for `op`.
+    async fn stall_after(&self, op: Op) {
+        let delay = {
+            let mut s = self.lock();
+            let i = s.stalls_after.iter().position(|(o, _)| *o == op);
+            i.map(|i| s.stalls_after.remove(i).1)
+        };
+        self.wait_stalled(delay).await;
+    }
+
     /// Waits out a stall set with [`FakeHost::stall_next`] for `op`.
     async fn stall(&self, op: Op) {
         let delay = {
@@ -111,6 +128,11 @@ impl FakeHost {
             let i = s.stalls.iter().position(|(o, _)| *o == op);
             i.map(|i| s.stalls.remove(i).1)
         };
+        self.wait_stalled(delay).await;
+    }
+
+    /// Sleep `delay`, counted in [`FakeHost::stalled`] meanwhile.
+    async fn wait_stalled(&self, delay: Option<std::time::Duration>) {
         if let Some(d) = delay {
             self.lock().stalled += 1;
             tokio::time::sleep(d).await;

@@ -30,6 +30,7 @@ pub(super) struct State {
     pub(super) calls: Vec<Call>,
     pub(super) failures: Vec<Op>,
     pub(super) stalls: Vec<(Op, std::time::Duration)>,
+    pub(super) stalls_after: Vec<(Op, std::time::Duration)>,
     pub(super) stalled: usize,
 }
 

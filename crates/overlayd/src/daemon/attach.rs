@@ -58,6 +58,8 @@ pub struct PendingAttach {
     pub entry: overlayd_state::NetworkEntry,
     /// The veth to make.
     pub spec: overlayd_host::VethSpec,
+    /// [`super::inflight::InFlight::replug_epoch`] when it was decided.
+    pub replug_epoch: u64,
 }
 
 /// Make the veth of a pending attach: the only slow host work of an attach,
@@ -351,6 +353,7 @@ impl Node {
                 record,
                 entry,
                 spec,
+                replug_epoch: self.inflight.replug_epoch(),
             }),
             Err(e) => {
                 if let Err(re) = self.drop_attachment(&record) {
@@ -372,13 +375,32 @@ impl Node {
         made: OpResult<()>,
     ) -> OpResult<(IpAddr, Option<IpAddr>)> {
         let PendingAttach {
-            mut record, entry, ..
+            mut record,
+            entry,
+            spec,
+            replug_epoch,
         } = p;
         let host_ifname = record.host_ifname.clone();
         let undo_record = |node: &Node, record: &Attachment| {
             if let Err(re) = node.drop_attachment(record) {
                 warn!(error = %re, "rolling back the attachment record failed; the periodic check will");
             }
+        };
+        // A bridge made again meanwhile (its members re-plugged, this one
+        // skipped as in flight) may have left the new veth on no bridge.
+        let made = match made {
+            Ok(()) if self.inflight.replug_epoch() != replug_epoch => {
+                match self.plug_into_current_bridge(&spec).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        if let Err(de) = self.host.detach_veth(&host_ifname).await {
+                            warn!(veth = %host_ifname, error = %de, "cannot undo the veth of a refused attach; the periodic check will");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            other => other,
         };
         if let Err(e) = made {
             undo_record(self, &record);

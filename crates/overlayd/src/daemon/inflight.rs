@@ -19,6 +19,7 @@
 //!   left by a failure, and is finished like a crash's.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::error::{OpError, OpResult};
@@ -40,6 +41,10 @@ struct Registry {
 #[derive(Clone, Default)]
 pub struct InFlight {
     inner: Arc<Mutex<Registry>>,
+    /// Counts the times members were re-plugged into a bridge made again:
+    /// an attach whose veth was made meanwhile checks it is on the bridge
+    /// that exists now.
+    replugs: Arc<AtomicU64>,
 }
 
 impl InFlight {
@@ -95,6 +100,16 @@ impl InFlight {
             )));
         }
         Ok(())
+    }
+
+    /// How many times members were re-plugged into a recreated bridge.
+    pub fn replug_epoch(&self) -> u64 {
+        self.replugs.load(Ordering::SeqCst)
+    }
+
+    /// A bridge was made again and its members are being re-plugged.
+    pub fn note_replug(&self) {
+        self.replugs.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many containers have a request running or waiting.

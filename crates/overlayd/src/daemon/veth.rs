@@ -15,6 +15,22 @@ use super::plan;
 use super::records::Attachment;
 
 impl Node {
+    /// Put an attach's just-made veth on its network's bridge as it exists
+    /// now, when a bridge was made again (and its members re-plugged)
+    /// while the veth was being made: the veth may be on no bridge.
+    pub(crate) async fn plug_into_current_bridge(&self, spec: &VethSpec) -> OpResult<()> {
+        let veth = self.host.link(&spec.host_ifname).await?;
+        let bridge = self.host.link(&spec.bridge).await?;
+        if let (Some(v), Some(b)) = (veth, bridge) {
+            if v.master != Some(b.index) {
+                self.host.detach_veth(&spec.host_ifname).await?;
+                self.host.attach_veth(spec).await?;
+                tracing::info!(veth = %spec.host_ifname, bridge = %spec.bridge, "plugged a new container into its recreated bridge");
+            }
+        }
+        Ok(())
+    }
+
     /// The veth of an attachment on a network.
     pub async fn veth_spec(
         &self,
@@ -70,6 +86,8 @@ impl Node {
         let Some(entry) = self.marker.get(owner).cloned() else {
             return Ok(0);
         };
+        // Attaches in flight (skipped below) re-plug their own veth.
+        self.inflight.note_replug();
         let Some(bridge) = self.host.link(&entry.name).await? else {
             return Ok(0);
         };
