@@ -221,3 +221,29 @@ async fn exhausted_port_band_is_a_clear_error_and_changes_nothing() {
     }
     let _ = inst.shutdown().await;
 }
+
+/// A new dedicated service's WireGuard device is let through the firewall
+/// by the request that makes it, not at the next periodic check (where a
+/// host's own forward policy drops, its traffic would be dropped until then).
+#[tokio::test]
+async fn a_new_dedicated_device_is_accepted_by_the_firewall_at_once() {
+    let inst = Instance::start().await;
+    let mut c = inst.client().await;
+    let r = c
+        .call(Request::SetupServiceOverlay {
+            service: "db".into(),
+            mode: ServiceMode::Dedicated,
+            recreate: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::ServiceOverlay { .. }), "{r:?}");
+    let device = inst.wg.devices().remove(0);
+    let fw = inst.host.firewall().expect("firewall applied");
+    assert!(
+        fw.accept_bridges.contains(&device),
+        "device {device} missing from {:?}",
+        fw.accept_bridges
+    );
+    let _ = inst.shutdown().await;
+}

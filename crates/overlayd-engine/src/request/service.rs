@@ -211,7 +211,8 @@ pub fn plan_dedicated(input: DedicatedSetup<'_>) -> Result<ServicePlan, Refusal>
     } = bridge::plan_ensure(input.bridge)?;
     plan.extend(bridge_plan);
     let mut entry = bridged.clone();
-    if entry.wg_port.is_none() || entry.wg_private_key.is_none() {
+    let new_identity = entry.wg_port.is_none() || entry.wg_private_key.is_none();
+    if new_identity {
         entry.wg_port = entry.wg_port.or(input.new_port);
         let (Some(_), Some(identity)) = (entry.wg_port, input.identity) else {
             return Err(Refusal::State(format!(
@@ -248,6 +249,12 @@ pub fn plan_dedicated(input: DedicatedSetup<'_>) -> Result<ServicePlan, Refusal>
         },
         undo,
     );
+    // The bridge's sync above ran before the device was recorded: a device
+    // recorded now is let through the firewall at once, not at the next
+    // periodic check (a repeated set-up, nothing new, syncs nothing).
+    if created || new_identity {
+        plan.push(Step::SyncFirewall);
+    }
     let record = ServiceDesired {
         kind: ServiceKind::Dedicated,
         wg_port: entry.wg_port,

@@ -151,6 +151,8 @@ fn a_new_dedicated_service_holds_a_port_first_and_undoes_everything_last_first()
             "firewall",
             "record",
             "device",
+            // The device is let through the firewall at once.
+            "firewall",
             "put-service"
         ]
     );
@@ -226,6 +228,7 @@ fn a_recorded_network_without_identity_gets_one_and_gives_it_back_on_failure() {
             "configure-bridge",
             "record",
             "device",
+            "firewall",
             "put-service"
         ]
     );

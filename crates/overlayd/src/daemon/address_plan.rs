@@ -180,7 +180,7 @@ impl Node {
             .map_err(|e| OpError::Invalid(format!("{e}")))?;
         let entry = self.marker.get(&owner).cloned();
         let attached = match &entry {
-            Some(_) if owner != Owner::Base => self.attachments_on(&owner.to_string())?.len(),
+            Some(_) if owner != Owner::Base => self.members_of(&owner)?,
             _ => 0,
         };
         let peer_cidrs = self.peer_cidrs();

@@ -188,23 +188,11 @@ impl Node {
         let Some(entry) = self.marker.get(owner).cloned() else {
             return Ok(false);
         };
-        let attached = self.attachments_on(&owner.to_string())?.len();
+        let attached = self.members_of(owner)?;
         let live = self.link_fact(&entry.name).await;
         self.execute_plan(bridge::plan_remove(&entry, live, attached)?)
             .await?;
         Ok(true)
-    }
-
-    /// Refuse to remove a network containers are still attached to.
-    pub fn ensure_unattached(&self, owner: &Owner) -> OpResult<()> {
-        let attached = self.attachments_on(&owner.to_string())?;
-        if !attached.is_empty() {
-            return Err(OpError::Conflict(format!(
-                "{owner} still has {} attached container(s); detach them first",
-                attached.len()
-            )));
-        }
-        Ok(())
     }
 
     /// Forget the peers recorded for a network's device.
@@ -222,6 +210,17 @@ impl Node {
         if let Err(e) = self.sync_firewall().await {
             tracing::warn!(error = %e, "cannot apply overlayd's nftables table now; the periodic check retries");
         }
+    }
+
+    /// How many containers are on network `owner`, for the requests that
+    /// are refused while any is. When every one of them is being detached
+    /// right now (its record marked `detaching`, the veth going), the answer
+    /// is `unavailable` — retry in a moment — rather than a `conflict`
+    /// telling the caller to detach what it already is detaching.
+    pub fn members_of(&self, owner: &Owner) -> OpResult<usize> {
+        let atts = self.attachments_on(&owner.to_string())?;
+        refuse_while_detaching(owner, &atts)?;
+        Ok(atts.len())
     }
 
     /// Attachments on a network.
@@ -287,7 +286,7 @@ impl Node {
             self.store.read(|tx| tx.get(Table::Isolation, network))?;
         let recorded = self.marker.get(&owner).cloned();
         let attached = if desired.is_some() || recorded.is_some() {
-            self.attachments_on(&owner.to_string())?.len()
+            self.members_of(&owner)?
         } else {
             0
         };
@@ -346,4 +345,23 @@ impl Node {
     pub fn namer(&self) -> plan::Namer {
         plan::namer(&self.cfg.interface_prefix)
     }
+}
+
+/// `unavailable` when `atts` (the containers of one network or service) are
+/// all being detached right now; nothing to say otherwise.
+pub(crate) fn refuse_while_detaching(
+    what: &dyn std::fmt::Display,
+    atts: &[Attachment],
+) -> OpResult<()> {
+    if !atts.is_empty()
+        && atts
+            .iter()
+            .all(|a| a.state == super::records::AttachState::Detaching)
+    {
+        return Err(OpError::Unavailable(format!(
+            "the last {} container(s) of {what} are being detached right now; retry when that has finished",
+            atts.len()
+        )));
+    }
+    Ok(())
 }

@@ -169,7 +169,16 @@ impl Node {
         }
         let desired = GlobalDesired::from(&rec);
         let previous = previous.as_ref().map(GlobalDesired::from);
-        let (base_bridge, base_attached) = self.base_facts().await?;
+        // Only a changed slice removes the base first: a repeated set-up
+        // gathers nothing for it (no link lookup, no attachment scan).
+        let slice_changes = previous
+            .as_ref()
+            .is_some_and(|p| p.slice_cidr != desired.slice_cidr);
+        let (base_bridge, base_attached) = if slice_changes {
+            self.base_facts().await?
+        } else {
+            (LinkFact::Absent, 0)
+        };
         let change = global::plan_slice_change(SliceChange {
             previous: previous.as_ref(),
             rec: &desired,
@@ -242,7 +251,7 @@ impl Node {
             Some(e) => self.link_fact(&e.name).await,
             None => LinkFact::Absent,
         };
-        Ok((base, self.attachments_on(&Owner::Base.to_string())?.len()))
+        Ok((base, self.members_of(&Owner::Base)?))
     }
 
     /// The private key of a recorded overlay network.

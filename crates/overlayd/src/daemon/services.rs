@@ -158,23 +158,23 @@ impl Node {
         dedicated: &Option<NetworkEntry>,
     ) -> OpResult<(LinkFact, usize)> {
         Ok(match dedicated {
-            Some(e) => (
-                self.link_fact(&e.name).await,
-                self.attachments_on(&e.owner.to_string())?.len(),
-            ),
+            Some(e) => (self.link_fact(&e.name).await, self.members_of(&e.owner)?),
             None => (LinkFact::Absent, 0),
         })
     }
 
-    /// The network of every attachment of `service`.
+    /// The network of every attachment of `service` (`unavailable` while
+    /// all of them are being detached, see [`Node::members_of`]).
     fn service_attachments(&self, service: &str) -> OpResult<Vec<String>> {
-        Ok(self
+        let atts: Vec<Attachment> = self
             .store
             .read(|tx| tx.list::<Attachment>(Table::Attachments))?
             .into_iter()
-            .filter(|(_, a)| a.service == service)
-            .map(|(_, a)| a.network)
-            .collect())
+            .map(|(_, a)| a)
+            .filter(|a| a.service == service)
+            .collect();
+        super::networks::refuse_while_detaching(&format!("service {service}"), &atts)?;
+        Ok(atts.into_iter().map(|a| a.network).collect())
     }
 
     /// `teardown_service_overlay`: idempotent for a service that existed (a
