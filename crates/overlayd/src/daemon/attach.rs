@@ -151,20 +151,6 @@ impl Node {
         Ok(owner)
     }
 
-    /// `attach_container`, start to end under the caller's `&mut`: decide
-    /// and record, make the veth, commit. The dispatcher runs the same three
-    /// steps with the node lock released around the veth
-    /// ([`super::inflight`]).
-    pub async fn attach(&mut self, req: AttachSpec) -> OpResult<Response> {
-        match self.attach_begin(req).await? {
-            Begun::Done(r) => Ok(r),
-            Begun::Pending(p) => {
-                let made = make_veth(self.host.as_ref(), &p).await;
-                self.attach_finish(p, made).await
-            }
-        }
-    }
-
     /// The decision and the intent of an attach: validate, settle whatever
     /// is recorded for the container, lease and record it `attaching`, and
     /// build its veth. `Done` when nothing is left to do (already attached,

@@ -10,8 +10,8 @@
 use overlayd_proto::{Handle, Response};
 use overlayd_state::{Owner, Table};
 
-use super::attach::{make_veth, netns_target, Begun, PendingAttach};
-use super::detach::{remove_veths, PendingDetach};
+use super::attach::{netns_target, Begun, PendingAttach};
+use super::detach::PendingDetach;
 use super::error::{OpError, OpResult};
 use super::node::Node;
 use super::records::{connected_key, AttachState, Attachment};
@@ -70,24 +70,6 @@ impl Node {
         let target = netns_target(handle)?;
         let ns_id = self.host.netns_identity(&target).await?;
         self.attachment_by_netns(handle, ns_id)
-    }
-
-    /// `connect_container`, start to end (the dispatcher splits it like an
-    /// attach, see [`Node::attach`]).
-    pub async fn connect(
-        &mut self,
-        handle: Handle,
-        network: &str,
-        ifname: Option<String>,
-        name: Option<String>,
-    ) -> OpResult<Response> {
-        match self.connect_begin(handle, network, ifname, name).await? {
-            Begun::Done(r) => Ok(r),
-            Begun::Pending(p) => {
-                let made = make_veth(self.host.as_ref(), &p).await;
-                self.attach_finish(p, made).await
-            }
-        }
     }
 
     /// The decision and intent of a `connect_container`: the record
@@ -209,21 +191,9 @@ impl Node {
         Ok(any)
     }
 
-    /// `disconnect_container`: idempotent for a network that was connected
-    /// (a container never connected to it is `not_found`). Start to end;
-    /// the dispatcher splits it like a detach.
-    pub async fn disconnect(&mut self, handle: &Handle, network: &str) -> OpResult<Response> {
-        match self.disconnect_begin(handle, network).await? {
-            Begun::Done(r) => Ok(r),
-            Begun::Pending(p) => {
-                let done = remove_veths(self.host.as_ref(), &self.instance, &p).await;
-                self.detach_finish(p, done).await
-            }
-        }
-    }
-
-    /// The mark of a `disconnect_container`: the further network's record
-    /// `detaching`, its veth still to delete.
+    /// The mark of `disconnect_container` — idempotent for a network that
+    /// was connected (a container never connected to it is `not_found`):
+    /// the further network's record `detaching`, its veth still to delete.
     pub async fn disconnect_begin(
         &mut self,
         handle: &Handle,

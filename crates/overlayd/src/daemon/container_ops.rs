@@ -69,6 +69,19 @@ pub fn container_handle(request: &Request) -> Option<&Handle> {
 }
 
 impl Node {
+    /// A container request start to end under the caller's `&mut` (the
+    /// node's own routing); the dispatcher runs the same three steps with
+    /// the node lock released around step 2.
+    pub async fn container_op(&mut self, request: Request) -> OpResult<Response> {
+        match self.begin_container_op(request).await? {
+            Begun::Done(r) => Ok(r),
+            Begun::Pending(work) => {
+                let outcome = work.run(self.host.as_ref(), &self.instance).await;
+                self.finish_container_op(work, outcome).await
+            }
+        }
+    }
+
     /// Step 1 of a container request.
     pub async fn begin_container_op(&mut self, request: Request) -> OpResult<Begun<ContainerWork>> {
         let begun = match request {

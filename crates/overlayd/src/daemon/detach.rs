@@ -39,21 +39,6 @@ pub async fn remove_veths(
 }
 
 impl Node {
-    /// `detach_container`, start to end under the caller's `&mut`: mark,
-    /// delete the veths, release. The dispatcher runs the same steps with
-    /// the node lock released around the veths ([`super::inflight`]).
-    /// Idempotent for a container that was attached (a handle never
-    /// attached is `not_found`).
-    pub async fn detach(&mut self, handle: &Handle) -> OpResult<Response> {
-        match self.detach_begin(handle).await? {
-            Begun::Done(r) => Ok(r),
-            Begun::Pending(p) => {
-                let done = remove_veths(self.host.as_ref(), &self.instance, &p).await;
-                self.detach_finish(p, done).await
-            }
-        }
-    }
-
     /// Find what a detach removes — every network of the container, further
     /// ones first — and mark it all `detaching` in one transaction (a
     /// refused detach, the store cannot write, touches nothing on the
@@ -83,7 +68,6 @@ impl Node {
                 "{key} is not attached (never attached here); see `overlayd network inspect OWNER` for attached containers"
             )));
         };
-        self.inflight.refuse_claimed(&a)?;
         if a.guest_private_key.is_some() {
             self.detach_guest(&a).await?;
             self.drop_attachment(&a)?;

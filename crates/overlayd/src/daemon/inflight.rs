@@ -113,12 +113,14 @@ impl InFlight {
     }
 
     /// How many containers have a request running or waiting.
-    pub fn containers(&self) -> usize {
+    #[cfg(test)]
+    fn containers(&self) -> usize {
         self.lock().containers.len()
     }
 
     /// How many requests hold or wait for container `key`.
-    pub fn holders(&self, key: &str) -> usize {
+    #[cfg(test)]
+    fn holders(&self, key: &str) -> usize {
         self.lock().containers.get(key).map_or(0, |s| s.1)
     }
 }

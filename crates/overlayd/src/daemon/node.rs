@@ -293,29 +293,10 @@ impl Node {
                 join_global,
             } => self.allocate_ip(&service, join_global).await,
             Request::ReleaseIp { ip } => self.release_ip(&ip),
-            Request::AttachContainer {
-                handle,
-                service,
-                join_global,
-                dns_server,
-                dns_domain,
-                isolation,
-                name,
-                publish,
-            } => {
-                self.attach(super::attach::AttachSpec {
-                    handle,
-                    service,
-                    join_global,
-                    isolation,
-                    name,
-                    dns_server,
-                    dns_domain,
-                    publish,
-                })
-                .await
-            }
-            Request::DetachContainer { handle } => self.detach(&handle).await,
+            Request::AttachContainer { .. }
+            | Request::DetachContainer { .. }
+            | Request::ConnectContainer { .. }
+            | Request::DisconnectContainer { .. } => self.container_op(request).await,
             Request::SetupGlobalOverlay {
                 deployment,
                 instance_id,
@@ -389,15 +370,6 @@ impl Node {
                     reclaimed: n(r.reclaimed + r.finished + r.replugged),
                     conflicts: n(r.conflicts),
                 })
-            }
-            Request::ConnectContainer {
-                handle,
-                network,
-                ifname,
-                name,
-            } => self.connect(handle, &network, ifname, name).await,
-            Request::DisconnectContainer { handle, network } => {
-                self.disconnect(&handle, &network).await
             }
             Request::PruneNetworks { include_dedicated } => {
                 self.prune_networks(include_dedicated).await
