@@ -19,15 +19,12 @@ const STALL: Duration = Duration::from_secs(3);
 /// Two isolation networks, one service, live containers 100..=104.
 async fn setup() -> Instance {
     let inst = Instance::start().await;
-    let mut c = inst.client().await;
-    for r in [
+    inst.ok_all([
         support::requests::iso("a"),
         support::requests::iso("b"),
         support::requests::shared("web"),
-    ] {
-        let r = c.call(r).await.unwrap();
-        assert!(!matches!(r, Response::Err { .. }), "{r:?}");
-    }
+    ])
+    .await;
     for pid in 100..=104 {
         inst.host.add_live_target(NetnsTarget::Pid(pid));
     }
@@ -141,15 +138,11 @@ async fn a_detach_stuck_in_the_kernel_holds_up_no_other_container() {
         .unwrap();
     attached_ip(&first);
     inst.host.stall_next(Op::DetachVeth, STALL);
-    let mut slow_client = inst.client().await;
-    let slow = tokio::spawn(async move {
-        slow_client
-            .call(Request::DetachContainer {
-                handle: Handle::LinuxPid { pid: 100 },
-            })
-            .await
-            .unwrap()
-    });
+    let slow = inst
+        .spawn_call(Request::DetachContainer {
+            handle: Handle::LinuxPid { pid: 100 },
+        })
+        .await;
     inst.until_stalled().await;
     let t = Instant::now();
     let other = c
@@ -188,14 +181,10 @@ async fn a_detach_stuck_in_the_kernel_holds_up_no_other_container() {
 async fn a_second_attach_of_the_same_container_waits_and_answers_the_same() {
     let inst = setup().await;
     inst.host.stall_next(Op::AttachVeth, STALL);
-    let mut slow_client = inst.client().await;
     let started = Instant::now();
-    let slow = tokio::spawn(async move {
-        slow_client
-            .call(support::requests::attach_pid(100, "web", Some("a"), None))
-            .await
-            .unwrap()
-    });
+    let slow = inst
+        .spawn_call(support::requests::attach_pid(100, "web", Some("a"), None))
+        .await;
     inst.until_stalled().await;
     let mut c = inst.client().await;
     let second = c
@@ -225,18 +214,14 @@ async fn a_second_attach_of_the_same_container_waits_and_answers_the_same() {
 async fn a_name_taken_while_an_attach_was_in_the_kernel_fails_it_and_leaves_nothing() {
     let inst = setup().await;
     inst.host.stall_next(Op::AttachVeth, STALL);
-    let mut slow_client = inst.client().await;
-    let slow = tokio::spawn(async move {
-        slow_client
-            .call(support::requests::attach_pid(
-                100,
-                "web",
-                Some("a"),
-                Some("db"),
-            ))
-            .await
-            .unwrap()
-    });
+    let slow = inst
+        .spawn_call(support::requests::attach_pid(
+            100,
+            "web",
+            Some("a"),
+            Some("db"),
+        ))
+        .await;
     inst.until_stalled().await;
     let mut c = inst.client().await;
     let winner = c
@@ -294,13 +279,9 @@ async fn a_bridge_made_again_while_an_attach_is_in_the_kernel_gets_the_new_conta
         .expect("iso:a is recorded");
     // The veth is made (on the bridge of now), then the call stalls.
     inst.host.stall_next_after(Op::AttachVeth, STALL);
-    let mut slow_client = inst.client().await;
-    let slow = tokio::spawn(async move {
-        slow_client
-            .call(support::requests::attach_pid(100, "web", Some("a"), None))
-            .await
-            .unwrap()
-    });
+    let slow = inst
+        .spawn_call(support::requests::attach_pid(100, "web", Some("a"), None))
+        .await;
     inst.until_stalled().await;
     // Someone deletes the bridge; `doctor --fix` makes it again and
     // re-plugs its members — not the attach in flight, which is its own.

@@ -16,24 +16,18 @@ use support::inproc::{err_code, Instance};
 
 async fn refused_while_in_flight(service: &str, iso: Option<&str>, reqs: Vec<(&str, Request)>) {
     let inst = Instance::start().await;
-    let mut c = inst.client().await;
-    for r in [
+    inst.ok_all([
         support::requests::iso("a"),
-        Request::SetupServiceOverlay {
-            service: "db".into(),
-            mode: ServiceMode::Dedicated,
-            recreate: false,
-        },
+        support::requests::dedicated("db"),
         support::requests::shared("web"),
-    ] {
-        let r = c.call(r).await.unwrap();
-        assert!(!matches!(r, Response::Err { .. }), "{r:?}");
-    }
+    ])
+    .await;
+    let mut c = inst.client().await;
     inst.host.add_live_target(NetnsTarget::Pid(100));
     inst.host.stall_next(Op::AttachVeth, Duration::from_secs(3));
-    let mut slow = inst.client().await;
-    let attach = support::requests::attach_pid(100, service, iso, None);
-    let task = tokio::spawn(async move { slow.call(attach).await.unwrap() });
+    let task = inst
+        .spawn_call(support::requests::attach_pid(100, service, iso, None))
+        .await;
     inst.until_stalled().await;
     for (label, r) in reqs {
         let resp = c.call(r).await.unwrap();
@@ -143,14 +137,12 @@ async fn shared_requests_are_refused_while_an_attach_is_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teardown_during_the_last_detach_answers_retry_and_then_succeeds() {
     let inst = Instance::start().await;
-    let mut c = inst.client().await;
-    for r in [
+    inst.ok_all([
         support::requests::iso("a"),
         support::requests::shared("web"),
-    ] {
-        let r = c.call(r).await.unwrap();
-        assert!(!matches!(r, Response::Err { .. }), "{r:?}");
-    }
+    ])
+    .await;
+    let mut c = inst.client().await;
     inst.host.add_live_target(NetnsTarget::Pid(100));
     let r = c
         .call(support::requests::attach_pid(100, "web", Some("a"), None))
@@ -158,14 +150,11 @@ async fn a_teardown_during_the_last_detach_answers_retry_and_then_succeeds() {
         .unwrap();
     assert!(matches!(r, Response::Attached { .. }), "{r:?}");
     inst.host.stall_next(Op::DetachVeth, Duration::from_secs(3));
-    let mut slow = inst.client().await;
-    let task = tokio::spawn(async move {
-        slow.call(Request::DetachContainer {
+    let task = inst
+        .spawn_call(Request::DetachContainer {
             handle: overlayd_proto::Handle::LinuxPid { pid: 100 },
         })
-        .await
-        .unwrap()
-    });
+        .await;
     inst.until_stalled().await;
     let r = c
         .call(Request::TeardownIsolationNetwork {

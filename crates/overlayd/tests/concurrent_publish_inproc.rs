@@ -10,20 +10,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use overlayd_host::{NetnsTarget, Op};
-use overlayd_proto::{Handle, Request, Response};
+use overlayd_proto::{Request, Response};
 use support::inproc::Instance;
 
-fn attach(pid: u32, publish: &[&str]) -> Request {
-    Request::AttachContainer {
-        handle: Handle::LinuxPid { pid },
-        service: "web".into(),
-        join_global: false,
-        dns_server: None,
-        dns_domain: None,
-        isolation: Some("a".into()),
-        name: None,
-        publish: publish.iter().map(|p| p.parse().unwrap()).collect(),
-    }
+/// An attach of `pid` to service `web` on isolation network `a`,
+/// publishing `ports`.
+fn attach(pid: u32, ports: &[&str]) -> Request {
+    support::requests::attach_pid_publishing(pid, "web", Some("a"), ports)
 }
 
 /// An attach publishing 8080 is in the kernel when another request applies
@@ -34,22 +27,18 @@ fn attach(pid: u32, publish: &[&str]) -> Request {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attach_leaves_no_published_port_after_a_firewall_apply_meanwhile() {
     let inst = Instance::start().await;
-    let mut c = inst.client().await;
-    for r in [
+    inst.ok_all([
         support::requests::iso("a"),
         support::requests::shared("web"),
-    ] {
-        let r = c.call(r).await.unwrap();
-        assert!(!matches!(r, Response::Err { .. }), "{r:?}");
-    }
+    ])
+    .await;
+    let mut c = inst.client().await;
     for pid in [100, 101] {
         inst.host.add_live_target(NetnsTarget::Pid(pid));
     }
     inst.host
         .stall_next(Op::AttachVeth, Duration::from_millis(1500));
-    let mut slow_client = inst.client().await;
-    let slow =
-        tokio::spawn(async move { slow_client.call(attach(100, &["8080:80"])).await.unwrap() });
+    let slow = inst.spawn_call(attach(100, &["8080:80"])).await;
     inst.until_stalled().await;
     // Any request that applies the whole table while the attach is in flight.
     let r = c.call(support::requests::iso("b")).await.unwrap();
@@ -87,19 +76,14 @@ async fn a_failed_attach_leaves_no_published_port_after_a_firewall_apply_meanwhi
 async fn no_drift_while_an_attach_is_in_flight(publish: &[&str]) {
     use overlayd_host::fake::Call;
     let inst = Instance::start_with(|c| c.check_interval_secs = 1).await;
-    let mut c = inst.client().await;
-    for r in [
+    inst.ok_all([
         support::requests::iso("a"),
         support::requests::shared("web"),
-    ] {
-        let r = c.call(r).await.unwrap();
-        assert!(!matches!(r, Response::Err { .. }), "{r:?}");
-    }
+    ])
+    .await;
     inst.host.add_live_target(NetnsTarget::Pid(100));
     inst.host.stall_next(Op::AttachVeth, Duration::from_secs(4));
-    let mut slow_client = inst.client().await;
-    let request = attach(100, publish);
-    let slow = tokio::spawn(async move { slow_client.call(request).await.unwrap() });
+    let slow = inst.spawn_call(attach(100, publish)).await;
     inst.until_stalled().await;
     inst.host.clear_calls();
     let deadline = Instant::now() + Duration::from_secs(3);

@@ -229,14 +229,7 @@ async fn exhausted_port_band_is_a_clear_error_and_changes_nothing() {
 async fn a_new_dedicated_device_is_accepted_by_the_firewall_at_once() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let r = c
-        .call(Request::SetupServiceOverlay {
-            service: "db".into(),
-            mode: ServiceMode::Dedicated,
-            recreate: false,
-        })
-        .await
-        .unwrap();
+    let r = c.call(support::requests::dedicated("db")).await.unwrap();
     assert!(matches!(r, Response::ServiceOverlay { .. }), "{r:?}");
     let device = inst.wg.devices().remove(0);
     let fw = inst.host.firewall().expect("firewall applied");

@@ -7,7 +7,7 @@ mod support;
 
 use overlayd_host::fake::Op;
 use overlayd_host::{Host, LinkKind};
-use overlayd_proto::{ErrorCode, Request, Response, ServiceMode};
+use overlayd_proto::{ErrorCode, Request, Response};
 use support::inproc::{err_code, Instance};
 
 fn internal(network: &str) -> Request {
@@ -73,11 +73,7 @@ async fn an_internal_network_failing_after_its_desired_record_leaves_nothing() {
 async fn a_new_dedicated_service_failing_at_its_device_is_undone_port_and_all() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let dedicated = |s: &str| Request::SetupServiceOverlay {
-        service: s.into(),
-        mode: ServiceMode::Dedicated,
-        recreate: false,
-    };
+    let dedicated = support::requests::dedicated;
     // Steps: port, bridge, addresses, up, record, firewall, identity,
     // device (tagging it fails), service record.
     inst.host.fail_next(Op::SetAlias);
@@ -136,15 +132,7 @@ async fn a_first_global_overlay_failing_at_its_device_leaves_no_base_behind() {
     }
     // The band moved back below the configured port: a dedicated service
     // takes the port right above it, not one above 51900.
-    match c
-        .call(Request::SetupServiceOverlay {
-            service: "db".into(),
-            mode: ServiceMode::Dedicated,
-            recreate: false,
-        })
-        .await
-        .unwrap()
-    {
+    match c.call(support::requests::dedicated("db")).await.unwrap() {
         Response::ServiceOverlay { wg_port, .. } => assert_eq!(wg_port, Some(51821)),
         r => panic!("{r:?}"),
     }
@@ -290,15 +278,7 @@ async fn a_move_failing_half_way_leaves_the_network_where_it_was() {
 async fn a_dedicated_service_move_failing_at_its_device_puts_both_addresses_back() {
     let inst = Instance::start().await;
     let mut c = inst.client().await;
-    let subnet = match c
-        .call(Request::SetupServiceOverlay {
-            service: "db".into(),
-            mode: ServiceMode::Dedicated,
-            recreate: false,
-        })
-        .await
-        .unwrap()
-    {
+    let subnet = match c.call(support::requests::dedicated("db")).await.unwrap() {
         Response::ServiceOverlay { subnet, .. } => subnet.unwrap(),
         r => panic!("{r:?}"),
     };

@@ -167,6 +167,23 @@ impl Instance {
         }
     }
 
+    /// Send each request in turn, asserting none is refused.
+    pub async fn ok_all(&self, requests: impl IntoIterator<Item = Request>) {
+        let mut c = self.client().await;
+        for r in requests {
+            let op = r.op();
+            let resp = c.call(r).await.unwrap();
+            assert!(!matches!(resp, Response::Err { .. }), "{op}: {resp:?}");
+        }
+    }
+
+    /// Send `request` on a connection of its own, in a task: a request that
+    /// is about to stall in the host while the test goes on.
+    pub async fn spawn_call(&self, request: Request) -> tokio::task::JoinHandle<Response> {
+        let mut c = self.client().await;
+        tokio::spawn(async move { c.call(request).await.unwrap() })
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(&self.cfg.socket).await.unwrap()
     }

@@ -35,6 +35,15 @@ pub fn shared(service: &str) -> Request {
     }
 }
 
+/// `setup_service_overlay` in dedicated mode (own bridge, port and key).
+pub fn dedicated(service: &str) -> Request {
+    Request::SetupServiceOverlay {
+        service: service.into(),
+        mode: ServiceMode::Dedicated,
+        recreate: false,
+    }
+}
+
 /// `attach_container` of a process to `service` (on `isolation` when given),
 /// registered under `name` when given.
 pub fn attach_pid(pid: u32, service: &str, isolation: Option<&str>, name: Option<&str>) -> Request {
@@ -48,4 +57,18 @@ pub fn attach_pid(pid: u32, service: &str, isolation: Option<&str>, name: Option
         name: name.map(str::to_string),
         publish: Vec::new(),
     }
+}
+
+/// [`attach_pid`] publishing `ports` (docker syntax, e.g. `8080:80`).
+pub fn attach_pid_publishing(
+    pid: u32,
+    service: &str,
+    isolation: Option<&str>,
+    ports: &[&str],
+) -> Request {
+    let mut r = attach_pid(pid, service, isolation, None);
+    if let Request::AttachContainer { publish, .. } = &mut r {
+        *publish = ports.iter().map(|p| p.parse().unwrap()).collect();
+    }
+    r
 }
